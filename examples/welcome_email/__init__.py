@@ -1,0 +1,1 @@
+"""The welcome-email example from the RedwoodJS background-jobs guide, in queuebox."""

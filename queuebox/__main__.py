@@ -1,0 +1,3 @@
+from queuebox.cli import main
+
+main()

@@ -1,0 +1,315 @@
+"""An in-memory store for tests and ``memory://``: thread-safe, one process only.
+
+It is also the reference implementation of the adapter contract: every method is the plain
+reading of its docstring in ``base.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import threading
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from queuebox.backends.base import (
+    Adapter,
+    Capabilities,
+    JobRecord,
+    JobState,
+    NewJob,
+    QueueCounts,
+    reclaim_note,
+)
+
+__all__ = ["MemoryAdapter"]
+
+
+@dataclasses.dataclass(slots=True)
+class _Row:
+    id: int
+    name: str
+    handler: str
+    queue: str
+    priority: int
+    run_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    attempts: int = 0
+    locked_at: datetime | None = None
+    locked_by: str | None = None
+    lock_expires_at: datetime | None = None
+    lock_token: str | None = None
+    last_error: str | None = None
+    failed_at: datetime | None = None
+    completed_at: datetime | None = None
+
+    def state(self, now: datetime) -> JobState:
+        if self.completed_at is not None:
+            return JobState.COMPLETED
+        if self.failed_at is not None:
+            return JobState.FAILED
+        if self.locked_at is not None:
+            return JobState.RUNNING
+        return JobState.READY if self.run_at <= now else JobState.SCHEDULED
+
+    def claimable(self, now: datetime) -> bool:
+        if self.completed_at is not None or self.failed_at is not None or self.run_at > now:
+            return False
+        return self.lock_expires_at is None or self.lock_expires_at <= now
+
+    def record(self, now: datetime, *, with_token: bool = False) -> JobRecord:
+        return JobRecord(
+            id=str(self.id),
+            name=self.name,
+            handler=self.handler,
+            queue=self.queue,
+            priority=self.priority,
+            run_at=self.run_at,
+            attempts=self.attempts,
+            state=self.state(now),
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+            locked_at=self.locked_at,
+            locked_by=self.locked_by,
+            lock_expires_at=self.lock_expires_at,
+            lock_token=self.lock_token if with_token else None,
+            last_error=self.last_error,
+            failed_at=self.failed_at,
+            completed_at=self.completed_at,
+        )
+
+    def unlock(self) -> None:
+        self.locked_at = self.locked_by = self.lock_expires_at = self.lock_token = None
+
+
+class MemoryAdapter(Adapter):
+    """Jobs in a dict guarded by one lock. Nothing survives the process."""
+
+    schemes = ("memory",)
+    capabilities = Capabilities(wakeup=True, multiprocess=False)
+
+    def __init__(self) -> None:
+        self._rows: dict[int, _Row] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._work_added = threading.Condition(self._lock)
+
+    @classmethod
+    def from_url(cls, url: str) -> MemoryAdapter:
+        return cls()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def schedule(self, jobs: Sequence[NewJob]) -> list[JobRecord]:
+        with self._lock:
+            now = self.now()
+            records = []
+            for job in jobs:
+                run_at = (
+                    job.run_at if job.run_at is not None else now + timedelta(seconds=job.delay)
+                )
+                row = _Row(
+                    id=next(self._ids),
+                    name=job.name,
+                    handler=job.handler,
+                    queue=job.queue,
+                    priority=job.priority,
+                    run_at=run_at,
+                    created_at=now,
+                    updated_at=now,
+                )
+                self._rows[row.id] = row
+                records.append(row.record(now))
+            self._work_added.notify_all()
+            return records
+
+    def claim(
+        self,
+        worker_id: str,
+        queues: Sequence[str] | None,
+        *,
+        limit: int = 1,
+        lease: float,
+    ) -> list[JobRecord]:
+        with self._lock:
+            now = self.now()
+            wanted = None if queues is None else set(queues)
+            candidates = sorted(
+                (
+                    row
+                    for row in self._rows.values()
+                    if (wanted is None or row.queue in wanted) and row.claimable(now)
+                ),
+                key=lambda row: (row.priority, row.run_at, row.id),
+            )
+            claimed = []
+            for row in candidates[:limit]:
+                if row.locked_by is not None:
+                    row.last_error = reclaim_note(row.locked_by, row.lock_expires_at)
+                row.attempts += 1
+                row.locked_at = now
+                row.locked_by = worker_id
+                row.lock_expires_at = now + timedelta(seconds=lease)
+                row.lock_token = uuid.uuid4().hex
+                row.updated_at = now
+                claimed.append(row.record(now, with_token=True))
+            return claimed
+
+    def _owned(self, job_id: str, lock_token: str) -> _Row | None:
+        row = self._rows.get(_int_id(job_id))
+        if row is None or row.lock_token is None or row.lock_token != lock_token:
+            return None
+        return row
+
+    def complete(self, job_id: str, lock_token: str, *, keep: bool = False) -> bool:
+        with self._lock:
+            row = self._owned(job_id, lock_token)
+            if row is None:
+                return False
+            if not keep:
+                del self._rows[row.id]
+                return True
+            now = self.now()
+            row.unlock()
+            row.completed_at = row.updated_at = now
+            return True
+
+    def reschedule(self, job_id: str, lock_token: str, *, delay: float, error: str) -> bool:
+        with self._lock:
+            row = self._owned(job_id, lock_token)
+            if row is None:
+                return False
+            now = self.now()
+            row.unlock()
+            row.last_error = error
+            row.run_at = now + timedelta(seconds=delay)
+            row.updated_at = now
+            self._work_added.notify_all()
+            return True
+
+    def fail(self, job_id: str, lock_token: str, *, error: str, keep: bool = True) -> bool:
+        with self._lock:
+            row = self._owned(job_id, lock_token)
+            if row is None:
+                return False
+            if not keep:
+                del self._rows[row.id]
+                return True
+            now = self.now()
+            row.unlock()
+            row.last_error = error
+            row.failed_at = row.updated_at = now
+            return True
+
+    def release(self, job_id: str, lock_token: str) -> bool:
+        with self._lock:
+            row = self._owned(job_id, lock_token)
+            if row is None:
+                return False
+            row.unlock()
+            row.attempts = max(0, row.attempts - 1)
+            row.updated_at = self.now()
+            self._work_added.notify_all()
+            return True
+
+    def extend(self, job_id: str, lock_token: str, *, lease: float) -> bool:
+        with self._lock:
+            row = self._owned(job_id, lock_token)
+            if row is None:
+                return False
+            now = self.now()
+            row.lock_expires_at = now + timedelta(seconds=lease)
+            row.updated_at = now
+            return True
+
+    def wait_for_work(self, queues: Sequence[str] | None, timeout: float) -> None:
+        with self._lock:
+            now = self.now()
+            wanted = None if queues is None else set(queues)
+            due_times = [
+                row.run_at if row.lock_expires_at is None else max(row.run_at, row.lock_expires_at)
+                for row in self._rows.values()
+                if (wanted is None or row.queue in wanted)
+                and row.failed_at is None
+                and row.completed_at is None
+            ]
+            if due_times:
+                soonest = (min(due_times) - now).total_seconds()
+                if soonest <= 0:
+                    return
+                timeout = min(timeout, soonest)
+            self._work_added.wait(timeout)
+
+    def get(self, job_id: str) -> JobRecord | None:
+        with self._lock:
+            row = self._rows.get(_int_id(job_id))
+            return None if row is None else row.record(self.now())
+
+    def list_jobs(
+        self,
+        *,
+        queues: Sequence[str] | None = None,
+        states: Sequence[JobState] | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[JobRecord]:
+        with self._lock:
+            now = self.now()
+            records = [
+                row.record(now)
+                for row in sorted(
+                    self._rows.values(),
+                    key=lambda row: (row.queue, row.priority, row.run_at, row.id),
+                )
+                if queues is None or row.queue in queues
+            ]
+        if states is not None:
+            records = [record for record in records if record.state in states]
+        return records[offset : offset + limit]
+
+    def counts(self) -> list[QueueCounts]:
+        with self._lock:
+            now = self.now()
+            tally: dict[str, dict[str, int]] = {}
+            for row in self._rows.values():
+                per_state = tally.setdefault(row.queue, {})
+                state = row.state(now).value
+                per_state[state] = per_state.get(state, 0) + 1
+        return [QueueCounts(queue=queue, **tally[queue]) for queue in sorted(tally)]
+
+    def retry(self, job_id: str) -> bool:
+        with self._lock:
+            row = self._rows.get(_int_id(job_id))
+            if row is None or row.locked_at is not None:
+                return False
+            now = self.now()
+            row.failed_at = row.completed_at = None
+            row.attempts = 0
+            row.run_at = row.updated_at = now
+            self._work_added.notify_all()
+            return True
+
+    def delete(self, job_id: str) -> bool:
+        with self._lock:
+            return self._rows.pop(_int_id(job_id), None) is not None
+
+    def clear(self, queues: Sequence[str] | None = None) -> int:
+        with self._lock:
+            doomed = [
+                job_id
+                for job_id, row in self._rows.items()
+                if queues is None or row.queue in queues
+            ]
+            for job_id in doomed:
+                del self._rows[job_id]
+            return len(doomed)
+
+
+def _int_id(job_id: str) -> int:
+    try:
+        return int(job_id)
+    except (TypeError, ValueError):
+        return -1

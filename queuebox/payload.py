@@ -1,0 +1,68 @@
+"""The stored form of a job call: JSON ``{"name": ..., "args": [...], "kwargs": {...}}``.
+
+Only JSON goes in and comes out; a payload names a registered job, never code to import.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from queuebox.errors import PayloadError, PayloadTooLarge
+from queuebox.validation import check_arguments
+
+__all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "Call", "decode_handler", "encode_handler"]
+
+DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    name: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+
+
+def encode_handler(
+    name: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+) -> str:
+    """Validate the arguments and return the handler text, at most ``max_bytes`` of UTF-8."""
+    check_arguments(args, kwargs)
+    text = json.dumps(
+        {"name": name, "args": list(args), "kwargs": kwargs},
+        ensure_ascii=False,
+        allow_nan=False,
+        separators=(",", ":"),
+    )
+    size = len(text.encode("utf-8"))
+    if size > max_bytes:
+        raise PayloadTooLarge(
+            f"the arguments of {name} encode to {size} bytes, over the limit of {max_bytes}: "
+            "store large data elsewhere and pass its key, or raise max_payload_bytes"
+        )
+    return text
+
+
+def decode_handler(text: str) -> Call:
+    """Parse stored handler text; ``PayloadError`` says exactly what is wrong with it."""
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise PayloadError(f"the stored payload is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise PayloadError(f"the stored payload is a JSON {type(data).__name__}, not an object")
+    name, args, kwargs = data.get("name"), data.get("args", []), data.get("kwargs", {})
+    if not isinstance(name, str) or not name:
+        raise PayloadError("the stored payload has no job name (a non-empty string 'name')")
+    if not isinstance(args, list):
+        raise PayloadError(f"the stored payload's 'args' is a {type(args).__name__}, not a list")
+    if not isinstance(kwargs, dict):
+        raise PayloadError(
+            f"the stored payload's 'kwargs' is a {type(kwargs).__name__}, not an object"
+        )
+    return Call(name=name, args=args, kwargs=kwargs)

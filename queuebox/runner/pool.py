@@ -1,0 +1,115 @@
+"""Several worker processes kept attached to the terminal: ``queuebox work -n 4``.
+
+Each worker is a fresh interpreter (``python -m queuebox work --child ...``), never a fork of
+this one, so no store connection or thread is shared and nothing needs pickling. Children run
+in their own session, so a Ctrl-C reaches only this process, which passes one SIGTERM per
+stop request on: the first is a warm stop, the second a cold one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from queuebox.runner.settings import WorkerSettings
+from queuebox.runner.signals import StopFlag
+
+__all__ = ["WorkerPool", "WorkerSlot", "child_command", "settings_from_json", "settings_to_json"]
+
+
+def settings_to_json(settings: WorkerSettings) -> str:
+    data = asdict(settings)
+    data["queues"] = None if settings.queues is None else list(settings.queues)
+    return json.dumps(data)
+
+
+def settings_from_json(text: str) -> WorkerSettings:
+    data = json.loads(text)
+    if data.get("queues") is not None:
+        data["queues"] = tuple(data["queues"])
+    return WorkerSettings(**data)
+
+
+@dataclass
+class WorkerSlot:
+    """One worker process: its group's settings and its index within the group."""
+
+    settings: WorkerSettings
+    index: int
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.settings.queue_label}#{self.index}"
+
+
+def child_command(
+    slot: WorkerSlot, *, url: str | None, app: Sequence[str], extra: Sequence[str] = ()
+) -> list[str]:
+    command = [sys.executable, "-m", "queuebox"]
+    if url:
+        command += ["--url", url]
+    for module in app:
+        command += ["--app", module]
+    command += ["work", "--child-settings", settings_to_json(slot.settings)]
+    command += ["--child-label", slot.label, "--parent-pid", str(os.getpid()), *extra]
+    return command
+
+
+class WorkerPool:
+    """Start one process per slot, pass stop requests on, wait for them all."""
+
+    def __init__(
+        self,
+        groups: Sequence[WorkerSettings],
+        *,
+        url: str | None,
+        app: Sequence[str],
+        logger: logging.Logger,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        self.slots = [
+            WorkerSlot(settings=group, index=index)
+            for group in groups
+            for index in range(1, group.count + 1)
+        ]
+        self._url, self._app, self._extra = url, tuple(app), tuple(extra_args)
+        self.logger = logger
+
+    def start(self) -> None:
+        for slot in self.slots:
+            slot.process = subprocess.Popen(
+                child_command(slot, url=self._url, app=self._app, extra=self._extra),
+                start_new_session=True,
+            )
+            self.logger.info("started worker %s (pid %d)", slot.label, slot.process.pid)
+
+    def signal_all(self, signum: int = signal.SIGTERM) -> None:
+        for slot in self.slots:
+            if slot.process is not None and slot.process.poll() is None:
+                slot.process.send_signal(signum)
+
+    def wait(self, stop: StopFlag) -> int:
+        """Block until every worker exits; return 0 if all exited cleanly."""
+        stops_sent = 0
+        while any(slot.process is not None and slot.process.poll() is None for slot in self.slots):
+            requested = 2 if stop.cold.is_set() else 1 if stop.stopping else 0
+            while stops_sent < requested:
+                stops_sent += 1
+                self.signal_all()
+            time.sleep(0.1)
+        worst = 0
+        for slot in self.slots:
+            code = slot.process.returncode if slot.process is not None else 0
+            if code != 0:
+                how = f"signal {-code}" if code < 0 else f"exit code {code}"
+                self.logger.error("worker %s ended with %s", slot.label, how)
+                worst = 1
+        return worst

@@ -1,0 +1,77 @@
+"""Stop requests: the first SIGINT/SIGTERM is a warm stop, the second a cold one.
+
+A warm stop lets the job in hand finish, gives back claimed jobs not yet started, and exits.
+A cold stop interrupts the running job (``ColdStop`` is raised inside it, in the main thread)
+and gives its lock back so another worker can run it at once. Handlers only set flags, except
+that second signal while a job runs, which must interrupt it. The previous handlers come back
+when the ``handle_stop_signals`` block ends, and embedders can skip it altogether.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from types import FrameType
+
+__all__ = ["ColdStop", "StopFlag", "handle_stop_signals"]
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class ColdStop(BaseException):
+    """Raised inside a running job by a second stop signal.
+
+    A ``BaseException``, so that a job's ``except Exception`` does not swallow it.
+    """
+
+
+class StopFlag:
+    """Shared by a worker and whatever asks it to stop (signals, tests, an embedding app)."""
+
+    def __init__(self) -> None:
+        self.warm = threading.Event()
+        self.cold = threading.Event()
+        #: True while the worker runs a job in the main thread; a cold stop interrupts it.
+        self.job_running = False
+
+    def request(self) -> None:
+        """A stop request: the first is warm, any later one cold."""
+        if self.warm.is_set():
+            self.cold.set()
+        self.warm.set()
+
+    def stop_now(self) -> None:
+        self.warm.set()
+        self.cold.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self.warm.is_set()
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to ``timeout`` seconds, or less when a stop is requested."""
+        return self.warm.wait(timeout)
+
+
+@contextlib.contextmanager
+def handle_stop_signals(flag: StopFlag) -> Iterator[StopFlag]:
+    """Route SIGINT/SIGTERM to ``flag`` inside the block (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        was_stopping = flag.stopping
+        flag.request()
+        if was_stopping and flag.job_running:
+            flag.job_running = False
+            raise ColdStop(f"stopped by a second {signal.Signals(signum).name}")
+
+    previous = {signum: signal.signal(signum, on_signal) for signum in STOP_SIGNALS}
+    try:
+        yield flag
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

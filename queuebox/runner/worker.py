@@ -1,0 +1,362 @@
+"""The worker: claim due jobs, run them, record each outcome.
+
+Policy lives here, once, for every store: on success the job is deleted (or kept); when
+``perform`` raises, the job runs again after ``attempts ** 4`` seconds until ``max_attempts``,
+then it is failed; an unknown job name or an undecodable payload is failed at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from queuebox import registry
+from queuebox.backends.base import WORKER_LOST, Adapter, JobRecord
+from queuebox.errors import PayloadError, StorageUnavailable, UnknownJob
+from queuebox.payload import decode_handler
+from queuebox.runner.heartbeat import Heartbeat
+from queuebox.runner.settings import WorkerSettings
+from queuebox.runner.signals import ColdStop, StopFlag
+
+__all__ = ["MAX_ERROR_CHARS", "WorkSummary", "Worker", "backoff_delay", "format_error"]
+
+MAX_ERROR_CHARS = 8192
+_MAX_MESSAGE_CHARS = 2048
+_IDLE_CHUNK = 1.0  # the longest a stop request waits for an idle worker to notice it
+_RECONNECT_MAX_DELAY = 30.0
+
+
+def backoff_delay(attempts: int) -> float:
+    """Seconds before the next attempt after ``attempts`` failed ones (RedwoodJS's rule)."""
+    return float(attempts**4)
+
+
+def format_error(exc: BaseException, limit: int = MAX_ERROR_CHARS) -> str:
+    """``Type: message`` then the traceback, cut to ``limit`` characters.
+
+    A long message is cut first, then the traceback's oldest frames, which keeps the frame
+    that raised.
+    """
+    message = str(exc)
+    if len(message) > _MAX_MESSAGE_CHARS:
+        message = message[:_MAX_MESSAGE_CHARS] + " [...]"
+    head = f"{type(exc).__qualname__}: {message}" if message else type(exc).__qualname__
+    trace = "".join(traceback.format_exception(exc))
+    room = limit - len(head) - 1
+    if room <= 0:
+        return head[:limit]
+    if len(trace) > room:
+        marker = "[... older frames cut ...]\n"
+        trace = marker + trace[len(trace) - room + len(marker) :]
+    return f"{head}\n{trace}"
+
+
+@dataclass
+class WorkSummary:
+    """What a worker did; ``retried`` counts attempts that raised and will run again."""
+
+    succeeded: int = 0
+    retried: int = 0
+    failed: int = 0
+    lock_lost: int = 0
+    released: int = 0
+    failed_ids: list[str] = field(default_factory=list)
+
+    @property
+    def raised(self) -> bool:
+        return self.retried > 0 or self.failed > 0
+
+    def add(self, other: WorkSummary) -> None:
+        self.succeeded += other.succeeded
+        self.retried += other.retried
+        self.failed += other.failed
+        self.lock_lost += other.lock_lost
+        self.released += other.released
+        self.failed_ids.extend(other.failed_ids)
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Worker:
+    """Runs jobs from ``settings.queues`` until stopped (``run``) or out of due work
+    (``work_off``). Not thread-safe: one worker per thread of control."""
+
+    def __init__(
+        self,
+        adapter: Adapter,
+        settings: WorkerSettings | None = None,
+        *,
+        worker_id: str | None = None,
+        logger: logging.Logger | None = None,
+        stop: StopFlag | None = None,
+        on_idle: Callable[[], None] | None = None,
+    ) -> None:
+        self.adapter = adapter
+        self.settings = settings or WorkerSettings()
+        self.worker_id = worker_id or default_worker_id()
+        self.logger = logger or logging.getLogger("queuebox.worker")
+        self.stop = stop or StopFlag()
+        self.summary = WorkSummary()
+        self._on_idle = on_idle
+        self._lease = min(self.settings.lease, self.settings.max_runtime)
+        self._heartbeat = Heartbeat(
+            adapter, lease=self._lease, max_runtime=self.settings.max_runtime, logger=self.logger
+        )
+        self._unavailable_since: float | None = None
+        self._reconnect_attempts = 0
+
+    # -- loops ------------------------------------------------------------------------------
+
+    def run(self) -> WorkSummary:
+        """Work until a stop is requested."""
+        try:
+            while not self.stop.stopping:
+                if self.run_once() == 0 and not self.stop.stopping:
+                    if self._on_idle is not None:
+                        self._on_idle()
+                    self._wait_for_work()
+        finally:
+            self._heartbeat.stop()
+        return self.summary
+
+    def work_off(self, progress: Callable[[WorkSummary], None] | None = None) -> WorkSummary:
+        """Run every job that is due now, then return (jobs retried later are left)."""
+        try:
+            while not self.stop.stopping and self.run_once() > 0:
+                if progress is not None:
+                    progress(self.summary)
+        finally:
+            self._heartbeat.stop()
+        return self.summary
+
+    def run_once(self) -> int:
+        """Claim one batch and run it; return how many jobs were claimed."""
+        jobs = self._claim()
+        for record in jobs:
+            self._heartbeat.hold(record)
+        try:
+            for index, record in enumerate(jobs):
+                if self.stop.stopping:
+                    self._release(jobs[index:])
+                    break
+                self._run_job(record)
+        except ColdStop:
+            self.stop.stop_now()
+            self.logger.warning("cold stop: giving the running job's lock back")
+            self._release([record for record in jobs if self._heartbeat.holds(record.id)])
+        return len(jobs)
+
+    # -- one job ----------------------------------------------------------------------------
+
+    def _run_job(self, record: JobRecord) -> None:
+        try:
+            call = decode_handler(record.handler)
+            job_class = registry.get(call.name)
+        except (PayloadError, UnknownJob) as exc:
+            self._finish_failed(record, f"{type(exc).__name__}: {exc}", log_as="unrunnable")
+            return
+        max_attempts = job_class.max_attempts or self.settings.max_attempts
+        if record.attempts > max_attempts:
+            # Only a reclaim pushes attempts past the limit: the worker that held the job
+            # died (or stalled) on its last allowed attempt.
+            reason = (record.last_error or WORKER_LOST).split("\n", 1)[0]
+            self._finish_failed(
+                record, f"{reason}; out of attempts ({max_attempts})", log_as="out of attempts"
+            )
+            return
+        logger = job_class.logger or self.logger
+        logger.info(
+            "started %s id=%s queue=%s attempt %d/%d",
+            record.name,
+            record.id,
+            record.queue,
+            record.attempts,
+            max_attempts,
+        )
+        started = time.perf_counter()
+        instance = job_class()
+        instance.record = record
+        self.stop.job_running = True
+        try:
+            instance.perform(*call.args, **call.kwargs)
+        except ColdStop:
+            raise
+        except KeyboardInterrupt:
+            # An embedding application without our signal handlers: treat Ctrl-C as a
+            # cold stop so the lock goes back at once.
+            self.stop.stop_now()
+            raise ColdStop("KeyboardInterrupt") from None
+        except Exception as exc:
+            elapsed = time.perf_counter() - started
+            self._record_error(record, exc, max_attempts, elapsed, logger)
+            return
+        finally:
+            self.stop.job_running = False
+        elapsed = time.perf_counter() - started
+        if self._ack(
+            lambda: self.adapter.complete(
+                record.id, record.lock_token or "", keep=not self.settings.delete_successful_jobs
+            ),
+            record,
+        ):
+            self.summary.succeeded += 1
+            logger.info("succeeded %s id=%s in %s", record.name, record.id, _duration(elapsed))
+
+    def _record_error(
+        self,
+        record: JobRecord,
+        exc: Exception,
+        max_attempts: int,
+        elapsed: float,
+        logger: logging.Logger,
+    ) -> None:
+        error = format_error(exc)
+        summary = error.split("\n", 1)[0]
+        if record.attempts >= max_attempts:
+            self._finish_failed(record, error, log_as="failed for good", elapsed=elapsed)
+            return
+        delay = backoff_delay(record.attempts)
+        token = record.lock_token or ""
+        if self._ack(
+            lambda: self.adapter.reschedule(record.id, token, delay=delay, error=error), record
+        ):
+            self.summary.retried += 1
+            logger.warning(
+                "raised %s id=%s attempt %d/%d after %s: %s; next attempt in %s",
+                record.name,
+                record.id,
+                record.attempts,
+                max_attempts,
+                _duration(elapsed),
+                summary,
+                _duration(delay),
+            )
+
+    def _finish_failed(
+        self, record: JobRecord, error: str, *, log_as: str, elapsed: float | None = None
+    ) -> None:
+        token = record.lock_token or ""
+        keep = not self.settings.delete_failed_jobs
+        if self._ack(lambda: self.adapter.fail(record.id, token, error=error, keep=keep), record):
+            self.summary.failed += 1
+            self.summary.failed_ids.append(record.id)
+            took = "" if elapsed is None else f" after {_duration(elapsed)}"
+            self.logger.error(
+                "%s %s id=%s attempt %d%s: %s",
+                log_as,
+                record.name,
+                record.id,
+                record.attempts,
+                took,
+                error.split("\n", 1)[0],
+            )
+
+    # -- store calls ------------------------------------------------------------------------
+
+    def _claim(self) -> list[JobRecord]:
+        try:
+            jobs = self.adapter.claim(
+                self.worker_id,
+                self.settings.queues,
+                limit=self.settings.batch_size,
+                lease=self._lease,
+            )
+        except StorageUnavailable as exc:
+            self._store_down(exc)
+            return []
+        self._store_back()
+        return jobs
+
+    def _ack(self, write: Callable[[], bool], record: JobRecord) -> bool:
+        """Apply a worker-owned write, retrying while the store is unreachable.
+
+        ``False`` when the lock had been taken over: the new owner's state is left alone.
+        """
+        tries = 0
+        try:
+            while True:
+                tries += 1
+                try:
+                    applied = write()
+                except StorageUnavailable as exc:
+                    # Stopping with the store down: stop trying after a few rounds. The lock
+                    # then expires and the job runs again (at least once, never lost).
+                    if self.stop.cold.is_set() or (self.stop.stopping and tries >= 3):
+                        raise
+                    self._store_down(exc)
+                    continue
+                self._store_back()
+                break
+        finally:
+            self._heartbeat.drop(record.id)
+        if not applied:
+            self.summary.lock_lost += 1
+            self.logger.warning(
+                "job %s (%s): the lock was lost (expired and taken by another worker, or the "
+                "job was deleted); this worker's outcome was not recorded",
+                record.id,
+                record.name,
+            )
+        return applied
+
+    def _release(self, records: Sequence[JobRecord]) -> None:
+        for record in records:
+            try:
+                if self.adapter.release(record.id, record.lock_token or ""):
+                    self.summary.released += 1
+            except StorageUnavailable as exc:
+                self.logger.warning("could not give back job %s: %s", record.id, exc)
+            finally:
+                self._heartbeat.drop(record.id)
+
+    def _store_down(self, exc: StorageUnavailable) -> None:
+        """Back off (exponentially, with jitter) while the store is unreachable."""
+        now = time.monotonic()
+        if self._unavailable_since is None:
+            self._unavailable_since = now
+            self.logger.error("the store is unreachable, retrying: %s", exc)
+        self._reconnect_attempts += 1
+        delay = min(_RECONNECT_MAX_DELAY, 0.1 * 2 ** min(self._reconnect_attempts, 10))
+        self.stop.wait(delay * random.uniform(0.5, 1.0))
+
+    def _store_back(self) -> None:
+        if self._unavailable_since is not None:
+            self.logger.warning(
+                "the store is reachable again after %s",
+                _duration(time.monotonic() - self._unavailable_since),
+            )
+        self._unavailable_since = None
+        self._reconnect_attempts = 0
+
+    def _wait_for_work(self) -> None:
+        deadline = time.monotonic() + self.settings.sleep_delay
+        while not self.stop.stopping:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            chunk = min(remaining, _IDLE_CHUNK)
+            started = time.monotonic()
+            try:
+                self.adapter.wait_for_work(self.settings.queues, chunk)
+            except StorageUnavailable as exc:
+                self._store_down(exc)
+                return
+            if time.monotonic() - started < chunk * 0.9:
+                return  # woken early: work may be there
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.1f}ms"
+    if seconds < 120:
+        return f"{seconds:.2f}s"
+    return f"{seconds / 60:.1f}min"

@@ -1,0 +1,146 @@
+"""Input checks done once, in the core, before anything reaches a store.
+
+Each check raises a ``ValidationError`` subclass whose message names the bad value and says
+what is accepted, so a caller can fix the call without reading the source.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime, timedelta
+from typing import Any
+
+from queuebox.errors import (
+    InvalidArguments,
+    InvalidPriority,
+    InvalidQueueName,
+    InvalidSchedule,
+    ValidationError,
+)
+
+__all__ = [
+    "MAX_NESTING",
+    "check_arguments",
+    "check_job_name",
+    "check_priority",
+    "check_queue_name",
+    "check_wait",
+    "check_wait_until",
+]
+
+MAX_NESTING = 64
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+_MAX_JOB_NAME = 200
+
+
+def check_queue_name(queue: object) -> str:
+    if not isinstance(queue, str) or not _QUEUE_NAME.fullmatch(queue):
+        raise InvalidQueueName(
+            f"queue name {queue!r} is not valid: use 1 to 64 letters, digits, '_', '.' or '-'"
+        )
+    return queue
+
+
+def check_priority(priority: object) -> int:
+    if type(priority) is not int or not 1 <= priority <= 100:
+        raise InvalidPriority(
+            f"priority {priority!r} is not valid: use a whole number from 1 (runs first) to 100"
+        )
+    return priority
+
+
+def check_job_name(name: object) -> str:
+    if (
+        not isinstance(name, str)
+        or not 1 <= len(name) <= _MAX_JOB_NAME
+        or not name.isprintable()
+        or name != name.strip()
+    ):
+        raise ValidationError(
+            f"job name {name!r} is not valid: use 1 to {_MAX_JOB_NAME} printable characters "
+            "without leading or trailing spaces"
+        )
+    return name
+
+
+def check_wait(wait: object) -> float:
+    """Seconds from now, as a non-negative finite float."""
+    if isinstance(wait, timedelta):
+        seconds = wait.total_seconds()
+    elif isinstance(wait, int | float) and not isinstance(wait, bool):
+        seconds = float(wait)
+    else:
+        raise InvalidSchedule(
+            f"wait={wait!r} is not valid: give a number of seconds or a datetime.timedelta"
+        )
+    if not math.isfinite(seconds) or seconds < 0:
+        raise InvalidSchedule(f"wait={wait!r} is not valid: it must be zero or more seconds")
+    return seconds
+
+
+def check_wait_until(when: object) -> datetime:
+    if not isinstance(when, datetime):
+        raise InvalidSchedule(
+            f"wait_until={when!r} is not valid: give a timezone-aware datetime.datetime"
+        )
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise InvalidSchedule(
+            f"wait_until={when!r} has no time zone, so it is ambiguous: "
+            "give an aware datetime, e.g. datetime(2027, 1, 1, 3, tzinfo=timezone.utc)"
+        )
+    return when
+
+
+def check_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Raise ``InvalidArguments`` naming the path of the first value that is not JSON."""
+    for index, value in enumerate(args):
+        _check_json_value(value, f"args[{index}]", 0)
+    for key, value in kwargs.items():
+        _check_json_value(value, f"kwargs[{key!r}]", 0)
+
+
+def _check_json_value(value: Any, path: str, depth: int) -> None:
+    # Exact types only: a subclass (an IntEnum, a str subclass) would come back as its base
+    # type, so the job would not receive what was scheduled.
+    kind = type(value)
+    if value is None or kind is bool or kind is int:
+        return
+    if kind is float:
+        if not math.isfinite(value):
+            raise InvalidArguments(f"{path}: {value!r} is not a JSON value (not a finite number)")
+        return
+    if kind is str:
+        _check_text(value, path)
+        return
+    if depth >= MAX_NESTING:
+        raise InvalidArguments(
+            f"{path}: nested more than {MAX_NESTING} levels deep (is the structure cyclic?)"
+        )
+    if kind is list:
+        for index, item in enumerate(value):
+            _check_json_value(item, f"{path}[{index}]", depth + 1)
+        return
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                raise InvalidArguments(
+                    f"{path}: key {key!r} is a {type(key).__name__}; JSON object keys must be str"
+                )
+            _check_text(key, f"{path} key {key!r}")
+            _check_json_value(item, f"{path}[{key!r}]", depth + 1)
+        return
+    hint = " (use a list)" if kind is tuple else ""
+    raise InvalidArguments(
+        f"{path}: {kind.__name__} is not a JSON value{hint}; arguments may be None, bool, int, "
+        "finite float, str, list or dict with str keys"
+    )
+
+
+def _check_text(text: str, path: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArguments(
+            f"{path}: the string holds a lone surrogate and cannot be stored as UTF-8"
+        ) from None

@@ -1,0 +1,168 @@
+"""Where settings come from, in order, and the errors for bad ones."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+import queuebox
+from queuebox import config
+from queuebox.backends import from_url
+from queuebox.backends.memory import MemoryAdapter
+from queuebox.errors import BackendNotAvailable, ConfigurationError, redact_url
+from queuebox.runner.settings import WorkerSettings, parse_worker_spec
+
+
+def test_default_is_the_embedded_sqlite_store(tmp_path: Path) -> None:
+    settings = config.get_settings()
+    assert settings.url == "sqlite:///queuebox.db"
+    assert settings.sources == {}
+    assert settings.workers == (WorkerSettings(),)
+    assert settings.workers[0].queues is None and settings.workers[0].count == 1
+
+
+def test_worker_defaults_follow_redwood() -> None:
+    group = WorkerSettings()
+    assert (group.max_attempts, group.max_runtime, group.sleep_delay) == (24, 14400, 5)
+    assert group.delete_successful_jobs is True and group.delete_failed_jobs is False
+
+
+def test_precedence_code_then_cli_then_env_then_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.queuebox]\nurl = "memory://file"\napp = ["from_file"]\n'
+    )
+    assert config.get_settings().url == "memory://file"
+    assert config.get_settings().app == ("from_file",)
+    monkeypatch.setenv("QUEUEBOX_URL", "memory://env")
+    monkeypatch.setenv("QUEUEBOX_APP", "a.b, c")
+    config.reset()
+    assert config.get_settings().url == "memory://env"
+    assert config.get_settings().app == ("a.b", "c")
+    config.set_command_line(url="memory://cli")
+    assert config.get_settings().url == "memory://cli"
+    assert config.get_settings().sources["url"] == "command line"
+    queuebox.configure(url="memory://code")
+    assert config.get_settings().url == "memory://code"
+    assert config.get_settings().sources == {"url": "configure()", "app": "environment"}
+
+
+def test_queuebox_toml_in_a_parent_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "queuebox.toml").write_text(
+        'url = "memory://"\nrun_dir = "run"\n'
+        '[[workers]]\nqueue = "email"\ncount = 2\nmax_attempts = 5\n'
+        '[[workers]]\nqueue = "*"\n'
+    )
+    nested = tmp_path / "src" / "pkg"
+    nested.mkdir(parents=True)
+    monkeypatch.chdir(nested)
+    settings = config.get_settings()
+    assert settings.url == "memory://"
+    assert settings.run_dir == tmp_path / "run"
+    email, everything = settings.workers
+    assert (email.queues, email.count, email.max_attempts) == (("email",), 2, 5)
+    assert everything.queues is None and everything.count == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('urll = "memory://"', "unknown setting(s) urll"),
+        ('url = "nowhere"', "not a store URL"),
+        ("url = 5", "not a store URL"),
+        ('app = ["not a module"]', "not a Python module name"),
+        ("max_payload_bytes = 1", "max_payload_bytes=1"),
+        ('workers = "lots"', "array of tables"),
+        ('[[workers]]\nqueue = "a b"', "not valid"),
+        ("[[workers]]\ncount = 0", "count=0"),
+        ("[[workers]]\nsleep_delay = -1", "sleep_delay=-1"),
+        ("[[workers]]\ncolour = 1", "unknown worker setting(s) colour"),
+        ("url = [", "cannot read"),
+    ],
+)
+def test_bad_config_files_name_the_problem(tmp_path: Path, text: str, expected: str) -> None:
+    (tmp_path / "queuebox.toml").write_text(text + "\n")
+    with pytest.raises(ConfigurationError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+        config.get_settings()
+
+
+def test_configure_with_an_adapter(memory_store: MemoryAdapter) -> None:
+    assert config.get_adapter() is memory_store
+
+
+def test_configure_rejects_bad_arguments() -> None:
+    with pytest.raises(ConfigurationError, match="not both"):
+        queuebox.configure(url="memory://", adapter=MemoryAdapter())
+    with pytest.raises(ConfigurationError, match="Adapter instance"):
+        queuebox.configure(adapter="memory://")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="logging.Logger"):
+        queuebox.configure(logger="queuebox")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="not a store URL"):
+        queuebox.configure(url="queuebox.db")
+
+
+def test_configure_logger() -> None:
+    logger = logging.getLogger("my-app.jobs")
+    queuebox.configure(logger=logger)
+    assert config.get_logger() is logger
+
+
+def test_from_url_schemes() -> None:
+    assert isinstance(from_url("memory://"), MemoryAdapter)
+    with pytest.raises(ConfigurationError, match="unknown store URL scheme 'mysql'"):
+        from_url("mysql://user:pw@host/db")
+    with pytest.raises(ConfigurationError, match="not a store URL"):
+        from_url("queuebox.db")
+
+
+def test_unknown_scheme_error_hides_the_password() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        from_url("amqp://user:hunter2@host/vhost")
+    assert "hunter2" not in str(caught.value)
+    assert "user:***@host" in str(caught.value)
+
+
+def test_a_missing_client_library_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_psycopg(name: str, *args: object, **kwargs: object) -> object:
+        if name == "psycopg" or name.startswith("psycopg."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.delitem(__import__("sys").modules, "queuebox.backends.postgres", raising=False)
+    monkeypatch.setattr(builtins, "__import__", no_psycopg)
+    with pytest.raises(BackendNotAvailable, match=r"pip install 'queuebox\[postgres\]'"):
+        from_url("postgresql://localhost/db")
+
+
+def test_redact_url() -> None:
+    assert redact_url("redis://:s3cret@host:6379/0") == "redis://:***@host:6379/0"
+    assert redact_url("postgresql://u:p@[::1]:5432/db") == "postgresql://u:***@[::1]:5432/db"
+    assert redact_url("sqlite:///queuebox.db") == "sqlite:///queuebox.db"
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("4", [(None, 4)]),
+        ("default:2,email:1", [(("default",), 2), (("email",), 1)]),
+        ("*:3", [(None, 3)]),
+        (" a : 1 , b:2 ", [(("a",), 1), (("b",), 2)]),
+    ],
+)
+def test_worker_spec(spec: str, expected: list[tuple[tuple[str, ...] | None, int]]) -> None:
+    groups = parse_worker_spec(spec, WorkerSettings(max_attempts=3))
+    assert [(g.queues, g.count) for g in groups] == expected
+    assert all(g.max_attempts == 3 for g in groups)
+
+
+@pytest.mark.parametrize("spec", ["0", "-1", "a", "a:0", "a:x", ":2", "a:1,,b:2", "a b:1", ""])
+def test_bad_worker_spec(spec: str) -> None:
+    with pytest.raises(ConfigurationError):
+        parse_worker_spec(spec, WorkerSettings())

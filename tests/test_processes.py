@@ -1,0 +1,221 @@
+"""Real worker processes on one SQLite file: signals, several workers, exactly-once."""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from queuebox import JobState, from_url
+from queuebox.backends.base import Adapter, NewJob
+
+JOBS_MODULE = textwrap.dedent(
+    """
+    import os
+    import time
+    from queuebox import Job
+
+    def note(line):
+        fd = os.open("ledger.txt", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        os.write(fd, (line + "\\n").encode())
+        os.close(fd)
+
+    class Record(Job):
+        def perform(self, tag):
+            note(f"{self.record.id} {self.record.queue} {os.getpid()} {tag}")
+
+    class Sleep(Job):
+        def perform(self, seconds):
+            note(f"start {self.record.id} {os.getpid()}")
+            time.sleep(seconds)
+            note(f"done {self.record.id} {os.getpid()}")
+    """
+)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "proc_jobs.py").write_text(JOBS_MODULE)
+    (tmp_path / "queuebox.toml").write_text(
+        'url = "sqlite:///jobs.db"\napp = ["proc_jobs"]\n[[workers]]\nqueue = "*"\nsleep_delay = 0.2\n'
+    )
+    return tmp_path
+
+
+@pytest.fixture
+def store(project: Path) -> Iterator[Adapter]:
+    adapter = from_url(f"sqlite:///{project / 'jobs.db'}")
+    yield adapter
+    adapter.close()
+
+
+def enqueue(store: Adapter, name: str, args: list[object], queue: str = "default", n: int = 1) -> list[str]:
+    handler = '{"name":"%s","args":%s,"kwargs":{}}' % (name, str(args).replace("'", '"'))  # noqa: UP031
+    jobs = [NewJob(name=name, handler=handler, queue=queue, priority=50) for _ in range(n)]
+    return [record.id for record in store.schedule(jobs)]
+
+
+class Process:
+    def __init__(self, project: Path, *args: str) -> None:
+        self.log = project / f"worker-{time.monotonic_ns()}.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("QUEUEBOX_")}
+        with self.log.open("wb") as out:
+            self.popen = subprocess.Popen(
+                [sys.executable, "-m", "queuebox", *args],
+                cwd=project,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def signal(self, signum: int) -> None:
+        self.popen.send_signal(signum)
+
+    def wait(self, timeout: float = 30) -> int:
+        return self.popen.wait(timeout)
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait()
+
+
+@pytest.fixture
+def processes() -> Iterator[list[Process]]:
+    started: list[Process] = []
+    yield started
+    for process in started:
+        process.kill()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 30, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or condition}")
+        time.sleep(0.05)
+
+
+def ledger(project: Path) -> list[str]:
+    path = project / "ledger.txt"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_sigterm_lets_the_running_job_finish(
+    project: Path, store: Adapter, processes: list[Process]
+) -> None:
+    [job_id] = enqueue(store, "Sleep", [1.5])
+    worker = Process(project, "work")
+    processes.append(worker)
+    wait_until(lambda: any(line.startswith("start") for line in ledger(project)), what="start")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0, worker.output()
+    assert [line.split()[0] for line in ledger(project)] == ["start", "done"]
+    assert store.get(job_id) is None
+
+
+def test_second_sigterm_gives_the_lock_back_for_another_worker(
+    project: Path, store: Adapter, processes: list[Process]
+) -> None:
+    [job_id] = enqueue(store, "Sleep", [3])
+    first = Process(project, "work")
+    processes.append(first)
+    wait_until(lambda: len(ledger(project)) == 1, what="first start")
+    first.signal(signal.SIGTERM)
+    time.sleep(0.3)
+    first.signal(signal.SIGTERM)
+    first.wait()
+    job = store.get(job_id)
+    assert job is not None and job.state is JobState.READY and job.attempts == 0, job
+    assert "cold stop" in first.output()
+    second = Process(project, "work")
+    processes.append(second)
+    started = time.monotonic()
+    wait_until(lambda: len(ledger(project)) == 3, timeout=15, what="second run")
+    assert time.monotonic() - started < 5, "the released job was not picked up promptly"
+    second.signal(signal.SIGTERM)
+    assert second.wait() == 0
+
+
+def test_worker_groups_take_only_their_queues(
+    project: Path, store: Adapter, processes: list[Process]
+) -> None:
+    enqueue(store, "Record", ["x"], queue="email", n=20)
+    enqueue(store, "Record", ["x"], queue="default", n=20)
+    enqueue(store, "Record", ["x"], queue="reports", n=5)
+    pool = Process(project, "work", "-n", "default:2,email:1")
+    processes.append(pool)
+    wait_until(lambda: len(ledger(project)) >= 40, what="40 jobs")
+    pids_by_queue: dict[str, set[str]] = collections.defaultdict(set)
+    for line in ledger(project):
+        _, queue, pid, _ = line.split()
+        pids_by_queue[queue].add(pid)
+    assert set(pids_by_queue) == {"email", "default"}
+    assert len(pids_by_queue["email"]) == 1
+    assert not pids_by_queue["email"] & pids_by_queue["default"]
+    assert [(c.queue, c.ready) for c in store.counts()] == [("reports", 5)]
+    pool.signal(signal.SIGINT)
+    assert pool.wait() == 0, pool.output()
+    for pid in set().union(*pids_by_queue.values()):
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(pid), 0)
+
+
+@pytest.mark.slow
+def test_four_processes_run_2000_jobs_exactly_once(
+    project: Path, store: Adapter, processes: list[Process]
+) -> None:
+    ids = enqueue(store, "Record", ["x"], queue="default", n=1000)
+    pool = Process(project, "work", "-n", "4")
+    processes.append(pool)
+    # A producer enqueues the second half while the workers drain the first.
+    ids += enqueue(store, "Record", ["x"], queue="default", n=1000)
+    wait_until(lambda: len(ledger(project)) >= 2000, timeout=120, what="2000 jobs")
+    time.sleep(0.5)
+    pool.signal(signal.SIGTERM)
+    assert pool.wait() == 0
+    lines = ledger(project)
+    ran = [line.split()[0] for line in lines]
+    assert sorted(ran, key=int) == sorted(ids, key=int), "a job ran twice or not at all"
+    assert len({line.split()[2] for line in lines}) >= 2, "the workers did not run concurrently"
+    output = pool.output()
+    assert "database is locked" not in output and "Traceback" not in output
+    assert store.counts() == []
+
+
+def test_children_stop_when_the_parent_dies(
+    project: Path, store: Adapter, processes: list[Process]
+) -> None:
+    pool = Process(project, "work", "-n", "2")
+    processes.append(pool)
+    enqueue(store, "Record", ["x"], n=2)
+    wait_until(lambda: len(ledger(project)) == 2, what="both jobs")
+    children = subprocess.run(
+        ["pgrep", "-P", str(pool.popen.pid)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    assert len(children) == 2
+    pool.popen.kill()
+    pool.popen.wait()
+    for pid in children:
+        wait_until(lambda pid=pid: not _alive(int(pid)), timeout=10, what=f"child {pid} to exit")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie waiting for init to reap it counts as gone.
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split()[2] != "Z"
