@@ -32,7 +32,7 @@ import pytest
 
 from queuebox.backends.base import WORKER_LOST, Adapter, JobRecord, JobState, NewJob
 
-__all__ = ["AdapterContract", "AdapterFactory"]
+__all__ = ["AdapterContract", "AdapterFactory", "new_job"]
 
 AdapterFactory = Callable[[], Adapter]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -42,9 +43,9 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def store(project: Path) -> Adapter:
+def store(project: Path) -> Iterator[Adapter]:
     adapter = from_url(f"sqlite:///{project / 'jobs.db'}")
-    yield adapter  # type: ignore[misc]
+    yield adapter
     adapter.close()
 
 
@@ -113,14 +114,27 @@ def test_status_table_and_json(project: Path, store: Adapter) -> None:
     assert code == 0
     assert "store: sqlite:///jobs.db" in output
     assert output.splitlines()[1].split() == [
-        "queue", "scheduled", "ready", "running", "failed", "completed", "total"
+        "queue",
+        "scheduled",
+        "ready",
+        "running",
+        "failed",
+        "completed",
+        "total",
     ]
     assert output.splitlines()[2].split() == ["email", "0", "2", "0", "0", "0", "2"]
     code, output = run("status", "--json")
     data = json.loads(output)
     assert data["queues"] == [
-        {"queue": "email", "scheduled": 0, "ready": 2, "running": 0, "failed": 0,
-         "completed": 0, "total": 2}
+        {
+            "queue": "email",
+            "scheduled": 0,
+            "ready": 2,
+            "running": 0,
+            "failed": 0,
+            "completed": 0,
+            "total": 2,
+        }
     ]
 
 
@@ -128,7 +142,9 @@ def test_status_of_an_empty_store(project: Path) -> None:
     assert run("status") == (0, "store: sqlite:///jobs.db\nno jobs\n")
 
 
-def test_clear_asks_on_a_terminal(project: Path, store: Adapter, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_clear_asks_on_a_terminal(
+    project: Path, store: Adapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
     schedule(project, ("Append", ["x"], "a"), ("Append", ["y"], "b"))
     monkeypatch.setattr("queuebox.cli._stdin_is_terminal", lambda: True)
     code, output = run("clear", stdin="n\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,9 @@ def test_precedence_code_then_cli_then_env_then_file(
     assert config.get_settings().sources == {"url": "configure()", "app": "environment"}
 
 
-def test_queuebox_toml_in_a_parent_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_queuebox_toml_in_a_parent_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "queuebox.toml").write_text(
         'url = "memory://"\nrun_dir = "run"\n'
         '[[workers]]\nqueue = "email"\ncount = 2\nmax_attempts = 5\n'
@@ -85,7 +88,7 @@ def test_queuebox_toml_in_a_parent_directory(tmp_path: Path, monkeypatch: pytest
 )
 def test_bad_config_files_name_the_problem(tmp_path: Path, text: str, expected: str) -> None:
     (tmp_path / "queuebox.toml").write_text(text + "\n")
-    with pytest.raises(ConfigurationError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ConfigurationError, match=re.escape(expected)):
         config.get_settings()
 
 
@@ -98,7 +101,7 @@ def test_configure_rejects_bad_arguments() -> None:
         queuebox.configure(url="memory://", adapter=MemoryAdapter())
     with pytest.raises(ConfigurationError, match="Adapter instance"):
         queuebox.configure(adapter="memory://")  # type: ignore[arg-type]
-    with pytest.raises(ConfigurationError, match="logging.Logger"):
+    with pytest.raises(ConfigurationError, match=r"logging\.Logger"):
         queuebox.configure(logger="queuebox")  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="not a store URL"):
         queuebox.configure(url="queuebox.db")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import collections
+import functools
+import json
 import os
 import signal
 import subprocess
@@ -45,7 +47,8 @@ JOBS_MODULE = textwrap.dedent(
 def project(tmp_path: Path) -> Path:
     (tmp_path / "proc_jobs.py").write_text(JOBS_MODULE)
     (tmp_path / "queuebox.toml").write_text(
-        'url = "sqlite:///jobs.db"\napp = ["proc_jobs"]\n[[workers]]\nqueue = "*"\nsleep_delay = 0.2\n'
+        'url = "sqlite:///jobs.db"\napp = ["proc_jobs"]\n'
+        '[[workers]]\nqueue = "*"\nsleep_delay = 0.2\n'
     )
     return tmp_path
 
@@ -57,8 +60,10 @@ def store(project: Path) -> Iterator[Adapter]:
     adapter.close()
 
 
-def enqueue(store: Adapter, name: str, args: list[object], queue: str = "default", n: int = 1) -> list[str]:
-    handler = '{"name":"%s","args":%s,"kwargs":{}}' % (name, str(args).replace("'", '"'))  # noqa: UP031
+def enqueue(
+    store: Adapter, name: str, args: list[object], queue: str = "default", n: int = 1
+) -> list[str]:
+    handler = json.dumps({"name": name, "args": args, "kwargs": {}})
     jobs = [NewJob(name=name, handler=handler, queue=queue, priority=50) for _ in range(n)]
     return [record.id for record in store.schedule(jobs)]
 
@@ -208,14 +213,13 @@ def test_children_stop_when_the_parent_dies(
     pool.popen.kill()
     pool.popen.wait()
     for pid in children:
-        wait_until(lambda pid=pid: not _alive(int(pid)), timeout=10, what=f"child {pid} to exit")
+        wait_until(functools.partial(_gone, int(pid)), timeout=10, what=f"child {pid} to exit")
 
 
-def _alive(pid: int) -> bool:
+def _gone(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie waiting for init to reap it counts as gone.
-    with open(f"/proc/{pid}/stat") as stat:
-        return stat.read().split()[2] != "Z"
+        with open(f"/proc/{pid}/stat") as stat:
+            # A zombie waiting for init to reap it counts as gone.
+            return stat.read().split()[2] == "Z"
+    except FileNotFoundError:
+        return True

@@ -133,9 +133,19 @@ BAD_OPTIONS: list[tuple[str, Callable[[], object], type[QueueboxError], str]] = 
     ("inf wait", lambda: Target.set(wait=float("inf")), InvalidSchedule, "inf"),
     ("str wait", lambda: Target.set(wait="10"), InvalidSchedule, "seconds"),  # type: ignore[arg-type]
     ("bool wait", lambda: Target.set(wait=True), InvalidSchedule, "seconds"),
-    ("naive wait_until", lambda: Target.set(wait_until=datetime(2027, 1, 1)), InvalidSchedule, "time zone"),
+    (
+        "naive wait_until",
+        lambda: Target.set(wait_until=datetime(2027, 1, 1)),
+        InvalidSchedule,
+        "time zone",
+    ),
     ("str wait_until", lambda: Target.set(wait_until="2027-01-01"), InvalidSchedule, "aware"),  # type: ignore[arg-type]
-    ("date wait_until", lambda: Target.set(wait_until=date(2027, 1, 1)), InvalidSchedule, "datetime"),  # type: ignore[arg-type]
+    (
+        "date wait_until",
+        lambda: Target.set(wait_until=date(2027, 1, 1)),  # type: ignore[arg-type]
+        InvalidSchedule,
+        "datetime",
+    ),
     (
         "both waits",
         lambda: Target.set(wait=5, wait_until=datetime.now(UTC)),
@@ -148,7 +158,12 @@ BAD_OPTIONS: list[tuple[str, Callable[[], object], type[QueueboxError], str]] = 
         InvalidSchedule,
         "not both",
     ),
-    ("too large", lambda: Target.perform_later("x" * (1024 * 1024)), PayloadTooLarge, "over the limit"),
+    (
+        "too large",
+        lambda: Target.perform_later("x" * (1024 * 1024)),
+        PayloadTooLarge,
+        "over the limit",
+    ),
     ("bad bulk item", lambda: Target.perform_later_many([1]), InvalidArguments, "calls[0]"),  # type: ignore[list-item]
     (
         "bad bulk argument",
@@ -170,10 +185,13 @@ def test_bad_options_are_rejected_and_nothing_is_stored(
     error: type[QueueboxError],
     expected: str,
 ) -> None:
-    with pytest.raises(error) as caught:
+    def attempt() -> None:
         options = action()
         if isinstance(options, queuebox.JobOptions):
             options.perform_later()
+
+    with pytest.raises(error) as caught:
+        attempt()
     assert expected in str(caught.value)
     assert isinstance(caught.value, ValidationError)
     assert memory_store.counts() == []
@@ -202,7 +220,21 @@ def test_perform_now_checks_arguments_too() -> None:
 
 
 def test_valid_edge_values_are_accepted(memory_store: MemoryAdapter) -> None:
-    values = [None, True, False, 0, -(2**70), 1e308, -0.0, "", "\x00", "𝄞", [], {}, {"": []}]
+    values: list[object] = [
+        None,
+        True,
+        False,
+        0,
+        -(2**70),
+        1e308,
+        -0.0,
+        "",
+        "\x00",
+        "𝄞",
+        [],
+        {},
+        {"": []},
+    ]
     record = Target.set(queue="a.b-c_D9", priority=100).perform_later(*values, k=_deep(60))
     assert record.priority == 100
     assert Target.set(priority=1, wait=0).perform_later().priority == 1

@@ -113,7 +113,7 @@ def test_the_job_is_failed_after_max_attempts(memory_store: MemoryAdapter) -> No
 
 def _make_due(adapter: MemoryAdapter, job_id: str) -> None:
     # The in-memory store's rows are plain objects; moving run_at back is what time would do.
-    row = adapter._rows[int(job_id)]  # noqa: SLF001
+    row = adapter._rows[int(job_id)]
     row.run_at = adapter.now()
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from queuebox import Job
-
 from welcome_email import mailer
 
 USERS = {
@@ -21,5 +20,5 @@ class SendWelcomeEmailJob(Job):
         mailer.send(
             to=email,
             subject="Welcome!",
-            body=f"Hello {name},\n\nthanks for signing up. This message was sent by a queuebox job.",
+            body=f"Hello {name},\n\nthanks for signing up. A queuebox job sent this message.",
         )

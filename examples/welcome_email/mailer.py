@@ -18,5 +18,7 @@ def send(*, to: str, subject: str, body: str) -> Path:
     stamp = datetime.now(UTC)
     safe = re.sub(r"[^A-Za-z0-9_.@-]", "_", to)
     path = outbox() / f"{stamp:%Y%m%dT%H%M%S%f}-{safe}.eml"
-    path.write_text(f"To: {to}\nSubject: {subject}\nDate: {stamp:%a, %d %b %Y %H:%M:%S} +0000\n\n{body}\n")
+    path.write_text(
+        f"To: {to}\nSubject: {subject}\nDate: {stamp:%a, %d %b %Y %H:%M:%S} +0000\n\n{body}\n"
+    )
     return path
