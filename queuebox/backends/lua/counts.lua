@@ -1,0 +1,15 @@
+-- counts: how many jobs of one queue are in each state, by the store's clock. Read-only.
+-- KEYS: the seven keys of the queue (see lib.lua).
+-- ARGV: none.
+-- Returns {total, running, failed, completed, ready}; scheduled is the rest. A job whose
+-- run_at has passed counts as ready even before a claim moves it out of its scheduled bucket.
+local now = now_ms()
+local ready = 0
+for _, member in ipairs(redis.call('ZRANGE', Q.ridx, 0, -1)) do
+  ready = ready + redis.call('ZCARD', Q.rbucket .. member)
+end
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', Q.sidx, '-inf', int(now))) do
+  ready = ready + redis.call('ZCOUNT', Q.sbucket .. member, '-inf', int(now))
+end
+return {redis.call('HLEN', Q.jobs), redis.call('ZCARD', Q.running),
+        redis.call('ZCARD', Q.failed), redis.call('ZCARD', Q.done), ready}

@@ -1,0 +1,30 @@
+-- peek: the best claimable jobs of one queue, for a worker that claims across queues.
+-- KEYS: the seven keys of the queue (see lib.lua).
+-- ARGV[1] how many candidates K.
+-- Moves due scheduled jobs and expired locks to ready (as claim does), then returns, without
+-- locking them, the K best ready jobs: {now, then per job: ready score (priority * 2^42 +
+-- run_at), job number, created_at}. The client compares queues and then calls claim.
+local now = now_ms()
+promote_and_reclaim(now)
+local k = tonumber(ARGV[1])
+local candidates = {}
+for _, member in ipairs(redis.call('ZRANGE', Q.ridx, 0, k - 1)) do
+  local offset = tonumber(string.match(member, '^(-?%d+):')) * PRIORITY_SHIFT
+  local entries = redis.call('ZRANGE', Q.rbucket .. member, 0, k - 1, 'WITHSCORES')
+  for i = 1, #entries, 2 do
+    local n = bucket_number(member) * BUCKET + tonumber(entries[i])
+    candidates[#candidates + 1] = {offset + tonumber(entries[i + 1]), n}
+  end
+end
+table.sort(candidates, function(a, b)
+  if a[1] ~= b[1] then return a[1] < b[1] end
+  return a[2] < b[2]
+end)
+local out = {int(now)}
+for i = 1, math.min(k, #candidates) do
+  local r = load_job(candidates[i][2])
+  out[#out + 1] = int(candidates[i][1])
+  out[#out + 1] = int(candidates[i][2])
+  out[#out + 1] = int(r and r[4] or 0)
+end
+return out

@@ -1,0 +1,16 @@
+-- reschedule: the attempt raised; unlock, record the error, run again at now + delay.
+-- KEYS: the seven keys of the queue (see lib.lua).
+-- ARGV[1] job number, ARGV[2] lock token, ARGV[3] delay in ms (decided by the core),
+-- ARGV[4] error text, ARGV[5] wake channel, ARGV[6] queue name.
+-- Returns 1, or 0 (changing nothing) when the token is not the job's current lock token.
+local n = tonumber(ARGV[1])
+local r = load_job(n)
+if not owned(r, ARGV[2]) then return 0 end
+local now = now_ms()
+redis.call('ZREM', Q.running, ARGV[1])
+unlock(r)
+r[5], r[6], r[12] = now + tonumber(ARGV[3]), now, ARGV[4]
+save_job(n, r)
+place(n, r, now)
+redis.call('PUBLISH', ARGV[5], ARGV[6])
+return 1

@@ -1,0 +1,483 @@
+"""The Redis store: ``redis://``, ``rediss://``, ``unix://``, ``redis+cluster://``.
+
+Every multi-key step is one Lua script on one queue's keys (``lua/*.lua``), so the store runs
+unchanged on Redis Cluster with queues spread over shards; ``docs/redis.md`` describes the key
+layout, the scripts, the URL options and the memory a waiting job takes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import redis
+from redis.cluster import RedisCluster
+from redis.exceptions import (
+    ClusterDownError,
+    ReadOnlyError,
+    RedisClusterException,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from queuebox.backends.base import (
+    Adapter,
+    Capabilities,
+    JobRecord,
+    JobState,
+    NewJob,
+    QueueCounts,
+)
+from queuebox.backends.redis_keys import (
+    DEFAULT_PREFIX,
+    QueueKeys,
+    check_prefix,
+    check_queue,
+    decode_record,
+    from_ms,
+    is_queue_name,
+    job_id,
+    parse_job_id,
+    registry_key,
+    to_ms,
+    wake_channel,
+)
+from queuebox.backends.redis_scripts import Call, ScriptRunner
+from queuebox.errors import ConfigurationError, StorageUnavailable, redact_url
+
+__all__ = ["RedisAdapter"]
+
+_UNAVAILABLE = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ClusterDownError,
+    TryAgainError,
+    ReadOnlyError,
+    RedisClusterException,
+)
+_CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+_ADAPTER_OPTIONS = ("prefix", "registry_ttl")
+_CLIENT_DEFAULTS = {"socket_connect_timeout": "5", "socket_timeout": "30"}
+_ENQUEUE_BATCH = 500  # jobs per enqueue script call: bounds how long one call blocks Redis
+
+
+class RedisAdapter(Adapter):
+    """Jobs in Redis, one hash tag per queue. Thread-safe; each process builds its own."""
+
+    schemes = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
+    capabilities = Capabilities(wakeup=True, multiprocess=True, keep_completed=True)
+
+    def __init__(
+        self,
+        client: redis.Redis | RedisCluster,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        url: str | None = None,
+        registry_ttl: float = 1.0,
+        owns_client: bool = False,
+    ) -> None:
+        """Use ``client`` (``decode_responses`` must be off) under the key ``prefix``.
+
+        ``registry_ttl`` is how long a worker on every queue trusts its copy of the queue
+        registry before it reads it again.
+        """
+        self._client: Any = client
+        self._prefix = check_prefix(prefix)
+        self._url = redact_url(url) if url else f"redis ({type(client).__name__})"
+        self._owns_client = owns_client
+        self._registry_ttl = registry_ttl
+        self._scripts = ScriptRunner(client)
+        self._channel = wake_channel(self._prefix)
+        self._registry = registry_key(self._prefix)
+        self._known: set[str] = set()
+        self._known_at = float("-inf")
+        self._lock = threading.Lock()
+        self._wait_lock = threading.Lock()
+        self._pubsub: Any = None
+        self._pid = os.getpid()
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> RedisAdapter:
+        """Build from a URL; ``?prefix=`` and ``?registry_ttl=`` are the adapter's own options,
+        every other query parameter goes to redis-py (``socket_timeout``, ``ssl_cert_reqs``...).
+        """
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        ours = {key: value for key, value in query if key in _ADAPTER_OPTIONS}
+        theirs = dict(_CLIENT_DEFAULTS)
+        theirs.update({key: value for key, value in query if key not in _ADAPTER_OPTIONS})
+        if scheme == "unix":
+            theirs.pop("socket_connect_timeout", None)
+        base = _CLUSTER_SCHEMES.get(scheme, scheme)
+        client_url = f"{base}://{parts.netloc}{parts.path}?{urlencode(theirs)}"
+        settings: dict[str, Any] = {"prefix": ours.get("prefix", DEFAULT_PREFIX)}
+        if "registry_ttl" in ours:
+            try:
+                settings["registry_ttl"] = float(ours["registry_ttl"])
+            except ValueError:
+                raise ConfigurationError(
+                    f"registry_ttl must be a number of seconds in {redact_url(url)}"
+                ) from None
+        settings.update(options)
+        try:
+            client: redis.Redis | RedisCluster
+            if scheme in _CLUSTER_SCHEMES:
+                client = RedisCluster.from_url(client_url)
+            else:
+                client = redis.Redis.from_url(client_url)
+        except _UNAVAILABLE as exc:
+            raise StorageUnavailable(f"cannot connect to Redis: {exc}", url=url) from exc
+        except (ValueError, TypeError) as exc:
+            raise ConfigurationError(f"bad Redis URL {redact_url(url)}: {exc}") from exc
+        return cls(client, url=url, owns_client=True, **settings)
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except _UNAVAILABLE as exc:
+            raise StorageUnavailable(f"Redis is unavailable: {exc}", url=self._url) from exc
+
+    def _keys(self, queue: str) -> QueueKeys:
+        return QueueKeys.of(self._prefix, queue)
+
+    def _queues(self, queues: Sequence[str] | None) -> list[str]:
+        """The queue names to work on, sorted; ``None`` means every registered queue."""
+        if queues is not None:
+            return sorted({check_queue(queue) for queue in queues})
+        with self._lock:
+            fresh = time.monotonic() - self._known_at < self._registry_ttl
+            if fresh:
+                return sorted(self._known)
+        names = self._client.smembers(self._registry)
+        decoded = {n.decode() if isinstance(n, bytes) else str(n) for n in names}
+        with self._lock:
+            self._known |= {name for name in decoded if is_queue_name(name)}
+            self._known_at = time.monotonic()
+            return sorted(self._known)
+
+    def _register(self, queues: Sequence[str]) -> None:
+        """Add new queues to the registry, then mark them so enqueues stop asking."""
+        for queue in queues:
+            self._client.sadd(self._registry, queue)
+            self._client.hset(self._keys(queue).meta, "reg", 1)
+
+    def _time_ms(self) -> int:
+        seconds, micros = self._client.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    # -- time and scheduling ----------------------------------------------------------------
+
+    def now(self) -> datetime:
+        with self._guard():
+            seconds, micros = self._client.time()
+        return datetime.fromtimestamp(int(seconds), UTC).replace(microsecond=int(micros))
+
+    def schedule(self, jobs: Sequence[NewJob]) -> list[JobRecord]:
+        if not jobs:
+            return []
+        by_queue: dict[str, list[int]] = {}
+        for index, job in enumerate(jobs):
+            by_queue.setdefault(check_queue(job.queue), []).append(index)
+        calls: list[Call] = []
+        batches: list[tuple[str, list[int]]] = []
+        for queue, indexes in by_queue.items():
+            for start in range(0, len(indexes), _ENQUEUE_BATCH):
+                batch = indexes[start : start + _ENQUEUE_BATCH]
+                args: list[str | int] = [self._channel, queue]
+                for index in batch:
+                    job = jobs[index]
+                    run_at = "" if job.run_at is None else to_ms(job.run_at)
+                    args += [job.name, job.handler, job.priority, run_at, round(job.delay * 1000)]
+                calls.append(("enqueue", self._keys(queue), args))
+                batches.append((queue, batch))
+        with self._guard():
+            replies = self._scripts.call_many(calls)
+            unregistered = sorted(
+                {q for (q, _), reply in zip(batches, replies, strict=True) if not reply[1]}
+            )
+            self._register(unregistered)
+        with self._lock:
+            self._known.update(by_queue)
+        records: list[JobRecord | None] = [None] * len(jobs)
+        for (queue, batch), reply in zip(batches, replies, strict=True):
+            now_ms = int(reply[0])
+            for position, index in enumerate(batch):
+                number, run_at = int(reply[2 + 2 * position]), int(reply[3 + 2 * position])
+                job = jobs[index]
+                records[index] = JobRecord(
+                    id=job_id(queue, number),
+                    name=job.name,
+                    handler=job.handler,
+                    queue=queue,
+                    priority=job.priority,
+                    run_at=from_ms(run_at),
+                    attempts=0,
+                    state=JobState.READY if run_at <= now_ms else JobState.SCHEDULED,
+                    created_at=from_ms(now_ms),
+                    updated_at=from_ms(now_ms),
+                )
+        return [record for record in records if record is not None]
+
+    # -- execution --------------------------------------------------------------------------
+
+    def claim(
+        self,
+        worker_id: str,
+        queues: Sequence[str] | None,
+        *,
+        limit: int = 1,
+        lease: float,
+    ) -> list[JobRecord]:
+        if limit < 1:
+            return []
+        lease_ms = max(1, round(lease * 1000))
+        with self._guard():
+            names = self._queues(queues)
+            if not names:
+                return []
+            plan = {names[0]: limit} if len(names) == 1 else self._plan(names, limit)
+            calls: list[Call] = [
+                (
+                    "claim",
+                    self._keys(queue),
+                    [worker_id, count, lease_ms, *(secrets.token_hex(16) for _ in range(count))],
+                )
+                for queue, count in plan.items()
+            ]
+            replies = self._scripts.call_many(calls)
+        records = []
+        for queue, reply in zip(plan, replies, strict=True):
+            now_ms = int(reply[0])
+            for position in range(1, len(reply), 2):
+                number, raw = int(reply[position]), reply[position + 1]
+                records.append(decode_record(queue, number, raw, now_ms, with_token=True))
+        records.sort(key=lambda r: (r.priority, r.run_at, r.created_at, r.queue, _number(r.id)))
+        return records
+
+    def _plan(self, names: list[str], limit: int) -> dict[str, int]:
+        """How many jobs to claim from each queue: the best ``limit`` candidates overall."""
+        replies = self._scripts.call_many([("peek", self._keys(queue), [limit]) for queue in names])
+        candidates = []
+        for queue, reply in zip(names, replies, strict=True):
+            for position in range(1, len(reply), 3):
+                score, number, created = (int(value) for value in reply[position : position + 3])
+                candidates.append((score, created, queue, number))
+        candidates.sort()
+        return dict(Counter(queue for _, _, queue, _ in candidates[:limit]))
+
+    def _owned_call(self, script: str, job: str, token: str, *args: str | int) -> bool:
+        parsed = parse_job_id(job)
+        if parsed is None or not isinstance(token, str) or not token:
+            return False
+        queue, number = parsed
+        with self._guard():
+            return bool(self._scripts.call(script, self._keys(queue), [number, token, *args]))
+
+    def complete(self, job_id: str, lock_token: str, *, keep: bool = False) -> bool:
+        return self._owned_call("complete", job_id, lock_token, int(keep))
+
+    def complete_many(self, acks: Sequence[tuple[str, str]], *, keep: bool = False) -> list[bool]:
+        """Acknowledge many jobs in one pipeline (one round trip per Redis node)."""
+        results = [False] * len(acks)
+        calls: list[Call] = []
+        positions = []
+        for position, (job, token) in enumerate(acks):
+            parsed = parse_job_id(job)
+            if parsed is None or not isinstance(token, str) or not token:
+                continue
+            queue, number = parsed
+            calls.append(("complete", self._keys(queue), [number, token, int(keep)]))
+            positions.append(position)
+        if calls:
+            with self._guard():
+                replies = self._scripts.call_many(calls)
+            for position, reply in zip(positions, replies, strict=True):
+                results[position] = bool(reply)
+        return results
+
+    def reschedule(self, job_id: str, lock_token: str, *, delay: float, error: str) -> bool:
+        parsed = parse_job_id(job_id)
+        extra = [self._channel, parsed[0]] if parsed else []
+        delay_ms = max(0, round(delay * 1000))
+        return self._owned_call("reschedule", job_id, lock_token, delay_ms, error, *extra)
+
+    def fail(self, job_id: str, lock_token: str, *, error: str, keep: bool = True) -> bool:
+        return self._owned_call("fail", job_id, lock_token, error, int(keep))
+
+    def release(self, job_id: str, lock_token: str) -> bool:
+        parsed = parse_job_id(job_id)
+        extra = [self._channel, parsed[0]] if parsed else []
+        return self._owned_call("release", job_id, lock_token, *extra)
+
+    def extend(self, job_id: str, lock_token: str, *, lease: float) -> bool:
+        return self._owned_call("extend", job_id, lock_token, max(1, round(lease * 1000)))
+
+    # -- waiting for work -------------------------------------------------------------------
+
+    def wait_for_work(self, queues: Sequence[str] | None, timeout: float) -> None:
+        """Block on the wake channel until an enqueue (or release, retry, error) on one of
+        ``queues``, the next scheduled run_at or lock expiry, or ``timeout``."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        if not self._wait_lock.acquire(timeout=max(0.0, timeout)):
+            return
+        try:
+            with self._guard():
+                self._wait(queues, deadline)
+        except StorageUnavailable:
+            self._drop_pubsub()
+            raise
+        finally:
+            self._wait_lock.release()
+
+    def _wait(self, queues: Sequence[str] | None, deadline: float) -> None:
+        if self._pubsub is None or self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            self._pubsub.subscribe(self._channel)
+        wanted = None if queues is None else {check_queue(queue) for queue in queues}
+        while self._pubsub.get_message(timeout=0) is not None:
+            pass  # stale news: the check below reads the current state instead
+        names = self._queues(queues)
+        replies = self._scripts.call_many([("due", self._keys(q), []) for q in names])
+        for reply in replies:
+            now_ms, ready, soonest = int(reply[0]), int(reply[1]), reply[2]
+            if ready:
+                return
+            if soonest:
+                deadline = min(deadline, time.monotonic() + (int(soonest) - now_ms) / 1000)
+        while (remaining := deadline - time.monotonic()) > 0:
+            message = self._pubsub.get_message(timeout=remaining)
+            if message is None or message.get("type") != "message":
+                continue
+            data = message["data"]
+            queue = data.decode() if isinstance(data, bytes) else str(data)
+            if wanted is None:
+                if is_queue_name(queue):
+                    with self._lock:
+                        self._known.add(queue)
+                return
+            if queue in wanted:
+                return
+
+    def _drop_pubsub(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None and self._pid == os.getpid():
+            with contextlib.suppress(Exception):
+                pubsub.close()
+
+    # -- inspection and administration ------------------------------------------------------
+
+    def get(self, job_id: str) -> JobRecord | None:
+        parsed = parse_job_id(job_id)
+        if parsed is None:
+            return None
+        queue, number = parsed
+        with self._guard():
+            raw = self._client.hget(self._keys(queue).jobs, str(number))
+            if raw is None:
+                return None
+            return decode_record(queue, number, raw, self._time_ms())
+
+    def list_jobs(
+        self,
+        *,
+        queues: Sequence[str] | None = None,
+        states: Sequence[JobState] | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[JobRecord]:
+        """Reads each queue's records with HSCAN: an inspection tool, O(jobs in the queues)."""
+        wanted = None if states is None else set(states)
+        found: list[JobRecord] = []
+        with self._guard():
+            now_ms = self._time_ms()
+            for queue in self._queues(queues):
+                if len(found) >= offset + limit:
+                    break
+                records = [
+                    decode_record(queue, int(field), raw, now_ms)
+                    for field, raw in self._client.hscan_iter(self._keys(queue).jobs, count=500)
+                ]
+                records.sort(key=lambda r: (r.priority, r.run_at, _number(r.id)))
+                found += [r for r in records if wanted is None or r.state in wanted]
+        return found[offset : offset + limit]
+
+    def counts(self) -> list[QueueCounts]:
+        with self._guard():
+            names = self._queues(None)
+            replies = self._scripts.call_many([("counts", self._keys(q), []) for q in names])
+        counts = []
+        for queue, reply in zip(names, replies, strict=True):
+            total, running, failed, completed, ready = (int(value) for value in reply)
+            if total:
+                scheduled = total - running - failed - completed - ready
+                counts.append(QueueCounts(queue, scheduled, ready, running, failed, completed))
+        return counts
+
+    def _by_id(self, script: str, job: str, *args: str) -> bool:
+        parsed = parse_job_id(job)
+        if parsed is None:
+            return False
+        queue, number = parsed
+        with self._guard():
+            return bool(self._scripts.call(script, self._keys(queue), [number, *args]))
+
+    def retry(self, job_id: str) -> bool:
+        parsed = parse_job_id(job_id)
+        return parsed is not None and self._by_id("retry", job_id, self._channel, parsed[0])
+
+    def delete(self, job_id: str) -> bool:
+        return self._by_id("delete", job_id)
+
+    def clear(self, queues: Sequence[str] | None = None) -> int:
+        with self._guard():
+            names = self._queues(queues) if queues is not None else self._all_registered()
+            replies = self._scripts.call_many([("clear", self._keys(q), []) for q in names])
+        return sum(int(reply) for reply in replies)
+
+    def _all_registered(self) -> list[str]:
+        with self._lock:
+            self._known_at = float("-inf")  # read the registry itself, not the cache
+        return self._queues(None)
+
+    def migrate(self) -> None:
+        """Load every script into the server's script cache (they also load on first use)."""
+        with self._guard():
+            self._scripts.load_all()
+
+    def purge(self) -> None:
+        """Delete every key under this adapter's prefix that it knows of: the jobs of every
+        registered queue, their counters and the registry. Job ids may be reused after."""
+        with self._guard():
+            names = self._all_registered()
+            self._scripts.call_many([("clear", self._keys(q), []) for q in names])
+            for queue in names:
+                self._client.delete(self._keys(queue).meta)
+            self._client.delete(self._registry)
+        with self._lock:
+            self._known.clear()
+
+    def close(self) -> None:
+        with self._wait_lock:
+            self._drop_pubsub()
+        if self._owns_client:
+            with contextlib.suppress(Exception):
+                self._client.close()
+
+
+def _number(job: str) -> int:
+    parsed = parse_job_id(job)
+    return parsed[1] if parsed else 0

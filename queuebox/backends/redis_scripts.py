@@ -1,0 +1,152 @@
+"""The Lua scripts of the Redis store: loaded from ``lua/*.lua``, called by SHA.
+
+Each script is ``lib.lua`` followed by the script's own file (Redis has no ``require``). Calls
+go out as ``EVALSHA``; a ``NOSCRIPT`` reply (server restart, failover, ``SCRIPT FLUSH``) loads
+the script and repeats only the calls that were refused, which never ran.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.cluster import RedisCluster
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    MovedError,
+    NoScriptError,
+    TryAgainError,
+)
+
+__all__ = ["LIBRARY", "SCRIPT_NAMES", "Call", "Script", "ScriptRunner", "load_scripts"]
+
+LIBRARY = "lib.lua"
+SCRIPT_NAMES = (
+    "enqueue",
+    "claim",
+    "peek",
+    "complete",
+    "reschedule",
+    "fail",
+    "release",
+    "extend",
+    "retry",
+    "delete",
+    "clear",
+    "counts",
+    "due",
+)
+
+_REDIRECTIONS = (MovedError, AskError, TryAgainError, ClusterDownError)
+
+#: One script call: (script name, keys, arguments).
+Call = tuple[str, Sequence[str], Sequence[str | int]]
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    name: str
+    source: str
+    sha: str
+
+
+def _read(filename: str) -> str:
+    return (
+        importlib.resources.files("queuebox.backends")
+        .joinpath("lua", filename)
+        .read_text(encoding="utf-8")
+    )
+
+
+def load_scripts() -> dict[str, Script]:
+    library = _read(LIBRARY)
+    scripts = {}
+    for name in SCRIPT_NAMES:
+        source = f"{library}\n{_read(name + '.lua')}"
+        sha = hashlib.sha1(source.encode("utf-8"), usedforsecurity=False).hexdigest()
+        scripts[name] = Script(name, source, sha)
+    return scripts
+
+
+class ScriptRunner:
+    """Runs scripts on one client (``redis.Redis`` or ``redis.cluster.RedisCluster``)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.scripts = load_scripts()
+
+    def _load(self, name: str) -> None:
+        self._client.script_load(self.scripts[name].source)
+
+    def load_all(self) -> None:
+        for name in self.scripts:
+            self._load(name)
+
+    def call(self, name: str, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+        sha = self.scripts[name].sha
+        try:
+            return self._client.evalsha(sha, len(keys), *keys, *args)
+        except NoScriptError:
+            self._load(name)
+            return self._client.evalsha(sha, len(keys), *keys, *args)
+
+    def call_many(self, calls: Sequence[Call]) -> list[Any]:
+        """Run ``calls`` pipelined, one round trip per Redis node; results in order."""
+        if len(calls) == 1:
+            name, keys, args = calls[0]
+            return [self.call(name, keys, args)]
+        results: list[Any] = [None] * len(calls)
+        if not isinstance(self._client, RedisCluster):
+            self._pipeline(self._client, calls, range(len(calls)), results)
+            return results
+        # redis-py refuses EVALSHA in cluster pipelines: pipeline per node ourselves.
+        cluster: Any = self._client
+        by_node: dict[str, tuple[Any, list[int]]] = {}
+        for index, (_, keys, _) in enumerate(calls):
+            node = cluster.get_node_from_key(keys[0])
+            by_node.setdefault(node.name, (node, []))[1].append(index)
+        for node, indexes in by_node.values():
+            connection = cluster.get_redis_connection(node)
+            moved = self._pipeline(connection, calls, indexes, results, per_node=True)
+            for index in moved:  # slots moved meanwhile: let the cluster client follow
+                name, keys, args = calls[index]
+                results[index] = self.call(name, keys, args)
+        return results
+
+    def _pipeline(
+        self,
+        client: Any,
+        calls: Sequence[Call],
+        indexes: Sequence[int],
+        results: list[Any],
+        *,
+        per_node: bool = False,
+    ) -> list[int]:
+        """Fill ``results`` for ``indexes``; return those refused by a cluster redirection."""
+        pending = list(indexes)
+        for _ in range(3):
+            pipe = client.pipeline(transaction=False)
+            for index in pending:
+                name, keys, args = calls[index]
+                pipe.evalsha(self.scripts[name].sha, len(keys), *keys, *args)
+            replies = pipe.execute(raise_on_error=False)
+            refused, redirected = [], []
+            for index, reply in zip(pending, replies, strict=True):
+                if isinstance(reply, NoScriptError):
+                    refused.append(index)
+                elif per_node and isinstance(reply, _REDIRECTIONS):
+                    redirected.append(index)
+                elif isinstance(reply, Exception):
+                    raise reply
+                else:
+                    results[index] = reply
+            if not refused:
+                return redirected
+            for name in sorted({calls[index][0] for index in refused}):
+                client.script_load(self.scripts[name].source)
+            pending = refused
+        raise NoScriptError("scripts kept disappearing from the server while being called")

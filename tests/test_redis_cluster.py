@@ -1,0 +1,194 @@
+"""The Redis store on a real three-master Redis Cluster that this module starts and stops.
+
+The cluster runs as ``redis-server`` processes on free loopback ports, with their files in a
+temporary directory and no persistence; the fixture kills them even when a test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from test_redis_support import isolated_prefix, url_with
+
+from queuebox.backends import from_url
+from queuebox.backends.redis import RedisAdapter
+from queuebox.backends.redis_keys import QueueKeys, registry_key
+from queuebox.testing import AdapterContract, AdapterFactory, new_job
+
+pytestmark = pytest.mark.redis
+
+SLOT_RANGES = [(0, 5460), (5461, 10922), (10923, 16383)]
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_ports(count: int) -> list[int]:
+    """``count`` ports whose cluster bus ports (port + 10000) are free as well."""
+    ports: list[int] = []
+    candidate = 7101 + (os.getpid() % 200) * 5
+    while len(ports) < count and candidate < 20000:
+        if _free(candidate) and _free(candidate + 10000):
+            ports.append(candidate)
+        candidate += 1
+    assert len(ports) == count, "no free loopback ports for a test cluster"
+    return ports
+
+
+def _wait_until(check: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():  # type: ignore[operator]
+                return
+        except redis.RedisError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"the test cluster did not become ready: {what}")
+
+
+@pytest.fixture(scope="module")
+def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        message = "the Redis Cluster tests need the redis-server binary on PATH"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    root = tmp_path_factory.mktemp("redis-cluster")
+    ports = _free_ports(3)
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        for port in ports:
+            workdir: Path = root / str(port)
+            workdir.mkdir()
+            processes.append(
+                subprocess.Popen(
+                    [
+                        binary,
+                        "--port",
+                        str(port),
+                        "--bind",
+                        "127.0.0.1",
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-node-timeout",
+                        "5000",
+                        "--dir",
+                        str(workdir),
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                        "--protected-mode",
+                        "no",
+                        "--logfile",
+                        str(workdir / "redis.log"),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        nodes: list[Any] = [redis.Redis(host="127.0.0.1", port=port) for port in ports]
+        for node in nodes:
+            _wait_until(node.ping, 10, "servers answering PING")
+        for node, (first, last) in zip(nodes, SLOT_RANGES, strict=True):
+            node.execute_command("CLUSTER", "ADDSLOTSRANGE", first, last)
+        for port in ports[1:]:
+            nodes[0].execute_command("CLUSTER", "MEET", "127.0.0.1", port)
+
+        def ready() -> bool:
+            for node in nodes:
+                info = node.execute_command("CLUSTER", "INFO").decode()
+                if "cluster_state:ok" not in info or "cluster_known_nodes:3" not in info:
+                    return False
+            return True
+
+        _wait_until(ready, 30, "cluster_state:ok on every node")
+        for node in nodes:
+            node.close()
+        yield f"redis+cluster://127.0.0.1:{ports[0]}"
+    finally:
+        for process in processes:
+            process.kill()
+        for process in processes:
+            process.wait(10)
+
+
+@pytest.fixture
+def cluster_prefix(cluster_url: str) -> Iterator[str]:
+    with isolated_prefix(cluster_url) as prefix:
+        yield prefix
+
+
+class TestRedisClusterContract(AdapterContract):
+    @pytest.fixture
+    def adapter_factory(self, cluster_url: str, cluster_prefix: str) -> AdapterFactory:
+        url = url_with(cluster_url, prefix=cluster_prefix)
+        return lambda: RedisAdapter.from_url(url)
+
+
+def test_each_queue_lives_in_one_slot_and_queues_spread(
+    cluster_url: str, cluster_prefix: str
+) -> None:
+    adapter = from_url(url_with(cluster_url, prefix=cluster_prefix))
+    assert isinstance(adapter, RedisAdapter)
+    client: Any = adapter._client
+    try:
+        queues = ["default", "email", "reports", "a", "b", "c"]
+        for queue in queues:
+            adapter.schedule([new_job(queue, args=[1]), new_job(queue, delay=600)])
+            job = adapter.claim("w1", [queue], limit=1, lease=60)[0]
+            adapter.fail(job.id, job.lock_token or "", error="E")
+        slots = {}
+        for queue in queues:
+            keys = QueueKeys.of(cluster_prefix, queue)
+            base = keys.meta[: -len("meta")]
+            names = list(keys)
+            names += [base + "s:" + m.decode() for m in client.zrange(keys.sidx, 0, -1)]
+            assert client.exists(*names) >= 4  # meta, jobs, failed, a bucket index and bucket
+            queue_slots = {client.cluster_keyslot(name) for name in names}
+            assert len(queue_slots) == 1, f"the keys of {queue!r} span slots {queue_slots}"
+            slots[queue] = queue_slots.pop()
+        assert len(set(slots.values())) == len(queues), slots
+        owners = {
+            client.get_node_from_key(QueueKeys.of(cluster_prefix, q).jobs).name for q in queues
+        }
+        assert len(owners) >= 2, "queues should spread over several masters"
+        assert client.smembers(registry_key(cluster_prefix)) == {q.encode() for q in queues}
+        assert [c.queue for c in adapter.counts()] == sorted(queues)
+        jobs = adapter.claim("w2", None, limit=10, lease=60)
+        assert jobs == []  # the rest are scheduled for later or failed
+    finally:
+        adapter.close()
+
+
+def test_script_cache_flushed_on_every_node(cluster_url: str, cluster_prefix: str) -> None:
+    adapter = RedisAdapter.from_url(url_with(cluster_url, prefix=cluster_prefix))
+    client = adapter._client
+    try:
+        adapter.schedule([new_job(q) for q in ("x", "y", "z")])
+        client.script_flush()  # every primary
+        jobs = adapter.claim("w1", None, limit=3, lease=60)
+        client.script_flush()  # every primary
+        assert adapter.complete_many([(j.id, j.lock_token or "") for j in jobs]) == [True] * 3
+        assert adapter.counts() == []
+    finally:
+        adapter.close()

@@ -1,0 +1,189 @@
+"""What the Redis store promises beyond the contract: script reloads, round trips, wake-ups,
+memory per job, thread safety. These run against the real server (``redis_url``)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from redis.connection import AbstractConnection
+from test_redis_support import isolated_prefix, url_with
+
+from queuebox.backends.base import JobState
+from queuebox.backends.redis import RedisAdapter
+from queuebox.backends.redis_keys import QueueKeys
+from queuebox.testing import new_job
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def store_url(redis_url: str) -> Iterator[str]:
+    with isolated_prefix(redis_url) as prefix:
+        yield url_with(redis_url, prefix=prefix)
+
+
+@pytest.fixture
+def adapter(store_url: str) -> Iterator[RedisAdapter]:
+    adapter = RedisAdapter.from_url(store_url)
+    try:
+        yield adapter
+    finally:
+        adapter.close()
+
+
+class RoundTrips:
+    """Counts the requests every connection sends (a pipeline is one)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        original: Any = AbstractConnection.send_packed_command
+
+        def counting(conn: AbstractConnection, command: Any, check_health: bool = True) -> None:
+            self.count += 1
+            original(conn, command, check_health)
+
+        monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+
+    def __call__(self) -> int:
+        count, self.count = self.count, 0
+        return count
+
+
+def test_script_cache_flushed_mid_run(adapter: RedisAdapter) -> None:
+    client = adapter._client
+    records = adapter.schedule([new_job("a", args=[i]) for i in range(6)] + [new_job("b", 1)])
+    client.script_flush()
+    claimed = adapter.claim("w1", ["a", "b"], limit=3, lease=60)  # peek + claim pipelines
+    assert [job.queue for job in claimed] == ["b", "a", "a"]
+    client.script_flush()
+    assert adapter.complete_many([(job.id, job.lock_token or "") for job in claimed]) == [True] * 3
+    client.script_flush()
+    job = adapter.claim("w1", ["a"], limit=1, lease=60)[0]
+    client.script_flush()
+    assert adapter.extend(job.id, job.lock_token or "", lease=60)
+    client.script_flush()
+    assert adapter.reschedule(job.id, job.lock_token or "", delay=0, error="E")
+    client.script_flush()
+    assert [c.ready for c in adapter.counts()] == [4]
+    client.script_flush()
+    adapter.wait_for_work(["a"], 0.01)
+    client.script_flush()
+    assert adapter.clear() == 4
+    assert all(adapter.get(record.id) is None for record in records)
+
+
+def test_round_trips(adapter: RedisAdapter, monkeypatch: pytest.MonkeyPatch) -> None:
+    adapter.schedule_one(new_job("email"))  # a queue's first job also registers it
+    adapter.migrate()  # loads every script, so that no NOSCRIPT retry shows up below
+    trips = RoundTrips(monkeypatch)
+    adapter.schedule_one(new_job("email", args=[1]))
+    assert trips() == 1, "enqueue one job = one EVALSHA"
+    adapter.schedule([new_job("email", args=[i]) for i in range(100)])
+    assert trips() == 1, "a batch of one queue's jobs = one EVALSHA"
+    claimed = adapter.claim("w1", ["email"], limit=50, lease=60)
+    assert len(claimed) == 50 and trips() == 1, "claim on one queue = one EVALSHA"
+    assert all(adapter.complete_many([(j.id, j.lock_token or "") for j in claimed]))
+    assert trips() == 1, "complete_many = one pipeline"
+    adapter.schedule([new_job("other")])
+    trips()
+    claimed = adapter.claim("w1", ["email", "other"], limit=10, lease=60)
+    assert len(claimed) == 10 and trips() == 2, "claim across queues = peek + claim pipelines"
+
+
+def test_idle_worker_wakes_within_milliseconds_of_an_enqueue(store_url: str) -> None:
+    waiter, producer = RedisAdapter.from_url(store_url), RedisAdapter.from_url(store_url)
+    try:
+        for queues in (["wake"], None):
+            producer.schedule_one(new_job("warm"))  # so the registry is not empty
+            waiter.wait_for_work(queues, 0.01)
+            woke: list[float] = []
+
+            def wait(queues: list[str] | None = queues, woke: list[float] = woke) -> None:
+                waiter.wait_for_work(queues, 10)
+                woke.append(time.monotonic())
+
+            thread = threading.Thread(target=wait)
+            thread.start()
+            time.sleep(0.2)
+            enqueued = time.monotonic()
+            producer.schedule_one(new_job("wake"))
+            thread.join(5)
+            assert woke and woke[0] - enqueued < 0.1, f"woke {woke[0] - enqueued:.3f}s late"
+            producer.clear()
+    finally:
+        waiter.close()
+        producer.close()
+
+
+def test_delayed_job_wakes_the_worker_at_its_run_at(adapter: RedisAdapter) -> None:
+    record = adapter.schedule_one(new_job("later", delay=0.5))
+    adapter.wait_for_work(["later"], 10)
+    late = (adapter.now() - record.run_at).total_seconds()
+    assert 0 <= late < 0.1, f"woke {late:.3f}s after run_at"
+    assert [job.id for job in adapter.claim("w1", ["later"], limit=1, lease=60)] == [record.id]
+
+
+def test_wait_returns_at_once_when_work_is_ready(adapter: RedisAdapter) -> None:
+    adapter.schedule_one(new_job("ready"))
+    started = time.monotonic()
+    adapter.wait_for_work(None, 5)
+    assert time.monotonic() - started < 0.5
+
+
+def test_heartbeat_thread_extends_while_the_main_thread_works(adapter: RedisAdapter) -> None:
+    adapter.schedule([new_job("hb", args=[i]) for i in range(40)])
+    held = adapter.claim("w1", ["hb"], limit=1, lease=0.5)[0]
+    stop = threading.Event()
+    failures: list[str] = []
+
+    def heartbeat() -> None:
+        while not stop.wait(0.05):
+            if not adapter.extend(held.id, held.lock_token or "", lease=0.5):
+                failures.append("lost the lock")
+
+    thread = threading.Thread(target=heartbeat)
+    thread.start()
+    try:
+        for _ in range(39):
+            job = adapter.claim("w1", ["hb"], limit=1, lease=60)[0]
+            assert adapter.complete(job.id, job.lock_token or "")
+        time.sleep(0.7)
+    finally:
+        stop.set()
+        thread.join()
+    assert not failures
+    assert adapter.complete(held.id, held.lock_token or "")
+    assert adapter.counts() == []
+
+
+def test_memory_per_waiting_job(adapter: RedisAdapter, capsys: pytest.CaptureFixture[str]) -> None:
+    """MEMORY USAGE summed over the queue's keys, per job, for 10,000 ready jobs with one small
+    argument each (docs/redis.md reports the same measure)."""
+    client = adapter._client
+    adapter.schedule_one(new_job("mem", args=[0]))
+    adapter.clear(["mem"])
+    jobs = 10_000
+    for _ in range(jobs // 1000):
+        adapter.schedule([new_job("mem", args=[42]) for _ in range(1000)])
+    keys = QueueKeys.of(adapter._prefix, "mem")
+    base = keys.meta[: -len("meta")]
+    names = [key for key in keys if key != keys.meta]
+    buckets = [base + "r:" + m.decode() for m in client.zrange(keys.ridx, 0, -1)]
+    assert buckets and client.exists(*buckets) == len(buckets)
+    names += buckets
+    per_job = sum(client.memory_usage(name, samples=0) or 0 for name in names) / jobs
+    with capsys.disabled():
+        print(f"\nRedis memory per waiting job: {per_job:.0f} bytes (MEMORY USAGE)")
+    assert per_job <= 200
+    assert adapter.counts()[0].ready == jobs
+
+
+def test_records_use_the_store_clock(adapter: RedisAdapter) -> None:
+    record = adapter.schedule_one(new_job("clock", delay=2))
+    assert record.state is JobState.SCHEDULED
+    assert record.run_at.tzinfo is not None and record.created_at.tzinfo is not None
+    assert abs((record.created_at - adapter.now()).total_seconds()) < 1
