@@ -1,0 +1,281 @@
+-- Named queries of the PostgreSQL store (queuebox.backends.postgres).
+--
+-- Placeholders in braces are identifiers and literals the adapter fills in with
+-- psycopg.sql (never string formatting of user input):
+--   {jobs}       the jobs table, schema-qualified when a schema is configured
+--   {migrations} the table that records which schema versions were applied
+--   {schema}     the configured schema
+--   {due_index} {next_index} {queue_index} {next_statistics}  index and statistics names
+--   {channel}    the LISTEN/NOTIFY channel, as a string literal; {channel_name} as identifier
+-- %(name)s are bound parameters. Times come from the server: now() is the start of the
+-- statement's transaction, and every statement here runs in its own transaction unless
+-- the adapter opens one.
+
+
+-- Schema and migrations --------------------------------------------------------------------
+
+-- name: migrations_table_exists
+SELECT EXISTS (
+    SELECT 1 FROM pg_tables
+    WHERE schemaname = coalesce(%(schema)s::text, current_schema()) AND tablename = %(table)s
+) AS present
+
+-- name: schema_version
+SELECT coalesce(max(version), 0) AS version FROM {migrations}
+
+-- name: quiet_notices
+SET LOCAL client_min_messages = warning
+
+-- name: migrate_lock
+-- Serializes concurrent migrate() calls (two processes starting at once) until commit.
+SELECT pg_advisory_xact_lock(hashtext(%(key)s))
+
+-- name: schema_exists
+SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %(schema)s) AS present
+
+-- name: create_schema
+CREATE SCHEMA IF NOT EXISTS {schema}
+
+-- name: create_migrations_table
+CREATE TABLE IF NOT EXISTS {migrations} (
+    version integer PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+
+-- name: record_version
+INSERT INTO {migrations} (version) VALUES (%(version)s) ON CONFLICT (version) DO NOTHING
+
+-- name: migrate_v1
+CREATE TABLE IF NOT EXISTS {jobs} (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name text NOT NULL,
+    handler text NOT NULL,
+    queue text NOT NULL,
+    priority integer NOT NULL,
+    attempts integer NOT NULL DEFAULT 0,
+    run_at timestamptz NOT NULL,
+    locked_at timestamptz,
+    locked_by text,
+    lock_expires_at timestamptz,
+    lock_token text,
+    last_error text,
+    failed_at timestamptz,
+    completed_at timestamptz,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+-- The claim walks this index in order and stops after LIMIT rows: fast with millions of
+-- ready jobs. Failed and completed jobs are not in it.
+CREATE INDEX IF NOT EXISTS {due_index} ON {jobs} (priority, run_at, id)
+    WHERE failed_at IS NULL AND completed_at IS NULL;
+-- When the job can next be claimed: greatest() ignores NULL, so this is run_at for an
+-- unlocked job and the later of run_at and the lock's expiry for a locked one. It answers
+-- wait_for_work's "when is the next job due" and lets the claim find the few due jobs
+-- among many scheduled for later.
+CREATE INDEX IF NOT EXISTS {next_index} ON {jobs} ((greatest(run_at, lock_expires_at)))
+    WHERE failed_at IS NULL AND completed_at IS NULL;
+-- The planner ignores the statistics of partial indexes; without these it would guess that
+-- a third of all jobs are due and walk {due_index} through a million jobs scheduled for
+-- later to find the few that are due. (Expression statistics need PostgreSQL 14.)
+CREATE STATISTICS IF NOT EXISTS {next_statistics} ON (greatest(run_at, lock_expires_at))
+    FROM {jobs};
+-- A worker that serves one queue finds its jobs without walking the other queues' jobs.
+CREATE INDEX IF NOT EXISTS {queue_index} ON {jobs} (queue, priority, run_at, id)
+    WHERE failed_at IS NULL AND completed_at IS NULL
+
+
+-- Scheduling -------------------------------------------------------------------------------
+
+-- name: schedule
+-- Ids follow the input order (ORDER BY position); the adapter sorts the result by id.
+-- The notification is sent at commit: at once in autocommit, else with the caller's commit.
+WITH inserted AS (
+    INSERT INTO {jobs} (name, handler, queue, priority, run_at, created_at, updated_at)
+    SELECT new_job.name, new_job.handler, new_job.queue, new_job.priority,
+           coalesce(new_job.run_at, now() + make_interval(secs => new_job.delay)),
+           now(), now()
+    FROM unnest(
+        %(names)s::text[], %(handlers)s::text[], %(queues)s::text[],
+        %(priorities)s::integer[], %(run_ats)s::timestamptz[], %(delays)s::float8[]
+    ) WITH ORDINALITY AS new_job(name, handler, queue, priority, run_at, delay, position)
+    ORDER BY new_job.position
+    RETURNING *
+), notified AS (
+    SELECT count(*) AS sent
+    FROM (SELECT pg_notify({channel}, queue) FROM (SELECT DISTINCT queue FROM inserted) AS q) AS n
+)
+SELECT inserted.*,
+       CASE WHEN inserted.run_at <= now() THEN 'ready' ELSE 'scheduled' END AS state
+FROM inserted CROSS JOIN notified
+ORDER BY inserted.id
+
+
+-- Execution --------------------------------------------------------------------------------
+
+-- name: claim
+-- One statement: pick the best due jobs, skipping rows another claim holds, and lock them.
+-- greatest(run_at, lock_expires_at) <= now() means "due, and unlocked or its lock expired".
+-- The WorkerLost text must match queuebox.backends.base.reclaim_note (a test checks it).
+WITH candidates AS MATERIALIZED (
+    SELECT id, locked_by AS previous_owner,
+           lock_expires_at AT TIME ZONE 'UTC' AS previous_expiry
+    FROM {jobs}
+    WHERE failed_at IS NULL AND completed_at IS NULL
+      AND greatest(run_at, lock_expires_at) <= now()
+      AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+    ORDER BY priority, run_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {jobs} AS job
+SET attempts = job.attempts + 1,
+    locked_at = now(),
+    locked_by = %(worker)s,
+    lock_expires_at = now() + make_interval(secs => %(lease)s),
+    lock_token = gen_random_uuid()::text,
+    last_error = CASE
+        WHEN candidates.previous_owner IS NULL THEN job.last_error
+        ELSE 'WorkerLost: the lock held by worker ' || candidates.previous_owner
+            || ' expired at '
+            || coalesce(
+                to_char(candidates.previous_expiry, 'YYYY-MM-DD"T"HH24:MI:SS')
+                || CASE to_char(candidates.previous_expiry, 'US')
+                    WHEN '000000' THEN '' ELSE '.' || to_char(candidates.previous_expiry, 'US')
+                   END
+                || '+00:00',
+                'an unknown time')
+            || ' before the job finished; the job was claimed again'
+    END,
+    updated_at = now()
+FROM candidates
+WHERE job.id = candidates.id
+RETURNING job.*, 'running' AS state
+
+-- name: complete_delete
+DELETE FROM {jobs} WHERE id = %(id)s AND lock_token = %(token)s
+
+-- name: complete_keep
+UPDATE {jobs}
+SET locked_at = NULL, locked_by = NULL, lock_expires_at = NULL, lock_token = NULL,
+    completed_at = now(), updated_at = now()
+WHERE id = %(id)s AND lock_token = %(token)s
+
+-- name: complete_many_delete
+DELETE FROM {jobs} AS job
+USING unnest(%(ids)s::bigint[], %(tokens)s::text[]) AS ack(id, token)
+WHERE job.id = ack.id AND job.lock_token = ack.token
+RETURNING job.id, ack.token
+
+-- name: complete_many_keep
+UPDATE {jobs} AS job
+SET locked_at = NULL, locked_by = NULL, lock_expires_at = NULL, lock_token = NULL,
+    completed_at = now(), updated_at = now()
+FROM unnest(%(ids)s::bigint[], %(tokens)s::text[]) AS ack(id, token)
+WHERE job.id = ack.id AND job.lock_token = ack.token
+RETURNING job.id, ack.token
+
+-- name: reschedule
+WITH changed AS (
+    UPDATE {jobs}
+    SET locked_at = NULL, locked_by = NULL, lock_expires_at = NULL, lock_token = NULL,
+        last_error = %(error)s, run_at = now() + make_interval(secs => %(delay)s),
+        updated_at = now()
+    WHERE id = %(id)s AND lock_token = %(token)s
+    RETURNING queue
+)
+SELECT pg_notify({channel}, queue) FROM changed
+
+-- name: fail_keep
+UPDATE {jobs}
+SET locked_at = NULL, locked_by = NULL, lock_expires_at = NULL, lock_token = NULL,
+    last_error = %(error)s, failed_at = now(), updated_at = now()
+WHERE id = %(id)s AND lock_token = %(token)s
+
+-- name: fail_delete
+DELETE FROM {jobs} WHERE id = %(id)s AND lock_token = %(token)s
+
+-- name: release
+WITH changed AS (
+    UPDATE {jobs}
+    SET locked_at = NULL, locked_by = NULL, lock_expires_at = NULL, lock_token = NULL,
+        attempts = greatest(attempts - 1, 0), updated_at = now()
+    WHERE id = %(id)s AND lock_token = %(token)s
+    RETURNING queue
+)
+SELECT pg_notify({channel}, queue) FROM changed
+
+-- name: extend
+UPDATE {jobs}
+SET lock_expires_at = now() + make_interval(secs => %(lease)s), updated_at = now()
+WHERE id = %(id)s AND lock_token = %(token)s
+
+-- name: next_due
+-- Seconds until the next job of these queues can be claimed (<= 0: now; NULL: none).
+SELECT extract(epoch FROM min(greatest(run_at, lock_expires_at)) - now())::float8 AS wait
+FROM {jobs}
+WHERE failed_at IS NULL AND completed_at IS NULL
+  AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+
+-- name: listen
+LISTEN {channel_name}
+
+
+-- Inspection and administration ------------------------------------------------------------
+
+-- name: now
+SELECT now() AS now
+
+-- name: get
+SELECT *,
+       CASE WHEN completed_at IS NOT NULL THEN 'completed'
+            WHEN failed_at IS NOT NULL THEN 'failed'
+            WHEN locked_at IS NOT NULL THEN 'running'
+            WHEN run_at <= now() THEN 'ready'
+            ELSE 'scheduled' END AS state
+FROM {jobs}
+WHERE id = %(id)s
+
+-- name: list_jobs
+SELECT *
+FROM (
+    SELECT *,
+           CASE WHEN completed_at IS NOT NULL THEN 'completed'
+                WHEN failed_at IS NOT NULL THEN 'failed'
+                WHEN locked_at IS NOT NULL THEN 'running'
+                WHEN run_at <= now() THEN 'ready'
+                ELSE 'scheduled' END AS state
+    FROM {jobs}
+    WHERE %(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[])
+) AS job
+WHERE %(states)s::text[] IS NULL OR job.state = ANY(%(states)s::text[])
+ORDER BY job.queue COLLATE "C", job.priority, job.run_at, job.id
+LIMIT %(limit)s OFFSET %(offset)s
+
+-- name: counts
+SELECT queue,
+       count(*) FILTER (WHERE completed_at IS NULL AND failed_at IS NULL
+                        AND locked_at IS NULL AND run_at > now()) AS scheduled,
+       count(*) FILTER (WHERE completed_at IS NULL AND failed_at IS NULL
+                        AND locked_at IS NULL AND run_at <= now()) AS ready,
+       count(*) FILTER (WHERE completed_at IS NULL AND failed_at IS NULL
+                        AND locked_at IS NOT NULL) AS running,
+       count(*) FILTER (WHERE completed_at IS NULL AND failed_at IS NOT NULL) AS failed,
+       count(*) FILTER (WHERE completed_at IS NOT NULL) AS completed
+FROM {jobs}
+GROUP BY queue
+ORDER BY queue COLLATE "C"
+
+-- name: retry
+WITH changed AS (
+    UPDATE {jobs}
+    SET failed_at = NULL, completed_at = NULL, attempts = 0, run_at = now(), updated_at = now()
+    WHERE id = %(id)s AND locked_at IS NULL
+    RETURNING queue
+)
+SELECT pg_notify({channel}, queue) FROM changed
+
+-- name: delete
+DELETE FROM {jobs} WHERE id = %(id)s
+
+-- name: clear
+DELETE FROM {jobs} WHERE %(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[])

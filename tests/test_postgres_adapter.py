@@ -1,0 +1,557 @@
+"""What the PostgreSQL store does beyond the shared contract: URL options, schema and
+migrations, the claim's index, wake-ups, transactional enqueue and surviving dropped
+connections. Each test gets a fresh schema, dropped afterwards."""
+
+from __future__ import annotations
+
+import ast
+import functools
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import closing
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+import pytest
+from psycopg import pq, sql
+from psycopg.conninfo import conninfo_to_dict
+
+import queuebox.backends.postgres as postgres_module
+from queuebox.backends import from_url
+from queuebox.backends.base import JobRecord, JobState, reclaim_note
+from queuebox.backends.postgres import SCHEMA_VERSION, PostgresAdapter
+from queuebox.backends.sql import load_queries
+from queuebox.errors import ConfigurationError, StorageUnavailable
+from queuebox.testing import new_job
+
+_T = TypeVar("_T")
+
+
+def _with_params(url: str, **params: str) -> str:
+    query = "&".join(f"{key}={value}" for key, value in params.items())
+    return f"{url}{'&' if '?' in url else '?'}{query}"
+
+
+@pytest.fixture
+def pg_schema(postgres_url: str) -> Iterator[str]:
+    schema = f"qb_test_{uuid.uuid4().hex[:12]}"
+    yield schema
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture
+def pg_url(postgres_url: str, pg_schema: str) -> str:
+    return _with_params(postgres_url, schema=pg_schema)
+
+
+@pytest.fixture
+def adapter(pg_url: str) -> Iterator[PostgresAdapter]:
+    with closing(PostgresAdapter(pg_url)) as adapter:
+        yield adapter
+
+
+@pytest.fixture
+def admin(postgres_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """A separate autocommit connection that plays the DBA or the application."""
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        yield conn
+
+
+# -- no server needed -----------------------------------------------------------------------
+
+
+def test_every_query_the_code_names_exists() -> None:
+    """Each name given to ``_q`` / ``_owned_write`` or listed in MIGRATIONS is in the file,
+    and the file holds no query the code never uses."""
+    tree = ast.parse(Path(postgres_module.__file__).read_text("utf-8"))
+    used: set[str] = set()
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in {"_q", "_owned_write"}
+            and node.args
+        ):
+            used |= {
+                leaf.value
+                for leaf in ast.walk(node.args[0])
+                if isinstance(leaf, ast.Constant) and isinstance(leaf.value, str)
+            }
+    used |= set(postgres_module.MIGRATIONS)
+    defined = set(load_queries("postgres"))
+    assert len(used) > 20
+    assert used - defined == set(), "queries the code uses but postgres.sql lacks"
+    assert defined - used == set(), "queries postgres.sql defines but the code never uses"
+
+
+def test_url_options_are_removed_before_libpq_sees_them() -> None:
+    adapter = PostgresAdapter(
+        "postgresql://app:s3cret@db.example:6432/jobs"
+        "?schema=myapp&table=work&wakeup=off&sslmode=disable"
+    )
+    assert (adapter.schema, adapter.table, adapter.wakeup) == ("myapp", "work", False)
+    assert adapter.capabilities.wakeup is False
+    params = conninfo_to_dict(adapter._conninfo)
+    assert not {"schema", "table", "wakeup"} & set(params)
+    assert params["sslmode"] == "disable" and params["dbname"] == "jobs"
+    assert params["application_name"] == "queuebox" and params["port"] == "6432"
+    assert "s3cret" not in repr(adapter)
+
+
+def test_keyword_arguments_win_over_url_options() -> None:
+    adapter = PostgresAdapter(
+        "postgres://h/db?schema=a&application_name=mine", schema="b", table="t", wakeup=True
+    )
+    assert (adapter.schema, adapter.table, adapter.wakeup) == ("b", "t", True)
+    assert adapter.capabilities.wakeup is True
+    assert conninfo_to_dict(adapter._conninfo)["application_name"] == "mine"
+    default = PostgresAdapter("host=h dbname=db")
+    assert (default.schema, default.table) == (None, "queuebox_jobs")
+
+
+def test_from_url_maps_both_schemes(pg_url: str) -> None:
+    rest = pg_url.split("://", 1)[1]
+    for scheme in ("postgresql", "postgres"):
+        with closing(from_url(f"{scheme}://{rest}")) as adapter:
+            assert isinstance(adapter, PostgresAdapter) and adapter.schema
+            assert adapter.now().tzinfo is not None
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://h/db?wakeup=maybe",
+        f"postgresql://h/db?table={'t' * 49}",
+        f"postgresql://h/db?schema={'s' * 64}",
+        "host=h dbname=db bogus_option",
+    ],
+)
+def test_bad_options_are_configuration_errors(url: str) -> None:
+    with pytest.raises(ConfigurationError):
+        PostgresAdapter(url)
+
+
+def test_unreachable_server_raises_storage_unavailable_without_the_password() -> None:
+    adapter = PostgresAdapter("postgresql://app:s3cret@127.0.0.1:1/db", connect_timeout=2)
+    for _ in range(2):  # the second attempt waits out a short backoff, then fails again
+        with pytest.raises(StorageUnavailable) as caught:
+            adapter.now()
+        assert "s3cret" not in str(caught.value) and "***" in str(caught.value)
+        assert caught.value.url == "postgresql://app:***@127.0.0.1:1/db"
+    adapter.close()
+
+
+# -- schema ---------------------------------------------------------------------------------
+
+
+def test_schema_is_created_on_first_use_and_migrate_is_idempotent(
+    adapter: PostgresAdapter, admin: psycopg.Connection[Any], pg_schema: str
+) -> None:
+    assert adapter.counts() == []  # first use creates the schema
+    adapter.migrate()
+    adapter.migrate()
+    versions = admin.execute(
+        sql.SQL("SELECT version FROM {}").format(
+            sql.Identifier(pg_schema, "queuebox_jobs_migrations")
+        )
+    ).fetchall()
+    assert versions == [(SCHEMA_VERSION,)]
+    columns: dict[str, str] = dict(
+        admin.execute(
+            "SELECT column_name, data_type FROM information_schema.columns"
+            " WHERE table_schema = %s AND table_name = 'queuebox_jobs'",
+            [pg_schema],
+        ).fetchall()
+    )
+    assert set(columns) == {
+        "id", "name", "handler", "queue", "priority", "attempts", "run_at", "locked_at",
+        "locked_by", "lock_expires_at", "lock_token", "last_error", "failed_at",
+        "completed_at", "created_at", "updated_at",
+    }  # fmt: skip
+    assert columns["handler"] == "text" and columns["id"] == "bigint"
+    assert columns["run_at"] == "timestamp with time zone"
+    index = admin.execute(
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND indexname = %s",
+        [pg_schema, "queuebox_jobs_due_idx"],
+    ).fetchone()
+    assert index is not None
+    partial = "(priority, run_at, id) WHERE ((failed_at IS NULL) AND (completed_at IS NULL))"
+    assert partial in index[0]
+
+
+def test_concurrent_migrations_do_not_collide(pg_url: str, pg_schema: str) -> None:
+    adapters = [PostgresAdapter(pg_url) for _ in range(6)]
+    start = threading.Barrier(len(adapters))
+    errors: list[BaseException] = []
+
+    def run(adapter: PostgresAdapter) -> None:
+        start.wait()
+        try:
+            adapter.migrate()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(adapter,)) for adapter in adapters]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert adapters[0].schedule_one(new_job()).state is JobState.READY
+    for adapter in adapters:
+        adapter.close()
+
+
+def test_odd_schema_and_table_names_are_quoted(postgres_url: str) -> None:
+    schema, table = f'qb test "{uuid.uuid4().hex[:6]}"; --', "Jobs; DROP TABLE x"
+    adapter = PostgresAdapter(postgres_url, schema=schema, table=table)
+    try:
+        record = adapter.schedule_one(new_job("q"))
+        assert adapter.get(record.id) == record
+        assert [job.id for job in adapter.claim("w", ["q"], lease=5)] == [record.id]
+        adapter.wait_for_work(["q"], 0.01)
+    finally:
+        adapter.close()
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+def _plan(conn: psycopg.Connection[Any], adapter: PostgresAdapter, **params: Any) -> str:
+    query = sql.SQL("EXPLAIN (FORMAT TEXT, COSTS OFF) ") + adapter._q("claim")
+    values = {"worker": "w", "queues": None, "limit": 10, "lease": 60.0} | params
+    return "\n".join(row[0] for row in conn.execute(query, values))
+
+
+def test_the_claim_walks_the_partial_index(
+    adapter: PostgresAdapter, admin: psycopg.Connection[Any], pg_schema: str
+) -> None:
+    adapter.migrate()
+    jobs = sql.Identifier(pg_schema, "queuebox_jobs")
+    admin.execute(
+        sql.SQL(
+            "INSERT INTO {} (name, handler, queue, priority, run_at)"
+            " SELECT 'J', '{{}}', 'q' || g % 4, 1 + g % 100, now() - g * interval '1 ms'"
+            " FROM generate_series(1, 50000) AS g"
+        ).format(jobs)
+    )
+    admin.execute(sql.SQL("ANALYZE {}").format(jobs))
+    plan = _plan(admin, adapter)
+    assert "Index Scan using queuebox_jobs_due_idx" in plan, plan
+    assert "Seq Scan" not in plan.split("->  Nested Loop")[0] and "Sort" not in plan, plan
+    # A million-job backlog scheduled for later does not slow down finding the few due jobs.
+    admin.execute(sql.SQL("UPDATE {} SET run_at = now() + interval '1 day'").format(jobs))
+    admin.execute(sql.SQL("ANALYZE {}").format(jobs))
+    plan = _plan(admin, adapter)
+    assert "Index Scan using queuebox_jobs_next_idx" in plan, plan
+
+
+# -- claim details --------------------------------------------------------------------------
+
+
+def test_reclaim_note_matches_base(
+    adapter: PostgresAdapter, admin: psycopg.Connection[Any], pg_schema: str
+) -> None:
+    record = adapter.schedule_one(new_job())
+    lost = adapter.claim("lost-worker", None, lease=0.05)[0]
+    time.sleep(0.1)
+    taken = adapter.claim("w2", None, lease=0.05)[0]
+    assert taken.last_error == reclaim_note("lost-worker", lost.lock_expires_at)
+    # Python's isoformat() drops a zero microsecond part; so does the SQL.
+    admin.execute(
+        sql.SQL(
+            "UPDATE {} SET lock_expires_at = date_trunc('second', now()) - interval '1 s'"
+        ).format(sql.Identifier(pg_schema, "queuebox_jobs"))
+    )
+    expired = adapter.get(record.id)
+    assert expired is not None and expired.lock_expires_at is not None
+    assert expired.lock_expires_at.microsecond == 0
+    again = adapter.claim("w3", None, lease=5)[0]
+    assert again.last_error == reclaim_note("w2", expired.lock_expires_at)
+    assert again.attempts == 3
+
+
+def test_records_use_aware_utc_datetimes(adapter: PostgresAdapter) -> None:
+    record = adapter.schedule_one(new_job(delay=5))
+    for value in (record.run_at, record.created_at, record.updated_at, adapter.now()):
+        assert value.utcoffset() == timedelta(0)
+
+
+def test_bad_ids_are_unknown_and_never_raise(adapter: PostgresAdapter) -> None:
+    adapter.schedule_one(new_job())
+    bad = ["bogus", "", "1' OR '1'='1", "999999999", "-1", "0", "9" * 25, "\uff11", " 1", "1.0"]
+    for job_id in bad:
+        assert adapter.get(job_id) is None
+        assert adapter.delete(job_id) is False and adapter.retry(job_id) is False
+        assert adapter.complete(job_id, "t") is False
+        assert adapter.reschedule(job_id, "t", delay=1, error="e") is False
+        assert adapter.fail(job_id, "t", error="e") is False
+        assert adapter.release(job_id, "t") is False
+        assert adapter.extend(job_id, "t", lease=1) is False
+    assert adapter.complete_many([(job_id, "t") for job_id in bad]) == [False] * len(bad)
+    assert len(adapter.list_jobs()) == 1
+
+
+def test_heartbeat_thread_extends_while_the_main_thread_works(adapter: PostgresAdapter) -> None:
+    adapter.schedule([new_job() for _ in range(200)])
+    long_job = adapter.claim("w", None, lease=60)[0]
+    stop = threading.Event()
+    failures: list[object] = []
+
+    def heartbeat() -> None:
+        while not stop.is_set():
+            if not adapter.extend(long_job.id, long_job.lock_token or "", lease=60):
+                failures.append("extend returned False")
+
+    thread = threading.Thread(target=heartbeat)
+    thread.start()
+    try:
+        while jobs := adapter.claim("w", None, limit=7, lease=60):
+            assert all(adapter.complete_many([(j.id, j.lock_token or "") for j in jobs]))
+    finally:
+        stop.set()
+        thread.join()
+    assert failures == []
+    assert [c.running for c in adapter.counts()] == [1]
+
+
+def test_a_forked_child_opens_its_own_connection(adapter: PostgresAdapter) -> None:
+    adapter.schedule_one(new_job("parent"))
+    pid = os.fork()
+    if pid == 0:  # the child uses the very same adapter object
+        code = 1
+        try:
+            adapter.schedule_one(new_job("child"))
+            adapter.close()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert [c.queue for c in adapter.counts()] == ["child", "parent"]
+
+
+# -- wake-ups -------------------------------------------------------------------------------
+
+
+def _timed(work: Callable[[], None]) -> float:
+    started = time.monotonic()
+    work()
+    return time.monotonic() - started
+
+
+def test_wakeup_arrives_within_milliseconds(pg_url: str) -> None:
+    with closing(PostgresAdapter(pg_url)) as waiter, closing(PostgresAdapter(pg_url)) as producer:
+        waiter.wait_for_work(["fast"], 0.01)
+        timer = threading.Timer(0.2, lambda: producer.schedule_one(new_job("fast")))
+        timer.start()
+        elapsed = _timed(lambda: waiter.wait_for_work(["fast"], 10))
+        timer.join()
+        assert 0.15 < elapsed < 1.0
+
+
+def test_a_notify_for_another_queue_does_not_wake(pg_url: str) -> None:
+    with closing(PostgresAdapter(pg_url)) as waiter, closing(PostgresAdapter(pg_url)) as producer:
+        waiter.wait_for_work(["mine"], 0.01)
+        timer = threading.Timer(0.1, lambda: producer.schedule_one(new_job("other")))
+        timer.start()
+        elapsed = _timed(lambda: waiter.wait_for_work(["mine"], 0.6))
+        timer.join()
+        assert elapsed >= 0.55
+
+
+def test_wait_returns_when_a_delayed_job_falls_due(adapter: PostgresAdapter) -> None:
+    adapter.schedule_one(new_job("later", delay=0.5))
+    assert 0.3 < _timed(lambda: adapter.wait_for_work(["later"], 10)) < 1.5
+    assert len(adapter.claim("w", ["later"], lease=60)) == 1
+
+
+def test_wait_returns_when_a_lock_expires(adapter: PostgresAdapter) -> None:
+    adapter.schedule_one(new_job("locked"))
+    adapter.claim("w", None, lease=0.5)
+    assert 0.3 < _timed(lambda: adapter.wait_for_work(["locked"], 10)) < 1.5
+    assert _timed(lambda: adapter.wait_for_work(None, 10)) < 1.0  # due now: at once
+
+
+def test_without_wakeup_waiting_polls_the_due_time(pg_url: str) -> None:
+    with closing(PostgresAdapter(_with_params(pg_url, wakeup="off"))) as adapter:
+        assert adapter.capabilities.wakeup is False
+        assert 0.15 < _timed(lambda: adapter.wait_for_work(["idle"], 0.2)) < 1.0
+        adapter.schedule_one(new_job("soon", delay=0.3))
+        assert 0.15 < _timed(lambda: adapter.wait_for_work(["soon"], 10)) < 1.0
+        assert adapter._listener is None
+
+
+# -- transactional enqueue ------------------------------------------------------------------
+
+
+@pytest.fixture
+def app_conn(postgres_url: str, pg_schema: str) -> Iterator[psycopg.Connection[Any]]:
+    """The application's own connection, not autocommit, with a table of its own."""
+    with psycopg.connect(postgres_url) as conn:
+        yield conn
+
+
+def _signups_table(admin: psycopg.Connection[Any], schema: str) -> sql.Identifier:
+    table = sql.Identifier(schema, "signups")
+    admin.execute(sql.SQL("CREATE TABLE {} (email text)").format(table))
+    return table
+
+
+def _notifications(listener: psycopg.Connection[Any], wait: float) -> list[str]:
+    return [note.payload for note in listener.notifies(timeout=wait)]
+
+
+def test_schedule_with_commits_with_the_callers_transaction(
+    adapter: PostgresAdapter,
+    admin: psycopg.Connection[Any],
+    app_conn: psycopg.Connection[Any],
+    pg_schema: str,
+) -> None:
+    adapter.migrate()
+    signups = _signups_table(admin, pg_schema)
+    admin.execute(sql.SQL("LISTEN {}").format(sql.Identifier(adapter.channel)))
+    app_conn.execute(sql.SQL("INSERT INTO {} VALUES ('a@example.com')").format(signups))
+    [record] = adapter.schedule_with(app_conn, [new_job("email", args=["a@example.com"])])
+    assert record.state is JobState.READY and record.queue == "email"
+    assert app_conn.info.transaction_status == pq.TransactionStatus.INTRANS
+    assert adapter.get(record.id) is None, "visible before the caller committed"
+    assert _notifications(admin, 0.2) == []
+    app_conn.commit()
+    assert adapter.get(record.id) == record
+    assert _notifications(admin, 2.0) == ["email"]
+    claimed = adapter.claim("w", ["email"], lease=60)
+    assert [json.loads(job.handler)["args"] for job in claimed] == [["a@example.com"]]
+
+
+def test_schedule_with_rolls_back_with_the_callers_transaction(
+    adapter: PostgresAdapter,
+    admin: psycopg.Connection[Any],
+    app_conn: psycopg.Connection[Any],
+    pg_schema: str,
+) -> None:
+    adapter.migrate()
+    signups = _signups_table(admin, pg_schema)
+    admin.execute(sql.SQL("LISTEN {}").format(sql.Identifier(adapter.channel)))
+    records: list[JobRecord] = []
+
+    def sign_up() -> None:
+        with app_conn.transaction():
+            app_conn.execute(sql.SQL("INSERT INTO {} VALUES ('b@example.com')").format(signups))
+            records.extend(adapter.schedule_with(app_conn, [new_job("email"), new_job("e2")]))
+            raise RuntimeError("the signup failed")
+
+    with pytest.raises(RuntimeError):
+        sign_up()
+    assert len(records) == 2
+    assert adapter.get(records[0].id) is None and adapter.counts() == []
+    assert admin.execute(sql.SQL("SELECT count(*) FROM {}").format(signups)).fetchone() == (0,)
+    assert _notifications(admin, 0.3) == []
+
+
+def test_schedule_with_creates_the_schema_through_its_own_connection(
+    adapter: PostgresAdapter, app_conn: psycopg.Connection[Any]
+) -> None:
+    [record] = adapter.schedule_with(app_conn, [new_job()])
+    app_conn.rollback()
+    assert adapter.get(record.id) is None and adapter.counts() == []
+
+
+# -- dropped connections --------------------------------------------------------------------
+
+
+def _kill_backends(admin: psycopg.Connection[Any], application_name: str) -> int:
+    rows = admin.execute(
+        "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
+        " WHERE application_name = %s AND pid <> pg_backend_pid()",
+        [application_name],
+    ).fetchall()
+    return len(rows)
+
+
+def _at_most_one_error(call: Callable[[], _T], errors: list[StorageUnavailable]) -> _T:
+    try:
+        return call()
+    except StorageUnavailable as exc:
+        errors.append(exc)
+        return call()
+
+
+def test_calls_survive_terminated_backends_and_no_job_is_lost(
+    pg_url: str, admin: psycopg.Connection[Any]
+) -> None:
+    name = f"qb-test-{uuid.uuid4().hex[:8]}"
+    url = _with_params(pg_url, application_name=name)
+    errors: list[StorageUnavailable] = []
+    with closing(PostgresAdapter(url)) as adapter, closing(PostgresAdapter(pg_url)) as producer:
+        ids = {record.id for record in adapter.schedule([new_job("q") for _ in range(6)])}
+        adapter.wait_for_work(["q"], 0.01)  # opens the LISTEN connection too
+        assert _kill_backends(admin, name) == 2
+        done: set[str] = set()
+        while True:
+            jobs = _at_most_one_error(lambda: adapter.claim("w", ["q"], limit=2, lease=60), errors)
+            if not jobs:
+                break
+            assert _kill_backends(admin, name) == 1
+            acks = [(job.id, job.lock_token or "") for job in jobs]
+            assert all(_at_most_one_error(functools.partial(adapter.complete_many, acks), errors))
+            done |= {job.id for job in jobs}
+            assert _kill_backends(admin, name) == 1
+        assert done == ids
+        assert len(errors) <= 1, errors
+        print(f"StorageUnavailable raised {len(errors)} times")
+        # The waiter reconnects its LISTEN connection and still wakes on a notify.
+        adapter.wait_for_work(["q"], 0.01)
+        assert _kill_backends(admin, name) == 2
+        adapter.wait_for_work(["q"], 0.01)
+        timer = threading.Timer(0.2, lambda: producer.schedule_one(new_job("q")))
+        timer.start()
+        elapsed = _timed(lambda: adapter.wait_for_work(["q"], 10))
+        timer.join()
+        assert elapsed < 1.0
+
+
+def test_a_drop_during_a_call_raises_once_then_the_next_call_works(
+    pg_url: str, admin: psycopg.Connection[Any], pg_schema: str
+) -> None:
+    name = f"qb-test-{uuid.uuid4().hex[:8]}"
+    with closing(PostgresAdapter(_with_params(pg_url, application_name=name))) as adapter:
+        record = adapter.schedule_one(new_job())
+        outcome: list[object] = []
+
+        def claim() -> None:
+            try:
+                outcome.append(adapter.claim("w", None, lease=60))
+            except StorageUnavailable as exc:
+                outcome.append(exc)
+
+        with admin.transaction():  # hold the table so that the claim blocks mid-call
+            admin.execute(
+                sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
+                    sql.Identifier(pg_schema, "queuebox_jobs")
+                )
+            )
+            thread = threading.Thread(target=claim)
+            thread.start()
+            for _ in range(200):
+                waiting = admin.execute(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE application_name = %s AND wait_event_type = 'Lock'",
+                    [name],
+                ).fetchone()
+                if waiting == (1,):
+                    break
+                time.sleep(0.02)
+            assert _kill_backends(admin, name) == 1
+        thread.join()
+        [error] = outcome
+        assert isinstance(error, StorageUnavailable), error
+        assert "PostgreSQL is unavailable" in str(error)
+        [job] = adapter.claim("w", None, lease=60)
+        assert job.id == record.id and job.attempts == 1
