@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from queuebox.backends import from_url
 from queuebox.backends.base import Adapter, JobRecord, JobState, NewJob, QueueCounts
-from queuebox.config import configure, get_adapter, get_settings
+from queuebox.config import add_hook, configure, get_adapter, get_settings
 from queuebox.errors import QueueboxError
 from queuebox.job import Job, JobFunction, JobOptions, job
 from queuebox.runner.settings import WorkerSettings
@@ -27,6 +27,7 @@ __all__ = [
     "QueueboxError",
     "WorkerSettings",
     "__version__",
+    "add_hook",
     "configure",
     "from_url",
     "get_adapter",

@@ -19,7 +19,7 @@ import logging
 import os
 import threading
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,9 +32,12 @@ from queuebox.runner.settings import WorkerSettings
 
 __all__ = [
     "DEFAULT_URL",
+    "HOOK_EVENTS",
     "Settings",
+    "add_hook",
     "configure",
     "get_adapter",
+    "get_hooks",
     "get_logger",
     "get_settings",
     "reset",
@@ -42,6 +45,8 @@ __all__ = [
 ]
 
 DEFAULT_URL = "sqlite:///queuebox.db"
+#: Lifecycle events a global hook can follow; see ``add_hook``.
+HOOK_EVENTS = ("before_perform", "after_perform", "after_success", "after_failure")
 _FILE_KEYS = {"url", "app", "max_payload_bytes", "workers", "run_dir"}
 
 
@@ -66,6 +71,7 @@ class _State:
     adapter_is_ours: bool = False
     logger: logging.Logger | None = None
     settings: Settings | None = None
+    hooks: dict[str, list[Callable[..., object]]] = field(default_factory=dict)
 
 
 _state = _State()
@@ -119,6 +125,28 @@ def set_command_line(*, url: str | None = None, app: Sequence[str] = ()) -> None
         _state.settings = None
 
 
+def add_hook(event: str, hook: Callable[..., object]) -> None:
+    """Call ``hook`` at a lifecycle event of every job, after the job's own hook.
+
+    ``before_perform``, ``after_perform`` and ``after_success`` hooks receive the job
+    instance; ``after_failure`` hooks receive the job and the exception. A ``before_perform``
+    hook that raises fails the attempt; an ``after_*`` hook that raises is logged and does not
+    change the job's outcome.
+    """
+    if event not in HOOK_EVENTS:
+        raise ConfigurationError(
+            f"unknown hook event {event!r}; use one of {', '.join(HOOK_EVENTS)}"
+        )
+    if not callable(hook):
+        raise ConfigurationError(f"hook {hook!r} is not callable")
+    with _lock:
+        _state.hooks.setdefault(event, []).append(hook)
+
+
+def get_hooks(event: str) -> tuple[Callable[..., object], ...]:
+    return tuple(_state.hooks.get(event, ()))
+
+
 def reset() -> None:
     """Forget every setting and close the store queuebox opened (tests use this)."""
     with _lock:
@@ -127,6 +155,7 @@ def reset() -> None:
         _state.command_line.clear()
         _state.logger = None
         _state.settings = None
+        _state.hooks.clear()
 
 
 def get_settings() -> Settings:

@@ -12,15 +12,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Generic, ParamSpec, Protocol, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from queuebox import config, registry
 from queuebox.backends.base import Adapter, JobRecord, NewJob
 from queuebox.errors import ConfigurationError, InvalidArguments, InvalidSchedule
+from queuebox.hooks import run_with_hooks
 from queuebox.payload import encode_handler
 from queuebox.validation import (
     check_job_name,
@@ -57,9 +62,22 @@ class Job:
     adapter: ClassVar[Adapter | None] = None
     #: Overrides the configured logger for this job.
     logger: ClassVar[logging.Logger | None] = None
+    #: While a job with the same ``unique_key`` waits or runs, ``perform_later`` stores
+    #: nothing and returns that job. By default the key is the name and the arguments.
+    unique: ClassVar[bool] = False
+    #: Recurring: a cron expression (5 fields, or 6 with seconds) read in ``timezone`` ...
+    cron: ClassVar[str | None] = None
+    #: ... or a fixed interval in seconds (ticks aligned on multiples of it since 1970 UTC).
+    every: ClassVar[float | timedelta | None] = None
+    timezone: ClassVar[str] = "UTC"
 
     #: The stored record while a worker runs the job; ``None`` under ``perform_now``.
     record: JobRecord | None = None
+    #: The arguments of the current run, for hooks.
+    args: list[Any]
+    kwargs: dict[str, Any]
+    #: Whether a failure of this attempt will be retried (for ``after_failure``).
+    will_retry: bool = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -75,11 +93,34 @@ class Job:
             raise ConfigurationError(
                 f"{where}: max_attempts={cls.max_attempts!r} must be a whole number >= 1"
             )
+        _check_recurring(cls, where)
         if cls.perform is not Job.perform:
             registry.register(cls)
 
     def perform(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must define perform()")
+
+    # Lifecycle hooks: override in a subclass. ``self.args`` / ``self.kwargs`` hold the call.
+    def before_perform(self) -> None:
+        """Runs before ``perform``; raising fails the attempt."""
+
+    def after_perform(self) -> None:
+        """Runs after ``perform``, whether it raised or not; raising is only logged."""
+
+    def after_success(self) -> None:
+        """Runs after ``perform`` returned; raising is only logged."""
+
+    def after_failure(self, error: BaseException) -> None:
+        """Runs after ``perform`` (or ``before_perform``) raised; ``self.will_retry`` says
+        whether another attempt will follow. Raising is only logged."""
+
+    @classmethod
+    def unique_key(cls, *args: Any, **kwargs: Any) -> str | None:
+        """The key that makes a call unique, or ``None``; override for a custom key."""
+        if not cls.unique:
+            return None
+        text = json.dumps([args, kwargs], sort_keys=True, separators=(",", ":"))
+        return f"{cls.name}:{hashlib.sha256(text.encode()).hexdigest()[:32]}"
 
     @classmethod
     def set(
@@ -110,9 +151,10 @@ class Job:
 
     @classmethod
     def perform_now(cls, *args: Any, **kwargs: Any) -> Any:
-        """Run the job inline, without storing it. Arguments are checked as for later."""
+        """Run the job inline with its hooks, without storing it. Arguments are checked as
+        for ``perform_later``; an exception propagates after the failure hooks ran."""
         encode_handler(cls.name, args, kwargs, max_bytes=config.get_settings().max_payload_bytes)
-        return cls().perform(*args, **kwargs)
+        return run_with_hooks(cls(), args, kwargs, cls.logger or config.get_logger())
 
 
 @dataclass(frozen=True)
@@ -190,6 +232,12 @@ class JobOptions:
         handler = encode_handler(
             job_class.name, args, kwargs, max_bytes=config.get_settings().max_payload_bytes
         )
+        unique_key = job_class.unique_key(*args, **kwargs)
+        if unique_key is not None and (not isinstance(unique_key, str) or not unique_key):
+            raise ConfigurationError(
+                f"{job_class.__qualname__}.unique_key() returned {unique_key!r}: "
+                "return a non-empty string or None"
+            )
         return NewJob(
             name=job_class.name,
             handler=handler,
@@ -197,10 +245,16 @@ class JobOptions:
             priority=self.priority or job_class.priority,
             delay=self.wait or 0.0,
             run_at=self.wait_until,
+            unique_key=unique_key,
         )
 
     def _store(self, new_jobs: list[NewJob]) -> list[JobRecord]:
         adapter = self.job_class.adapter or config.get_adapter()
+        if not adapter.capabilities.unique and any(job.unique_key for job in new_jobs):
+            raise ConfigurationError(
+                f"{self.job_class.name} is a unique job, and the {type(adapter).__name__} "
+                "store does not support unique jobs"
+            )
         if self.connection is None:
             records = adapter.schedule(new_jobs)
         else:
@@ -291,6 +345,43 @@ def job(
         return JobFunction(function, job_class)
 
     return register
+
+
+def _check_recurring(cls: type[Job], where: str) -> None:
+    if cls.cron is None and cls.every is None:
+        return
+    if cls.cron is not None and cls.every is not None:
+        raise ConfigurationError(f"{where}: give cron or every, not both")
+    if cls.every is not None:
+        seconds = check_wait(cls.every) if not isinstance(cls.every, bool) else 0.0
+        if seconds <= 0:
+            raise ConfigurationError(f"{where}: every={cls.every!r} must be seconds above 0")
+    else:
+        try:
+            from croniter import croniter  # noqa: PLC0415 - an optional extra
+        except ImportError:
+            raise ConfigurationError(
+                f"{where}: cron schedules need croniter: pip install 'queuebox[cron]'"
+            ) from None
+        if not isinstance(cls.cron, str) or not croniter.is_valid(cls.cron):
+            raise ConfigurationError(
+                f"{where}: cron={cls.cron!r} is not a valid cron expression "
+                "(e.g. '*/5 * * * *' for every five minutes)"
+            )
+    try:
+        ZoneInfo(cls.timezone)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise ConfigurationError(
+            f"{where}: timezone={cls.timezone!r} is not a known time zone (e.g. 'Europe/Paris')"
+        ) from None
+    if cls.perform is not Job.perform:
+        try:
+            inspect.signature(cls.perform).bind(None)
+        except TypeError:
+            raise ConfigurationError(
+                f"{where}: a recurring job's perform() takes no arguments "
+                "(self.record.run_at is the tick it runs for)"
+            ) from None
 
 
 def _with_context(where: str, check: Callable[[Any], Any], value: Any) -> None:

@@ -16,7 +16,7 @@ from queuebox.errors import DuplicateJobName, UnknownJob
 if TYPE_CHECKING:
     from queuebox.job import Job
 
-__all__ = ["get", "isolated", "names", "register"]
+__all__ = ["get", "isolated", "names", "recurring", "register"]
 
 _jobs: dict[str, type[Job]] = {}
 _lock = threading.Lock()
@@ -47,6 +47,16 @@ def get(name: str) -> type[Job]:
 
 def names() -> list[str]:
     return sorted(_jobs)
+
+
+def recurring() -> list[type[Job]]:
+    """Registered job classes with a ``cron`` or ``every`` schedule, by name."""
+    with _lock:
+        return [
+            _jobs[name]
+            for name in sorted(_jobs)
+            if _jobs[name].cron is not None or _jobs[name].every is not None
+        ]
 
 
 @contextlib.contextmanager

@@ -19,6 +19,20 @@ import pytest
 from queuebox import JobState, from_url
 from queuebox.backends.base import Adapter, NewJob
 
+TICKS_MODULE = textwrap.dedent(
+    """
+    import os
+    from queuebox import Job
+    from proc_jobs import note
+
+    class Tick(Job):
+        every = 0.5
+
+        def perform(self):
+            note(f"tick {self.record.run_at.timestamp()} {os.getpid()}")
+    """
+)
+
 JOBS_MODULE = textwrap.dedent(
     """
     import os
@@ -46,6 +60,7 @@ JOBS_MODULE = textwrap.dedent(
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     (tmp_path / "proc_jobs.py").write_text(JOBS_MODULE)
+    (tmp_path / "proc_ticks.py").write_text(TICKS_MODULE)
     (tmp_path / "queuebox.toml").write_text(
         'url = "sqlite:///jobs.db"\napp = ["proc_jobs"]\n'
         '[[workers]]\nqueue = "*"\nsleep_delay = 0.2\n'
@@ -223,3 +238,18 @@ def _gone(pid: int) -> bool:
             return stat.read().split()[2] == "Z"
     except FileNotFoundError:
         return True
+
+
+def test_recurring_ticks_run_once_across_worker_processes(
+    project: Path, store: Adapter, processes: list[Process]
+) -> None:
+    pool = Process(project, "--app", "proc_jobs", "--app", "proc_ticks", "work", "-n", "3")
+    processes.append(pool)
+    wait_until(lambda: len(ledger(project)) >= 8, timeout=30, what="8 ticks")
+    pool.signal(signal.SIGTERM)
+    assert pool.wait() == 0, pool.output()
+    ticks = [float(line.split()[1]) for line in ledger(project) if line.startswith("tick")]
+    assert len(ticks) == len(set(ticks)), f"a tick ran twice: {sorted(ticks)}"
+    ordered = sorted(ticks)
+    gaps = {round(b - a, 1) for a, b in zip(ordered, ordered[1:], strict=False)}
+    assert gaps == {0.5}, f"a tick was skipped: {ordered}"

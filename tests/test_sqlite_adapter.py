@@ -120,6 +120,7 @@ def test_schema_is_created_on_first_use_with_wal_and_a_version(
         columns = {row[1]: row[2] for row in connection.execute("PRAGMA table_info(queuebox_jobs)")}
     redwood = "id attempts handler queue priority run_at locked_at locked_by last_error"
     extra = "failed_at created_at updated_at name lock_expires_at lock_token completed_at"
+    extra += " unique_key"
     assert set(columns) == set(f"{redwood} {extra}".split())
     assert columns["handler"] == "TEXT" and columns["run_at"] == "INTEGER"
     busy_ms = adapter._connection().execute("PRAGMA busy_timeout").fetchone()[0]
@@ -514,8 +515,9 @@ def test_every_query_prepares(adapter: SQLiteAdapter) -> None:
         if query.upper().startswith(("BEGIN", "COMMIT", "ROLLBACK", "PRAGMA")):
             continue
         params: dict[str, object] = dict.fromkeys(
-            ("queues", "states", "run_at", "id", "token", "error", "name", "handler")
+            ("queues", "states", "run_at", "id", "token", "error", "name", "handler", "unique_key")
         )
+        params |= {"key": "k", "tick": 0}
         params |= {"limit": 1, "offset": 0, "lease_us": 1, "delay_us": 0, "nonce": "n"}
         params |= {"worker_id": "w", "queue": "q", "priority": 1}
         connection.execute(f"EXPLAIN {query}", params).fetchall()

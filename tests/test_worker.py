@@ -335,3 +335,48 @@ def test_workers_take_only_their_queues(memory_store: MemoryAdapter) -> None:
     worker(memory_store, queues=("email",)).work_off()
     assert calls == ["e"]
     assert memory_store.get(email.id) is None and memory_store.get(other.id) is not None
+
+
+class CountingStore(MemoryAdapter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.complete_batches: list[int] = []
+
+    def complete_many(self, acks: Sequence[tuple[str, str]], *, keep: bool = False) -> list[bool]:
+        self.complete_batches.append(len(acks))
+        return super().complete_many(acks, keep=keep)
+
+
+def test_a_batch_of_successes_is_recorded_in_one_call() -> None:
+    store = CountingStore()
+    for n in range(12):
+        store.schedule_one(
+            NewJob(
+                name="Succeeds",
+                handler=f'{{"name":"Succeeds","args":[{n}]}}',
+                queue="q",
+                priority=5,
+            )
+        )
+    summary = Worker(store, WorkerSettings(batch_size=5)).work_off()
+    assert summary.succeeded == 12 and calls == list(range(12))
+    assert store.complete_batches == [5, 5, 2]
+    assert store.counts() == []
+
+
+def test_cold_stop_in_a_batch_keeps_the_successes(memory_store: MemoryAdapter) -> None:
+    class Interrupted(Job):
+        def perform(self) -> None:
+            raise ColdStop("second signal")
+
+    done = Succeeds.perform_later("first")
+    stopped = Interrupted.set(priority=60).perform_later()
+    waiting = Succeeds.set(priority=70).perform_later("never")
+    runner = worker(memory_store, batch_size=3)
+    runner.work_off()
+    assert calls == ["first"]
+    assert memory_store.get(done.id) is None
+    for record in (stopped, waiting):
+        job = stored(memory_store, record.id)
+        assert job.state is JobState.READY and job.attempts == 0
+    assert runner.summary.succeeded == 1 and runner.summary.released == 2

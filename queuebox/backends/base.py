@@ -22,6 +22,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Self
 
 __all__ = [
     "ALL_QUEUES",
@@ -54,7 +55,10 @@ class NewJob:
 
     ``handler`` is JSON text ``{"name": ..., "args": [...], "kwargs": {...}}``; adapters store
     it as it is and never parse it. The job runs at ``run_at`` when given (an aware datetime),
-    else ``delay`` seconds after the store's current time.
+    else ``delay`` seconds after the store's current time. With a ``unique_key``, ``schedule``
+    stores nothing while a job of the same queue holding the same key is waiting or running,
+    and returns that job instead (stores that declare ``Capabilities.unique``). Keys are per
+    queue, so that a store can keep a queue's keys beside its jobs (one Redis Cluster slot).
     """
 
     name: str
@@ -63,6 +67,7 @@ class NewJob:
     priority: int
     delay: float = 0.0
     run_at: datetime | None = None
+    unique_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +95,8 @@ class JobRecord:
     last_error: str | None = None
     failed_at: datetime | None = None
     completed_at: datetime | None = None
+    #: Held while the job waits or runs; cleared when it fails or is kept as completed.
+    unique_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +129,10 @@ class Capabilities:
     multiprocess: bool = True
     #: The store keeps completed jobs when asked to (``complete(..., keep=True)``).
     keep_completed: bool = True
+    #: ``schedule`` honours ``NewJob.unique_key``.
+    unique: bool = False
+    #: ``schedule_tick`` and ``recurring_ticks`` work (recurring jobs).
+    recurring: bool = False
     extra: frozenset[str] = field(default_factory=frozenset)
 
 
@@ -205,6 +216,25 @@ class Adapter(abc.ABC):
     def extend(self, job_id: str, lock_token: str, *, lease: float) -> bool:
         """Renew a held lock: ``lock_expires_at = now + lease``."""
 
+    # -- recurring jobs (stores that declare ``Capabilities.recurring``) -------------------
+
+    def schedule_tick(
+        self, key: str, tick: datetime, job: NewJob, *, store: bool = True
+    ) -> JobRecord | None:
+        """Record that the recurring job ``key`` reached ``tick``, and store ``job`` for it.
+
+        Atomically: when no tick is recorded for ``key``, or the recorded one is earlier than
+        ``tick``, record ``tick`` and, unless ``store`` is false, store ``job`` (honouring its
+        ``unique_key``); return the new record. Return ``None`` when ``tick`` (or a later one)
+        was already recorded, or when the unique key was held, so that each tick is stored
+        once however many workers try. A store may keep the tick beside ``job.queue``'s jobs.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not support recurring jobs")
+
+    def recurring_ticks(self) -> dict[str, datetime]:
+        """The last tick recorded for each recurring job key."""
+        raise NotImplementedError(f"{type(self).__name__} does not support recurring jobs")
+
     def wait_for_work(self, queues: Sequence[str] | None, timeout: float) -> None:
         """Block until work may be available on ``queues`` or ``timeout`` seconds pass.
 
@@ -255,7 +285,7 @@ class Adapter(abc.ABC):
     def close(self) -> None:  # noqa: B027
         """Release connections. The adapter may reconnect if used again."""
 
-    def __enter__(self) -> Adapter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -44,6 +44,7 @@ class _Row:
     last_error: str | None = None
     failed_at: datetime | None = None
     completed_at: datetime | None = None
+    unique_key: str | None = None
 
     def state(self, now: datetime) -> JobState:
         if self.completed_at is not None:
@@ -78,6 +79,7 @@ class _Row:
             last_error=self.last_error,
             failed_at=self.failed_at,
             completed_at=self.completed_at,
+            unique_key=self.unique_key,
         )
 
     def unlock(self) -> None:
@@ -88,10 +90,13 @@ class MemoryAdapter(Adapter):
     """Jobs in a dict guarded by one lock. Nothing survives the process."""
 
     schemes = ("memory",)
-    capabilities = Capabilities(wakeup=True, multiprocess=False)
+    capabilities = Capabilities(wakeup=True, multiprocess=False, unique=True, recurring=True)
 
     def __init__(self) -> None:
         self._rows: dict[int, _Row] = {}
+        # (queue, unique key) -> id of the waiting or running job that holds it
+        self._unique: dict[tuple[str, str], int] = {}
+        self._ticks: dict[str, datetime] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._work_added = threading.Condition(self._lock)
@@ -106,25 +111,58 @@ class MemoryAdapter(Adapter):
     def schedule(self, jobs: Sequence[NewJob]) -> list[JobRecord]:
         with self._lock:
             now = self.now()
-            records = []
-            for job in jobs:
-                run_at = (
-                    job.run_at if job.run_at is not None else now + timedelta(seconds=job.delay)
-                )
-                row = _Row(
-                    id=next(self._ids),
-                    name=job.name,
-                    handler=job.handler,
-                    queue=job.queue,
-                    priority=job.priority,
-                    run_at=run_at,
-                    created_at=now,
-                    updated_at=now,
-                )
-                self._rows[row.id] = row
-                records.append(row.record(now))
+            records = [self._insert(job, now)[0] for job in jobs]
             self._work_added.notify_all()
             return records
+
+    def _insert(self, job: NewJob, now: datetime) -> tuple[JobRecord, bool]:
+        """Store ``job`` unless its unique key is held; ``(record, stored)``."""
+        holder = self._unique.get((job.queue, job.unique_key or ""))
+        if job.unique_key is not None and holder is not None:
+            return self._rows[holder].record(now), False
+        run_at = job.run_at if job.run_at is not None else now + timedelta(seconds=job.delay)
+        row = _Row(
+            id=next(self._ids),
+            name=job.name,
+            handler=job.handler,
+            queue=job.queue,
+            priority=job.priority,
+            run_at=run_at,
+            created_at=now,
+            updated_at=now,
+            unique_key=job.unique_key,
+        )
+        self._rows[row.id] = row
+        if job.unique_key is not None:
+            self._unique[job.queue, job.unique_key] = row.id
+        return row.record(now), True
+
+    def _free_unique_key(self, row: _Row) -> None:
+        if row.unique_key is not None:
+            self._unique.pop((row.queue, row.unique_key), None)
+            row.unique_key = None
+
+    def _remove(self, row: _Row) -> None:
+        self._free_unique_key(row)
+        del self._rows[row.id]
+
+    def schedule_tick(
+        self, key: str, tick: datetime, job: NewJob, *, store: bool = True
+    ) -> JobRecord | None:
+        with self._lock:
+            last = self._ticks.get(key)
+            if last is not None and last >= tick:
+                return None
+            self._ticks[key] = tick
+            if not store:
+                return None
+            record, stored = self._insert(job, self.now())
+            self._work_added.notify_all()
+            return record if stored else None
+
+    def recurring_ticks(self) -> dict[str, datetime]:
+        with self._lock:
+            return dict(self._ticks)
 
     def claim(
         self,
@@ -170,10 +208,11 @@ class MemoryAdapter(Adapter):
             if row is None:
                 return False
             if not keep:
-                del self._rows[row.id]
+                self._remove(row)
                 return True
             now = self.now()
             row.unlock()
+            self._free_unique_key(row)
             row.completed_at = row.updated_at = now
             return True
 
@@ -196,10 +235,11 @@ class MemoryAdapter(Adapter):
             if row is None:
                 return False
             if not keep:
-                del self._rows[row.id]
+                self._remove(row)
                 return True
             now = self.now()
             row.unlock()
+            self._free_unique_key(row)
             row.last_error = error
             row.failed_at = row.updated_at = now
             return True
@@ -294,7 +334,11 @@ class MemoryAdapter(Adapter):
 
     def delete(self, job_id: str) -> bool:
         with self._lock:
-            return self._rows.pop(_int_id(job_id), None) is not None
+            row = self._rows.get(_int_id(job_id))
+            if row is None:
+                return False
+            self._remove(row)
+            return True
 
     def clear(self, queues: Sequence[str] | None = None) -> int:
         with self._lock:
@@ -304,7 +348,7 @@ class MemoryAdapter(Adapter):
                 if queues is None or row.queue in queues
             ]
             for job_id in doomed:
-                del self._rows[job_id]
+                self._remove(self._rows[job_id])
             return len(doomed)
 
 

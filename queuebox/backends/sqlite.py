@@ -67,7 +67,9 @@ class SQLiteAdapter(Adapter):
     schemes = ("sqlite",)
     # No cross-process notification exists in SQLite: wait_for_work sleeps until the next
     # job or lock is due, and a job enqueued by another process waits for the next poll.
-    capabilities = Capabilities(wakeup=False, multiprocess=True, keep_completed=True)
+    capabilities = Capabilities(
+        wakeup=False, multiprocess=True, keep_completed=True, unique=True, recurring=True
+    )
 
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 30.0) -> None:
         raw = os.fspath(path)
@@ -253,6 +255,8 @@ class SQLiteAdapter(Adapter):
                     connection.execute(_sql("create_jobs_table"))
                     connection.execute(_sql("create_waiting_index"))
                     connection.execute(_sql("create_locks_index"))
+                    connection.execute(_sql("create_unique_index"))
+                    connection.execute(_sql("create_recurring_table"))
                     connection.execute(_sql("set_schema_version_1"))
                 connection.execute(_sql("commit"))
             except BaseException:
@@ -288,9 +292,23 @@ class SQLiteAdapter(Adapter):
         for start in range(0, len(params), _SCHEDULE_CHUNK):
             with self._write() as connection:
                 for job in params[start : start + _SCHEDULE_CHUNK]:
-                    row = connection.execute(_sql("insert_job"), job).fetchone()
-                    records.append(_record(row))
+                    records.append(_insert(connection, job)[0])
         return records
+
+    def schedule_tick(
+        self, key: str, tick: datetime, job: NewJob, *, store: bool = True
+    ) -> JobRecord | None:
+        tick_us = _micros_of(tick)
+        with self._write() as connection:
+            moved = connection.execute(_sql("record_tick"), {"key": key, "tick": tick_us})
+            if moved.fetchone() is None or not store:
+                return None
+            record, stored = _insert(connection, _insert_params(job))
+            return record if stored else None
+
+    def recurring_ticks(self) -> dict[str, datetime]:
+        rows = self._read(_sql("recurring_ticks"), {})
+        return {row["key"]: _datetime(row["last_tick"]) for row in rows}
 
     # -- execution --------------------------------------------------------------------------
 
@@ -467,21 +485,33 @@ def _row_id(job_id: str) -> int | None:
     return row_id if row_id <= _MAX_ROWID else None
 
 
+def _insert(connection: sqlite3.Connection, params: dict[str, Any]) -> tuple[JobRecord, bool]:
+    """Insert one job inside the caller's transaction; ``(record, stored)``.
+
+    When the job's unique key is held, nothing is stored and the holder comes back.
+    """
+    row = connection.execute(_sql("insert_job"), params).fetchone()
+    if row is not None:
+        return _record(row), True
+    holder = connection.execute(_sql("get_job_by_unique_key"), params).fetchone()
+    return _record(holder), False
+
+
+def _micros_of(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        raise InvalidSchedule(f"{moment.isoformat()} has no time zone; pass an aware datetime")
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
 def _insert_params(job: NewJob) -> dict[str, Any]:
-    run_at = None
-    if job.run_at is not None:
-        if job.run_at.tzinfo is None:
-            raise InvalidSchedule(
-                f"run_at {job.run_at.isoformat()} has no time zone; pass an aware datetime"
-            )
-        run_at = (job.run_at - _EPOCH) // timedelta(microseconds=1)
     return {
         "name": job.name,
         "handler": job.handler,
         "queue": job.queue,
         "priority": job.priority,
-        "run_at": run_at,
+        "run_at": None if job.run_at is None else _micros_of(job.run_at),
         "delay_us": _micros(job.delay),
+        "unique_key": job.unique_key,
     }
 
 
@@ -504,4 +534,5 @@ def _record(row: sqlite3.Row, *, with_token: bool = False) -> JobRecord:
         last_error=row["last_error"],
         failed_at=_optional_datetime(row["failed_at"]),
         completed_at=_optional_datetime(row["completed_at"]),
+        unique_key=row["unique_key"],
     )

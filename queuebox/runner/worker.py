@@ -16,12 +16,15 @@ import traceback
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from queuebox import registry
 from queuebox.backends.base import WORKER_LOST, Adapter, JobRecord
 from queuebox.errors import PayloadError, StorageUnavailable, UnknownJob
+from queuebox.hooks import run_with_hooks
 from queuebox.payload import decode_handler
 from queuebox.runner.heartbeat import Heartbeat
+from queuebox.runner.recurring import RecurringScheduler
 from queuebox.runner.settings import WorkerSettings
 from queuebox.runner.signals import ColdStop, StopFlag
 
@@ -31,6 +34,8 @@ MAX_ERROR_CHARS = 8192
 _MAX_MESSAGE_CHARS = 2048
 _IDLE_CHUNK = 1.0  # the longest a stop request waits for an idle worker to notice it
 _RECONNECT_MAX_DELAY = 30.0
+
+T = TypeVar("T")
 
 
 def backoff_delay(attempts: int) -> float:
@@ -111,6 +116,8 @@ class Worker:
         self._heartbeat = Heartbeat(
             adapter, lease=self._lease, max_runtime=self.settings.max_runtime, logger=self.logger
         )
+        self._recurring = RecurringScheduler(adapter, self.settings.queues, self.logger)
+        self._succeeded: list[tuple[JobRecord, float, logging.Logger]] = []
         self._unavailable_since: float | None = None
         self._reconnect_attempts = 0
 
@@ -120,6 +127,7 @@ class Worker:
         """Work until a stop is requested."""
         try:
             while not self.stop.stopping:
+                self._schedule_recurring()
                 if self.run_once() == 0 and not self.stop.stopping:
                     if self._on_idle is not None:
                         self._on_idle()
@@ -152,7 +160,16 @@ class Worker:
         except ColdStop:
             self.stop.stop_now()
             self.logger.warning("cold stop: giving the running job's lock back")
-            self._release([record for record in jobs if self._heartbeat.holds(record.id)])
+            succeeded = {record.id for record, _, _ in self._succeeded}
+            self._release(
+                [
+                    record
+                    for record in jobs
+                    if self._heartbeat.holds(record.id) and record.id not in succeeded
+                ]
+            )
+        finally:
+            self._flush_successes()
         return len(jobs)
 
     # -- one job ----------------------------------------------------------------------------
@@ -185,9 +202,10 @@ class Worker:
         started = time.perf_counter()
         instance = job_class()
         instance.record = record
+        instance.will_retry = record.attempts < max_attempts
         self.stop.job_running = True
         try:
-            instance.perform(*call.args, **call.kwargs)
+            run_with_hooks(instance, call.args, call.kwargs, logger)
         except ColdStop:
             raise
         except KeyboardInterrupt:
@@ -201,15 +219,28 @@ class Worker:
             return
         finally:
             self.stop.job_running = False
-        elapsed = time.perf_counter() - started
-        if self._ack(
-            lambda: self.adapter.complete(
-                record.id, record.lock_token or "", keep=not self.settings.delete_successful_jobs
-            ),
-            record,
-        ):
-            self.summary.succeeded += 1
-            logger.info("succeeded %s id=%s in %s", record.name, record.id, _duration(elapsed))
+        # Successes are recorded together when the batch ends (one round trip for the batch);
+        # until then the heartbeat keeps their locks. A crash before that runs them again,
+        # which at-least-once allows.
+        self._succeeded.append((record, time.perf_counter() - started, logger))
+        if len(self._succeeded) >= self.settings.batch_size:
+            self._flush_successes()
+
+    def _flush_successes(self) -> None:
+        if not self._succeeded:
+            return
+        done, self._succeeded = self._succeeded, []
+        acks = [(record.id, record.lock_token or "") for record, _, _ in done]
+        keep = not self.settings.delete_successful_jobs
+        try:
+            results = self._store_call(lambda: self.adapter.complete_many(acks, keep=keep))
+        finally:
+            for record, _, _ in done:
+                self._heartbeat.drop(record.id)
+        for (record, elapsed, logger), applied in zip(done, results, strict=True):
+            if self._applied(applied, record):
+                self.summary.succeeded += 1
+                logger.info("succeeded %s id=%s in %s", record.name, record.id, _duration(elapsed))
 
     def _record_error(
         self,
@@ -281,23 +312,29 @@ class Worker:
 
         ``False`` when the lock had been taken over: the new owner's state is left alone.
         """
-        tries = 0
         try:
-            while True:
-                tries += 1
-                try:
-                    applied = write()
-                except StorageUnavailable as exc:
-                    # Stopping with the store down: stop trying after a few rounds. The lock
-                    # then expires and the job runs again (at least once, never lost).
-                    if self.stop.cold.is_set() or (self.stop.stopping and tries >= 3):
-                        raise
-                    self._store_down(exc)
-                    continue
-                self._store_back()
-                break
+            applied = self._store_call(write)
         finally:
             self._heartbeat.drop(record.id)
+        return self._applied(applied, record)
+
+    def _store_call(self, write: Callable[[], T]) -> T:
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                result = write()
+            except StorageUnavailable as exc:
+                # Stopping with the store down: stop trying after a few rounds. The lock
+                # then expires and the job runs again (at least once, never lost).
+                if self.stop.cold.is_set() or (self.stop.stopping and tries >= 3):
+                    raise
+                self._store_down(exc)
+                continue
+            self._store_back()
+            return result
+
+    def _applied(self, applied: bool, record: JobRecord) -> bool:
         if not applied:
             self.summary.lock_lost += 1
             self.logger.warning(
@@ -337,13 +374,22 @@ class Worker:
         self._unavailable_since = None
         self._reconnect_attempts = 0
 
+    def _schedule_recurring(self) -> int:
+        try:
+            return self._recurring.run_due()
+        except StorageUnavailable as exc:
+            self._store_down(exc)
+            return 0
+
     def _wait_for_work(self) -> None:
         deadline = time.monotonic() + self.settings.sleep_delay
         while not self.stop.stopping:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            chunk = min(remaining, _IDLE_CHUNK)
+            if self._schedule_recurring():
+                return  # a recurring run was just stored
+            chunk = min(remaining, _IDLE_CHUNK, self._recurring.seconds_until_check())
             started = time.monotonic()
             try:
                 self.adapter.wait_for_work(self.settings.queues, chunk)

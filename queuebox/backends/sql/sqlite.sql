@@ -47,7 +47,20 @@ CREATE TABLE IF NOT EXISTS queuebox_jobs (
     failed_at INTEGER,
     completed_at INTEGER,
     created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL
+    updated_at INTEGER NOT NULL,
+    -- Set while a unique job waits or runs; cleared when it fails or is kept as completed.
+    unique_key TEXT
+) STRICT
+
+-- name: create_unique_index
+CREATE UNIQUE INDEX IF NOT EXISTS queuebox_jobs_unique
+ON queuebox_jobs (queue, unique_key) WHERE unique_key IS NOT NULL
+
+-- name: create_recurring_table
+-- The last tick each recurring job reached, so that every tick is stored once.
+CREATE TABLE IF NOT EXISTS queuebox_recurring (
+    key TEXT PRIMARY KEY,
+    last_tick INTEGER NOT NULL
 ) STRICT
 
 -- name: create_waiting_index
@@ -74,10 +87,35 @@ SELECT CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 100
 WITH clock(now) AS (
     SELECT CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000
 )
-INSERT INTO queuebox_jobs (name, handler, queue, priority, run_at, created_at, updated_at)
-SELECT :name, :handler, :queue, :priority, COALESCE(:run_at, now + :delay_us), now, now
-FROM clock
+INSERT INTO queuebox_jobs
+    (name, handler, queue, priority, run_at, created_at, updated_at, unique_key)
+SELECT :name, :handler, :queue, :priority, COALESCE(:run_at, now + :delay_us), now, now,
+       :unique_key
+FROM clock WHERE true
+-- A held unique key inserts nothing (and returns no row); the caller reads the holder.
+ON CONFLICT (queue, unique_key) WHERE unique_key IS NOT NULL DO NOTHING
 RETURNING *, CASE WHEN run_at <= created_at THEN 'ready' ELSE 'scheduled' END AS state
+
+-- name: get_job_by_unique_key
+WITH clock(now) AS (
+    SELECT CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000
+)
+SELECT job.*,
+       CASE WHEN locked_at IS NOT NULL THEN 'running'
+            WHEN run_at <= clock.now THEN 'ready'
+            ELSE 'scheduled' END AS state
+FROM queuebox_jobs AS job, clock
+WHERE job.queue = :queue AND job.unique_key = :unique_key
+
+-- name: record_tick
+-- Returns a row only when this call moved the tick forward (or recorded the first one).
+INSERT INTO queuebox_recurring (key, last_tick) VALUES (:key, :tick)
+ON CONFLICT (key) DO UPDATE SET last_tick = excluded.last_tick
+WHERE excluded.last_tick > queuebox_recurring.last_tick
+RETURNING key
+
+-- name: recurring_ticks
+SELECT key, last_tick FROM queuebox_recurring ORDER BY key
 
 -- name: claim_jobs
 -- One statement: pick the best :limit claimable jobs and lock them. :queues is a JSON
@@ -227,7 +265,8 @@ DELETE FROM queuebox_jobs WHERE id = :id AND lock_token = :token
 UPDATE queuebox_jobs
 SET completed_at = CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000,
     updated_at = CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000,
-    locked_at = NULL, locked_by = NULL, lock_expires_at = NULL, lock_token = NULL
+    locked_at = NULL, locked_by = NULL, lock_expires_at = NULL, lock_token = NULL,
+    unique_key = NULL
 WHERE id = :id AND lock_token = :token
 
 -- name: reschedule
@@ -244,7 +283,8 @@ UPDATE queuebox_jobs
 SET failed_at = CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000,
     updated_at = CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000,
     last_error = :error,
-    locked_at = NULL, locked_by = NULL, lock_expires_at = NULL, lock_token = NULL
+    locked_at = NULL, locked_by = NULL, lock_expires_at = NULL, lock_token = NULL,
+    unique_key = NULL
 WHERE id = :id AND lock_token = :token
 
 -- name: release
