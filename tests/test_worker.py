@@ -380,3 +380,24 @@ def test_cold_stop_in_a_batch_keeps_the_successes(memory_store: MemoryAdapter) -
         job = stored(memory_store, record.id)
         assert job.state is JobState.READY and job.attempts == 0
     assert runner.summary.succeeded == 1 and runner.summary.released == 2
+
+
+class RenewalFails(MemoryAdapter):
+    def extend(self, job_id: str, lock_token: str, *, lease: float) -> bool:
+        raise StorageUnavailable("connection reset")
+
+
+def test_renewals_failing_past_the_lease_give_the_job_up() -> None:
+    store = RenewalFails()
+    seen: list[bool] = []
+
+    class Long(Job):
+        def perform(self) -> None:
+            time.sleep(1.0)
+            assert self.record is not None
+            seen.append(runner._heartbeat.lost(self.record.id))
+
+    store.schedule_one(NewJob(name="Long", handler='{"name":"Long"}', queue="q", priority=5))
+    runner = Worker(store, WorkerSettings(lease=0.3))
+    runner.work_off()
+    assert seen == [True], "the heartbeat kept the job after its lease lapsed"

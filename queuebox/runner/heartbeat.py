@@ -24,6 +24,7 @@ class _Held:
     record: JobRecord
     token: str
     give_up_at: float  # monotonic
+    renewed_at: float  # monotonic: the claim, then each renewal the store confirmed
     lost: bool = False
 
 
@@ -41,7 +42,8 @@ class Heartbeat:
         self._thread: threading.Thread | None = None
 
     def hold(self, record: JobRecord) -> None:
-        held = _Held(record, record.lock_token or "", time.monotonic() + self._max_runtime)
+        now = time.monotonic()
+        held = _Held(record, record.lock_token or "", now + self._max_runtime, renewed_at=now)
         with self._lock:
             self._held[record.id] = held
         if self._thread is None:
@@ -85,9 +87,22 @@ class Heartbeat:
         try:
             renewed = self._adapter.extend(held.record.id, held.token, lease=self._lease)
         except QueueboxError as exc:
-            # The next beat tries again; the lease is three beats long.
-            self._logger.warning("could not renew the lock of job %s: %s", held.record.id, exc)
+            if time.monotonic() - held.renewed_at < self._lease:
+                # The next beat tries again; the lease is three beats long.
+                self._logger.warning("could not renew the lock of job %s: %s", held.record.id, exc)
+                return
+            # The lease has lapsed: another worker may own the job now. Stop renewing on its
+            # behalf; this worker's outcome is written only if the token still matches.
+            held.lost = True
+            self._logger.error(
+                "job %s (%s): no renewal for longer than the lease (%.0fs); the lock has "
+                "lapsed and another worker may run the job",
+                held.record.id,
+                held.record.name,
+                self._lease,
+            )
             return
+        held.renewed_at = time.monotonic()
         if not renewed:
             held.lost = True
             self._logger.warning(
