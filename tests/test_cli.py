@@ -187,3 +187,23 @@ def test_migrate(project: Path) -> None:
     code, output = run("migrate")
     assert code == 0 and "schema ready in sqlite:///jobs.db" in output
     assert (project / "jobs.db").exists()
+
+
+def test_status_shows_recurring_jobs(project: Path, store: Adapter) -> None:
+    (project / "cli_cron.py").write_text(
+        "from queuebox import Job\n\n"
+        "class Nightly(Job):\n"
+        "    cron = '0 3 * * *'\n"
+        "    timezone = 'Europe/Paris'\n\n"
+        "    def perform(self):\n"
+        "        pass\n"
+    )
+    sys.modules.pop("cli_cron", None)
+    code, output = run("--app", "cli_cron", "status")
+    assert code == 0, output
+    assert "recurring jobs:" in output
+    assert "Nightly (default, 0 3 * * * (Europe/Paris)): last tick never, next run" in output
+    code, output = run("--app", "cli_cron", "status", "--json")
+    [row] = json.loads(output)["recurring"]
+    assert row["name"] == "Nightly" and row["last_tick"] is None
+    assert row["next_run"].endswith(("02:00:00+00:00", "01:00:00+00:00"))

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 from queuebox.runner.settings import WorkerSettings
@@ -51,9 +51,15 @@ class WorkerSlot:
 
 
 def child_command(
-    slot: WorkerSlot, *, url: str | None, app: Sequence[str], extra: Sequence[str] = ()
+    slot: WorkerSlot,
+    *,
+    url: str | None,
+    app: Sequence[str],
+    extra: Sequence[str] = (),
+    global_args: Sequence[str] = (),
 ) -> list[str]:
-    command = [sys.executable, "-m", "queuebox"]
+    """``global_args`` go before ``work`` (``--verbose``), ``extra`` after it."""
+    command = [sys.executable, "-m", "queuebox", *global_args]
     if url:
         command += ["--url", url]
     for module in app:
@@ -74,6 +80,8 @@ class WorkerPool:
         app: Sequence[str],
         logger: logging.Logger,
         extra_args: Sequence[str] = (),
+        global_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.slots = [
             WorkerSlot(settings=group, index=index)
@@ -81,15 +89,22 @@ class WorkerPool:
             for index in range(1, group.count + 1)
         ]
         self._url, self._app, self._extra = url, tuple(app), tuple(extra_args)
+        self._global_args = tuple(global_args)
+        self._env = None if env is None else dict(env)
         self.logger = logger
 
     def start(self) -> None:
         for slot in self.slots:
-            slot.process = subprocess.Popen(
-                child_command(slot, url=self._url, app=self._app, extra=self._extra),
-                start_new_session=True,
-            )
-            self.logger.info("started worker %s (pid %d)", slot.label, slot.process.pid)
+            self.spawn(slot)
+
+    def spawn(self, slot: WorkerSlot) -> subprocess.Popen[bytes]:
+        """Start ``slot``'s worker process (again, for a supervisor replacing a dead one)."""
+        command = child_command(
+            slot, url=self._url, app=self._app, extra=self._extra, global_args=self._global_args
+        )
+        slot.process = subprocess.Popen(command, start_new_session=True, env=self._env)
+        self.logger.info("started worker %s (pid %d)", slot.label, slot.process.pid)
+        return slot.process
 
     def signal_all(self, signum: int = signal.SIGTERM) -> None:
         for slot in self.slots:

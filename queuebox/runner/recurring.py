@@ -18,6 +18,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -36,10 +37,56 @@ else:
     except ImportError:  # only cron jobs need it, and they check at definition
         croniter = None
 
-__all__ = ["RecurringScheduler", "latest_tick", "next_tick", "unique_key_for"]
+__all__ = [
+    "RecurringScheduler",
+    "RecurringStatus",
+    "describe",
+    "latest_tick",
+    "next_tick",
+    "unique_key_for",
+]
 
 #: The longest a worker goes without checking; it also checks at each job's next tick.
 CHECK_INTERVAL = 1.0
+
+
+@dataclass(frozen=True)
+class RecurringStatus:
+    name: str
+    queue: str
+    schedule: str
+    last_tick: datetime | None
+    next_run: datetime
+
+
+def describe(adapter: Adapter) -> list[RecurringStatus]:
+    """The registered recurring jobs, with the last tick the store recorded and the next."""
+    jobs = registry.recurring()
+    if not jobs:
+        return []
+    ticks = adapter.recurring_ticks() if adapter.capabilities.recurring else {}
+    now = adapter.now()
+    rows = []
+    for job_class in jobs:
+        last = ticks.get(job_class.name)
+        schedule = (
+            f"every {_seconds(job_class.every):g}s"
+            if job_class.every is not None
+            else f"{job_class.cron} ({job_class.timezone})"
+        )
+        rows.append(
+            RecurringStatus(
+                name=job_class.name,
+                queue=job_class.queue,
+                schedule=schedule,
+                last_tick=last,
+                # After an outage the missed ticks collapse into one run, due at once.
+                next_run=next_tick(job_class, last)
+                if last is not None
+                else next_tick(job_class, now),
+            )
+        )
+    return rows
 
 
 def unique_key_for(job_class: type[Job]) -> str:
