@@ -153,8 +153,10 @@ def test_each_queue_lives_in_one_slot_and_queues_spread(
     client: Any = adapter._client
     try:
         queues = ["default", "email", "reports", "a", "b", "c"]
+        tick = adapter.now().replace(microsecond=0)
         for queue in queues:
             adapter.schedule([new_job(queue, args=[1]), new_job(queue, delay=600)])
+            adapter.schedule_tick(f"R-{queue}", tick, new_job(queue, delay=600, unique_key="u"))
             job = adapter.claim("w1", [queue], limit=1, lease=60)[0]
             adapter.fail(job.id, job.lock_token or "", error="E")
         slots = {}
@@ -163,7 +165,8 @@ def test_each_queue_lives_in_one_slot_and_queues_spread(
             base = keys.meta[: -len("meta")]
             names = list(keys)
             names += [base + "s:" + m.decode() for m in client.zrange(keys.sidx, 0, -1)]
-            assert client.exists(*names) >= 4  # meta, jobs, failed, a bucket index and bucket
+            assert client.exists(*names) >= 6  # meta, jobs, failed, unique, ticks, a bucket...
+            assert client.exists(keys.unique, keys.ticks) == 2
             queue_slots = {client.cluster_keyslot(name) for name in names}
             assert len(queue_slots) == 1, f"the keys of {queue!r} span slots {queue_slots}"
             slots[queue] = queue_slots.pop()
@@ -174,6 +177,7 @@ def test_each_queue_lives_in_one_slot_and_queues_spread(
         assert len(owners) >= 2, "queues should spread over several masters"
         assert client.smembers(registry_key(cluster_prefix)) == {q.encode() for q in queues}
         assert [c.queue for c in adapter.counts()] == sorted(queues)
+        assert adapter.recurring_ticks() == {f"R-{queue}": tick for queue in queues}
         jobs = adapter.claim("w2", None, limit=10, lease=60)
         assert jobs == []  # the rest are scheduled for later or failed
     finally:

@@ -72,7 +72,14 @@ def test_script_cache_flushed_mid_run(adapter: RedisAdapter) -> None:
     client.script_flush()
     adapter.wait_for_work(["a"], 0.01)
     client.script_flush()
-    assert adapter.clear() == 4
+    tick = adapter.now()
+    assert adapter.schedule_tick("T", tick, new_job("a", unique_key="u")) is not None
+    assert adapter.recurring_ticks() == {
+        "T": tick.replace(microsecond=tick.microsecond // 1000 * 1000)
+    }
+    client.script_flush()
+    assert adapter.schedule_one(new_job("a", unique_key="u")).unique_key == "u"
+    assert adapter.clear() == 5
     assert all(adapter.get(record.id) is None for record in records)
 
 
@@ -92,6 +99,16 @@ def test_round_trips(adapter: RedisAdapter, monkeypatch: pytest.MonkeyPatch) -> 
     trips()
     claimed = adapter.claim("w1", ["email", "other"], limit=10, lease=60)
     assert len(claimed) == 10 and trips() == 2, "claim across queues = peek + claim pipelines"
+    tick = adapter.now().replace(microsecond=0)
+    trips()
+    assert adapter.schedule_tick("Nightly", tick, new_job("email", unique_key="recurring:N"))
+    assert trips() == 1, "record a tick and store its run = one EVALSHA"
+    assert adapter.schedule_tick("Nightly", tick, new_job("email")) is None
+    assert trips() == 1
+    adapter.schedule_tick("Hourly", tick, new_job("other"), store=False)
+    trips()
+    assert adapter.recurring_ticks() == {"Nightly": tick, "Hourly": tick}
+    assert trips() == 2, "recurring ticks = SMEMBERS + one pipeline of HGETALL"
 
 
 def test_idle_worker_wakes_within_milliseconds_of_an_enqueue(store_url: str) -> None:
@@ -180,6 +197,26 @@ def test_memory_per_waiting_job(adapter: RedisAdapter, capsys: pytest.CaptureFix
         print(f"\nRedis memory per waiting job: {per_job:.0f} bytes (MEMORY USAGE)")
     assert per_job <= 200
     assert adapter.counts()[0].ready == jobs
+
+
+def test_memory_per_waiting_unique_job(
+    adapter: RedisAdapter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same measure for jobs with a unique key each, the ``unique`` hash included."""
+    client = adapter._client
+    jobs = 10_000
+    for batch in range(jobs // 1000):
+        unique = (f"report:{batch * 1000 + i}" for i in range(1000))
+        adapter.schedule([new_job("memu", args=[42], unique_key=key) for key in unique])
+    keys = QueueKeys.of(adapter._prefix, "memu")
+    base = keys.meta[: -len("meta")]
+    names = [key for key in keys if key != keys.meta]
+    names += [base + "r:" + m.decode() for m in client.zrange(keys.ridx, 0, -1)]
+    assert client.hlen(keys.unique) == jobs
+    per_job = sum(client.memory_usage(name, samples=0) or 0 for name in names) / jobs
+    with capsys.disabled():
+        print(f"\nRedis memory per waiting job with a unique key: {per_job:.0f} bytes")
+    assert per_job <= 260
 
 
 def test_records_use_the_store_clock(adapter: RedisAdapter) -> None:

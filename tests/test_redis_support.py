@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib.resources
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -12,6 +13,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import fakeredis
+import msgpack
 import pytest
 
 from queuebox.backends import from_url
@@ -198,3 +200,89 @@ def test_records_round_trip_through_the_lua_codec(
         assert failed is not None and failed.last_error == error
     assert any_adapter.delete(record.id)
     assert any_adapter.counts() == []
+
+
+# -- unique keys and recurring ticks: what the scripts keep in the unique and ticks hashes ------
+
+
+def _packed_fields(adapter: RedisAdapter, job: str) -> list[object]:
+    parsed = parse_job_id(job)
+    assert parsed is not None
+    raw = adapter._client.hget(QueueKeys.of(adapter._prefix, parsed[0]).jobs, str(parsed[1]))
+    return list(msgpack.unpackb(raw, raw=False))
+
+
+def test_records_written_before_the_unique_field_still_decode(any_adapter: RedisAdapter) -> None:
+    record = any_adapter.schedule_one(new_job("old"))
+    keys = QueueKeys.of(any_adapter._prefix, "old")
+    fields = _packed_fields(any_adapter, record.id)
+    assert len(fields) == 7, "a waiting job without a unique key packs 7 fields, as before"
+    old = [*fields, None, None, None, None, "an old error", None, None]  # the 14-field layout
+    any_adapter._client.hset(keys.jobs, record.id.split("/")[1], msgpack.packb(old))
+    again = any_adapter.get(record.id)
+    assert again is not None and again.unique_key is None and again.last_error == "an old error"
+    job = any_adapter.claim("w1", ["old"], limit=1, lease=30)[0]
+    assert job.id == record.id and job.unique_key is None
+    assert any_adapter.fail(job.id, job.lock_token or "", error="E")
+    assert len(_packed_fields(any_adapter, job.id)) == 13  # no trailing unique_key field
+
+
+def test_unique_hash_follows_the_holder_through_reclaim_and_completion(
+    any_adapter: RedisAdapter,
+) -> None:
+    client = any_adapter._client
+    keys = QueueKeys.of(any_adapter._prefix, "uq")
+    record = any_adapter.schedule_one(new_job("uq", unique_key="k"))
+    number = record.id.split("/")[1]
+    assert client.hgetall(keys.unique) == {b"k": number.encode()}
+    assert _packed_fields(any_adapter, record.id)[14] == "k"
+    first = any_adapter.claim("w1", ["uq"], limit=1, lease=0.001)[0]
+    time.sleep(0.01)
+    second = any_adapter.claim("w2", ["uq"], limit=1, lease=30)[0]  # the lock expired: reclaim
+    assert second.id == record.id and second.unique_key == "k"
+    assert any_adapter.schedule_one(new_job("uq", unique_key="k")).id == record.id
+    assert not any_adapter.complete(first.id, first.lock_token or "")  # lost lock: key stays
+    assert client.hgetall(keys.unique) == {b"k": number.encode()}
+    assert any_adapter.complete(second.id, second.lock_token or "", keep=True)
+    assert client.exists(keys.unique) == 0
+    kept = any_adapter.get(record.id)
+    assert kept is not None and kept.state is JobState.COMPLETED and kept.unique_key is None
+    assert len(_packed_fields(any_adapter, record.id)) == 14  # the key left the record too
+    assert any_adapter.retry(record.id)  # a retried job does not take the key back
+    assert client.exists(keys.unique) == 0
+    assert any_adapter.schedule_one(new_job("uq", unique_key="k")).id != record.id
+
+
+def test_a_stale_unique_entry_does_not_block_the_key(any_adapter: RedisAdapter) -> None:
+    client = any_adapter._client
+    keys = QueueKeys.of(any_adapter._prefix, "stale")
+    failed = any_adapter.schedule_one(new_job("stale"))
+    job = any_adapter.claim("w1", ["stale"], limit=1, lease=30)[0]
+    assert any_adapter.fail(job.id, job.lock_token or "", error="E")
+    client.hset(keys.unique, mapping={"gone": "999", "done": failed.id.split("/")[1]})
+    for key in ("gone", "done"):  # a missing job, a failed job: neither holds the key
+        stored = any_adapter.schedule_one(new_job("stale", unique_key=key))
+        assert stored.id != failed.id and stored.unique_key == key
+        assert client.hget(keys.unique, key) == stored.id.split("/")[1].encode()
+    assert any_adapter.delete(failed.id)  # a job that does not hold an entry leaves it alone
+    assert client.hlen(keys.unique) == 2
+    assert any_adapter.clear(["stale"]) == 2
+    assert client.exists(keys.unique) == 0
+
+
+def test_ticks_live_beside_the_queue_and_survive_clear(any_adapter: RedisAdapter) -> None:
+    client = any_adapter._client
+    tick = any_adapter.now().replace(microsecond=0)
+    assert any_adapter.schedule_tick("Nightly", tick, new_job("cron-a"), store=False) is None
+    keys = QueueKeys.of(any_adapter._prefix, "cron-a")
+    assert client.hgetall(keys.ticks) == {b"Nightly": str(int(tick.timestamp() * 1000)).encode()}
+    # A fresh adapter finds the tick: recording one registers the queue even without a job.
+    fresh = RedisAdapter(client, prefix=any_adapter._prefix)
+    assert fresh.recurring_ticks() == {"Nightly": tick}
+    later = tick + timedelta(minutes=1)
+    stored = fresh.schedule_tick("Nightly", later, new_job("cron-b", run_at=later))
+    assert stored is not None and stored.queue == "cron-b" and fresh.get(stored.id) == stored
+    assert any_adapter.recurring_ticks() == {"Nightly": later}, "a moved job: its latest tick"
+    assert any_adapter.clear() == 1
+    assert any_adapter.recurring_ticks() == {"Nightly": later}
+    assert any_adapter.schedule_tick("Nightly", later, new_job("cron-b")) is None

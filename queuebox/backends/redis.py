@@ -16,7 +16,6 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import redis
 from redis.cluster import RedisCluster
@@ -43,11 +42,13 @@ from queuebox.backends.redis_keys import (
     check_prefix,
     check_queue,
     decode_record,
+    enqueue_values,
     from_ms,
     is_queue_name,
-    job_id,
+    new_record,
     parse_job_id,
     registry_key,
+    split_url,
     to_ms,
     wake_channel,
 )
@@ -64,9 +65,6 @@ _UNAVAILABLE = (
     ReadOnlyError,
     RedisClusterException,
 )
-_CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
-_ADAPTER_OPTIONS = ("prefix", "registry_ttl")
-_CLIENT_DEFAULTS = {"socket_connect_timeout": "5", "socket_timeout": "30"}
 _ENQUEUE_BATCH = 500  # jobs per enqueue script call: bounds how long one call blocks Redis
 
 
@@ -74,7 +72,9 @@ class RedisAdapter(Adapter):
     """Jobs in Redis, one hash tag per queue. Thread-safe; each process builds its own."""
 
     schemes = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
-    capabilities = Capabilities(wakeup=True, multiprocess=True, keep_completed=True)
+    capabilities = Capabilities(
+        wakeup=True, multiprocess=True, keep_completed=True, unique=True, recurring=True
+    )
 
     def __init__(
         self,
@@ -110,28 +110,11 @@ class RedisAdapter(Adapter):
         """Build from a URL; ``?prefix=`` and ``?registry_ttl=`` are the adapter's own options,
         every other query parameter goes to redis-py (``socket_timeout``, ``ssl_cert_reqs``...).
         """
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        query = parse_qsl(parts.query, keep_blank_values=True)
-        ours = {key: value for key, value in query if key in _ADAPTER_OPTIONS}
-        theirs = dict(_CLIENT_DEFAULTS)
-        theirs.update({key: value for key, value in query if key not in _ADAPTER_OPTIONS})
-        if scheme == "unix":
-            theirs.pop("socket_connect_timeout", None)
-        base = _CLUSTER_SCHEMES.get(scheme, scheme)
-        client_url = f"{base}://{parts.netloc}{parts.path}?{urlencode(theirs)}"
-        settings: dict[str, Any] = {"prefix": ours.get("prefix", DEFAULT_PREFIX)}
-        if "registry_ttl" in ours:
-            try:
-                settings["registry_ttl"] = float(ours["registry_ttl"])
-            except ValueError:
-                raise ConfigurationError(
-                    f"registry_ttl must be a number of seconds in {redact_url(url)}"
-                ) from None
+        client_url, cluster, settings = split_url(url)
         settings.update(options)
         try:
             client: redis.Redis | RedisCluster
-            if scheme in _CLUSTER_SCHEMES:
+            if cluster:
                 client = RedisCluster.from_url(client_url)
             else:
                 client = redis.Redis.from_url(client_url)
@@ -198,38 +181,59 @@ class RedisAdapter(Adapter):
                 batch = indexes[start : start + _ENQUEUE_BATCH]
                 args: list[str | int] = [self._channel, queue]
                 for index in batch:
-                    job = jobs[index]
-                    run_at = "" if job.run_at is None else to_ms(job.run_at)
-                    args += [job.name, job.handler, job.priority, run_at, round(job.delay * 1000)]
+                    args += enqueue_values(jobs[index])
                 calls.append(("enqueue", self._keys(queue), args))
                 batches.append((queue, batch))
         with self._guard():
             replies = self._scripts.call_many(calls)
-            unregistered = sorted(
-                {q for (q, _), reply in zip(batches, replies, strict=True) if not reply[1]}
-            )
-            self._register(unregistered)
-        with self._lock:
-            self._known.update(by_queue)
+            self._registered([(q, reply) for (q, _), reply in zip(batches, replies, strict=True)])
         records: list[JobRecord | None] = [None] * len(jobs)
-        for (queue, batch), reply in zip(batches, replies, strict=True):
+        for (_, batch), reply in zip(batches, replies, strict=True):
             now_ms = int(reply[0])
             for position, index in enumerate(batch):
-                number, run_at = int(reply[2 + 2 * position]), int(reply[3 + 2 * position])
-                job = jobs[index]
-                records[index] = JobRecord(
-                    id=job_id(queue, number),
-                    name=job.name,
-                    handler=job.handler,
-                    queue=queue,
-                    priority=job.priority,
-                    run_at=from_ms(run_at),
-                    attempts=0,
-                    state=JobState.READY if run_at <= now_ms else JobState.SCHEDULED,
-                    created_at=from_ms(now_ms),
-                    updated_at=from_ms(now_ms),
-                )
+                number, run_at, held = reply[2 + 3 * position : 5 + 3 * position]
+                records[index] = new_record(jobs[index], int(number), int(run_at), now_ms, held)
         return [record for record in records if record is not None]
+
+    def _registered(self, replies: Sequence[tuple[str, Any]]) -> None:
+        """Register the queues whose enqueue or tick script said they were not yet."""
+        self._register(sorted({queue for queue, reply in replies if not reply[1]}))
+        with self._lock:
+            self._known.update(queue for queue, _ in replies)
+
+    # -- recurring jobs ---------------------------------------------------------------------
+
+    def schedule_tick(
+        self, key: str, tick: datetime, job: NewJob, *, store: bool = True
+    ) -> JobRecord | None:
+        """Record ``tick`` for ``key`` in ``job.queue``'s ``ticks`` hash and store ``job``, in
+        one ``tick.lua`` call; ``None`` when the tick was not newer or the unique key held."""
+        queue = check_queue(job.queue)
+        args = [self._channel, queue, key, to_ms(tick), int(store), *enqueue_values(job)]
+        with self._guard():
+            reply = self._scripts.call("tick", self._keys(queue), args)
+            self._registered([(queue, reply)])
+        if not int(reply[2]) or not store or reply[5]:
+            return None
+        return new_record(job, int(reply[3]), int(reply[4]), int(reply[0]), b"")
+
+    def recurring_ticks(self) -> dict[str, datetime]:
+        """The ``ticks`` hashes of every registered queue, read in one pipeline (per node on a
+        cluster); a key recorded in several queues (its job moved) gives its latest tick."""
+        latest: dict[str, int] = {}
+        with self._guard():
+            names = self._all_registered()
+            if not names:
+                return {}
+            pipe = self._client.pipeline(transaction=False)
+            for queue in names:
+                pipe.hgetall(self._keys(queue).ticks)
+            replies = pipe.execute()
+        for reply in replies:
+            for raw_key, raw_tick in reply.items():
+                name = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
+                latest[name] = max(int(raw_tick), latest.get(name, int(raw_tick)))
+        return {name: from_ms(ms) for name, ms in latest.items()}
 
     # -- execution --------------------------------------------------------------------------
 
@@ -460,12 +464,13 @@ class RedisAdapter(Adapter):
 
     def purge(self) -> None:
         """Delete every key under this adapter's prefix that it knows of: the jobs of every
-        registered queue, their counters and the registry. Job ids may be reused after."""
+        registered queue, their counters, recurring ticks and the registry. Job ids may be
+        reused after."""
         with self._guard():
             names = self._all_registered()
             self._scripts.call_many([("clear", self._keys(q), []) for q in names])
             for queue in names:
-                self._client.delete(self._keys(queue).meta)
+                self._client.delete(self._keys(queue).meta, self._keys(queue).ticks)
             self._client.delete(self._registry)
         with self._lock:
             self._known.clear()

@@ -27,6 +27,7 @@ __all__ = ["LIBRARY", "SCRIPT_NAMES", "Call", "Script", "ScriptRunner", "load_sc
 LIBRARY = "lib.lua"
 SCRIPT_NAMES = (
     "enqueue",
+    "tick",
     "claim",
     "peek",
     "complete",

@@ -1,10 +1,11 @@
 -- claim: lock up to N due jobs of one queue for a worker, best first.
--- KEYS: the seven keys of the queue (see lib.lua).
+-- KEYS: the nine keys of the queue (see lib.lua).
 -- ARGV[1] worker id, ARGV[2] limit N, ARGV[3] lease in ms, ARGV[4..3+N] one fresh lock token
 -- per job.
 -- First moves due scheduled jobs to ready and gives jobs whose lock expired back to ready
 -- (noting the lost owner in last_error); then pops the best ready jobs (priority, run_at, job
--- number), adds an attempt, and locks each until now + lease.
+-- number), adds an attempt, and locks each until now + lease. A job keeps its unique key
+-- while it runs and when its lock is reclaimed.
 -- Returns {now, then per job: job number, packed record}.
 local now = now_ms()
 promote_and_reclaim(now)

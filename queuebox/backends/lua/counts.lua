@@ -1,5 +1,5 @@
 -- counts: how many jobs of one queue are in each state, by the store's clock. Read-only.
--- KEYS: the seven keys of the queue (see lib.lua).
+-- KEYS: the nine keys of the queue (see lib.lua).
 -- ARGV: none.
 -- Returns {total, running, failed, completed, ready}; scheduled is the rest. A job whose
 -- run_at has passed counts as ready even before a claim moves it out of its scheduled bucket.

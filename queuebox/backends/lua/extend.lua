@@ -1,5 +1,5 @@
 -- extend: renew a held lock until now + lease.
--- KEYS: the seven keys of the queue (see lib.lua).
+-- KEYS: the nine keys of the queue (see lib.lua).
 -- ARGV[1] job number, ARGV[2] lock token, ARGV[3] lease in ms.
 -- Returns 1, or 0 (changing nothing) when the token is not the job's current lock token.
 local n = tonumber(ARGV[1])

@@ -1,6 +1,6 @@
 -- lib.lua: helpers that queuebox prepends to every script in this folder before loading it
 -- (Redis has no `require`). It is not a script by itself and reads no KEYS or ARGV of its own,
--- except that every script receives the same seven keys of one queue, all in one hash slot:
+-- except that every script receives the same nine keys of one queue, all in one hash slot:
 --
 -- KEYS[1] <prefix>:{<queue>}:meta     hash: seq (last job number), reg (queue is in the registry)
 -- KEYS[2] <prefix>:{<queue>}:jobs     hash: job number -> packed record (msgpack, see below)
@@ -9,6 +9,9 @@
 -- KEYS[5] <prefix>:{<queue>}:running  zset: job number -> lock expiry (ms)
 -- KEYS[6] <prefix>:{<queue>}:failed   zset: job number -> failed_at (ms)
 -- KEYS[7] <prefix>:{<queue>}:done     zset: job number -> completed_at (ms)
+-- KEYS[8] <prefix>:{<queue>}:unique   hash: unique key -> number of the waiting or running job
+--                                     that holds it (freed when the job ends)
+-- KEYS[9] <prefix>:{<queue>}:ticks    hash: recurring job key -> last tick recorded (ms)
 --
 -- Waiting jobs live in small "bucket" sorted sets (64 job numbers each, so Redis keeps them as
 -- compact listpacks), named <prefix>:{<queue>}:s:<bucket> (scheduled, score run_at) and
@@ -18,21 +21,23 @@
 -- A record is a msgpack array: 1 name, 2 handler, 3 priority, 4 created_at, 5 run_at - created_at,
 -- 6 updated_at - created_at, 7 attempts, 8 locked_at, 9 locked_by, 10 lock_expires_at,
 -- 11 lock_token, 12 last_error (text, or {previous owner, expiry} after a reclaim),
--- 13 failed_at, 14 completed_at. Times are integer milliseconds from TIME; absent is nil, and
--- trailing nils are left out. The small msgpack codec below covers exactly these values, so the
--- scripts need no cmsgpack module.
+-- 13 failed_at, 14 completed_at, 15 unique_key (only while the job waits or runs: cleared
+-- when it ends, so kept failed and completed records hold none). Times are integer
+-- milliseconds from TIME; absent is nil, and trailing nils are left out (records written
+-- before field 15 existed simply end earlier). The small msgpack codec below covers exactly
+-- these values, so the scripts need no cmsgpack module.
 
 local BUCKET = 64
 local PRIORITY_SHIFT = 4398046511104 -- 2^42: ready scores are priority * 2^42 + run_at
 local RUN_AT_MAX = PRIORITY_SHIFT - 1
-local FIELDS = 14
+local FIELDS = 15
 local KEPT_FIELDS = 7
 local tunpack = table.unpack or unpack -- Lua 5.1 in Redis, 5.4 in some test servers
 
 local BASE = string.sub(KEYS[1], 1, -5) -- the key prefix of this queue, "meta" removed
 local Q = {
   meta = KEYS[1], jobs = KEYS[2], sidx = KEYS[3], ridx = KEYS[4],
-  running = KEYS[5], failed = KEYS[6], done = KEYS[7],
+  running = KEYS[5], failed = KEYS[6], done = KEYS[7], unique = KEYS[8], ticks = KEYS[9],
   sbucket = BASE .. 's:', rbucket = BASE .. 'r:',
 }
 
@@ -137,9 +142,7 @@ end
 
 -- records ----------------------------------------------------------------------------------
 
-local function load_job(n)
-  local raw = redis.call('HGET', Q.jobs, int(n))
-  if not raw then return nil end
+local function decode_job(raw)
   local r = unpack_at(raw, 1)
   for i = 1, FIELDS do
     if r[i] == nil then r[i] = false end
@@ -147,6 +150,12 @@ local function load_job(n)
   r[5] = r[5] + r[4]
   r[6] = r[6] + r[4]
   return r
+end
+
+local function load_job(n)
+  local raw = redis.call('HGET', Q.jobs, int(n))
+  if not raw then return nil end
+  return decode_job(raw)
 end
 
 local function save_job(n, r) -- returns the packed record
@@ -170,6 +179,13 @@ end
 
 local function unlock(r)
   r[8], r[9], r[10], r[11] = false, false, false, false
+end
+
+local function free_unique(n, r) -- the job ends: give its unique key back (the caller saves r)
+  if r[15] then
+    if redis.call('HGET', Q.unique, r[15]) == int(n) then redis.call('HDEL', Q.unique, r[15]) end
+    r[15] = false
+  end
 end
 
 -- bucketed sorted sets ---------------------------------------------------------------------
@@ -272,4 +288,29 @@ local function promote_and_reclaim(now)
     local r = load_job(n)
     if r then place(n, r, now) end
   end
+end
+
+-- Store one new job (the five enqueue values and its unique key: '' for none, else '=' then
+-- the key), unless a waiting or running job of the queue holds that key. Returns the job
+-- number, its run_at, and the holder's packed record ('' when the new job was stored).
+local function insert(now, name, handler, priority, run_at_arg, delay, unique_arg)
+  local key = false
+  if unique_arg ~= '' then
+    key = string.sub(unique_arg, 2)
+    local holder = redis.call('HGET', Q.unique, key)
+    local raw = holder and redis.call('HGET', Q.jobs, holder)
+    if raw then
+      local r = decode_job(raw)
+      if r[15] == key and not r[13] and not r[14] then return tonumber(holder), r[5], raw end
+    end
+  end
+  local n = redis.call('HINCRBY', Q.meta, 'seq', 1)
+  local run_at = now + tonumber(delay)
+  if run_at_arg ~= '' then run_at = tonumber(run_at_arg) end
+  local r = {name, handler, tonumber(priority), now, run_at, now, 0,
+             false, false, false, false, false, false, false, key}
+  save_job(n, r)
+  place(n, r, now)
+  if key then redis.call('HSET', Q.unique, key, int(n)) end
+  return n, run_at, ''
 end

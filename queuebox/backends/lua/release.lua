@@ -1,5 +1,5 @@
 -- release: give back a claimed job that did not start; the attempt is not spent.
--- KEYS: the seven keys of the queue (see lib.lua).
+-- KEYS: the nine keys of the queue (see lib.lua).
 -- ARGV[1] job number, ARGV[2] lock token, ARGV[3] wake channel, ARGV[4] queue name.
 -- run_at is left as it was, so the job is ready again at once.
 -- Returns 1, or 0 (changing nothing) when the token is not the job's current lock token.

@@ -1,5 +1,5 @@
 -- reschedule: the attempt raised; unlock, record the error, run again at now + delay.
--- KEYS: the seven keys of the queue (see lib.lua).
+-- KEYS: the nine keys of the queue (see lib.lua).
 -- ARGV[1] job number, ARGV[2] lock token, ARGV[3] delay in ms (decided by the core),
 -- ARGV[4] error text, ARGV[5] wake channel, ARGV[6] queue name.
 -- Returns 1, or 0 (changing nothing) when the token is not the job's current lock token.

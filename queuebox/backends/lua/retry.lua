@@ -1,6 +1,7 @@
 -- retry: make a failed, completed or waiting job run now (attempts = 0, run_at = now).
--- KEYS: the seven keys of the queue (see lib.lua).
+-- KEYS: the nine keys of the queue (see lib.lua).
 -- ARGV[1] job number, ARGV[2] wake channel, ARGV[3] queue name.
+-- A waiting job keeps its unique key; a failed or completed one has none and takes none back.
 -- Returns 1, or 0 when there is no such job or it is locked (running).
 local n = tonumber(ARGV[1])
 local r = load_job(n)

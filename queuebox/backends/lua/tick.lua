@@ -1,0 +1,21 @@
+-- tick: record that a recurring job reached a tick and store its run, in one atomic step.
+-- KEYS: the nine keys of the queue the run goes to (see lib.lua); the tick is kept in
+-- KEYS[9] (recurring key -> last tick in ms).
+-- ARGV[1] wake channel, ARGV[2] queue name, ARGV[3] recurring job key, ARGV[4] tick in ms,
+-- ARGV[5] '1' to store the run ('0' only records the tick), then the run's six values as in
+-- enqueue.lua (name, handler, priority, run_at, delay, unique key).
+-- Nothing changes when the recorded tick is the same or later. A run whose unique key is held
+-- is not stored (the tick is still recorded).
+-- Returns {now, registered (as in enqueue.lua), 1 when the tick was recorded else 0, and when
+-- a run was asked for: job number, run_at, '' when it was stored or the holder's record}.
+local now = now_ms()
+local out = {int(now), redis.call('HEXISTS', Q.meta, 'reg'), 0}
+local last = redis.call('HGET', Q.ticks, ARGV[3])
+if last and tonumber(last) >= tonumber(ARGV[4]) then return out end
+redis.call('HSET', Q.ticks, ARGV[3], ARGV[4])
+out[3] = 1
+if ARGV[5] ~= '1' then return out end
+local n, run_at, held = insert(now, ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11])
+out[4], out[5], out[6] = int(n), int(run_at), held
+if held == '' then redis.call('PUBLISH', ARGV[1], ARGV[2]) end
+return out
