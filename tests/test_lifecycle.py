@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -299,7 +300,7 @@ def test_first_sight_waits_for_the_next_tick_then_each_tick_runs_once(
     ticks = sorted(events)
     assert stored == len(ticks) >= 3
     assert len(set(ticks)) == len(ticks), "a tick ran twice"
-    gaps = {round((b - a).total_seconds(), 1) for a, b in zip(ticks, ticks[1:], strict=False)}
+    gaps = {round((b - a).total_seconds(), 1) for a, b in itertools.pairwise(ticks)}
     assert gaps == {0.4}, f"a tick was skipped: {ticks}"
     assert ticker.name in any_store.recurring_ticks()
 

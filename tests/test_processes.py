@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import itertools
 import json
 import os
 import signal
@@ -251,5 +252,5 @@ def test_recurring_ticks_run_once_across_worker_processes(
     ticks = [float(line.split()[1]) for line in ledger(project) if line.startswith("tick")]
     assert len(ticks) == len(set(ticks)), f"a tick ran twice: {sorted(ticks)}"
     ordered = sorted(ticks)
-    gaps = {round(b - a, 1) for a, b in zip(ordered, ordered[1:], strict=False)}
+    gaps = {round(b - a, 1) for a, b in itertools.pairwise(ordered)}
     assert gaps == {0.5}, f"a tick was skipped: {ordered}"
