@@ -1,5 +1,6 @@
 """What the PostgreSQL store does beyond the shared contract: URL options, schema and
-migrations, the claim's index, wake-ups, transactional enqueue and surviving dropped
+migrations (and the upgrade from version 1), the claim's index, wake-ups, transactional
+enqueue, unique keys and recurring ticks under concurrency, and surviving dropped
 connections. Each test gets a fresh schema, dropped afterwards."""
 
 from __future__ import annotations
@@ -7,13 +8,14 @@ from __future__ import annotations
 import ast
 import functools
 import json
+import logging
 import os
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import closing
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -162,7 +164,7 @@ def test_schema_is_created_on_first_use_and_migrate_is_idempotent(
             sql.Identifier(pg_schema, "queuebox_jobs_migrations")
         )
     ).fetchall()
-    assert versions == [(SCHEMA_VERSION,)]
+    assert versions == [(version,) for version in range(1, SCHEMA_VERSION + 1)]
     columns: dict[str, str] = dict(
         admin.execute(
             "SELECT column_name, data_type FROM information_schema.columns"
@@ -173,7 +175,7 @@ def test_schema_is_created_on_first_use_and_migrate_is_idempotent(
     assert set(columns) == {
         "id", "name", "handler", "queue", "priority", "attempts", "run_at", "locked_at",
         "locked_by", "lock_expires_at", "lock_token", "last_error", "failed_at",
-        "completed_at", "created_at", "updated_at",
+        "completed_at", "created_at", "updated_at", "unique_key",
     }  # fmt: skip
     assert columns["handler"] == "text" and columns["id"] == "bigint"
     assert columns["run_at"] == "timestamp with time zone"
@@ -207,6 +209,83 @@ def test_concurrent_migrations_do_not_collide(pg_url: str, pg_schema: str) -> No
     assert adapters[0].schedule_one(new_job()).state is JobState.READY
     for adapter in adapters:
         adapter.close()
+
+
+def _columns(admin: psycopg.Connection[Any], schema: str, table: str) -> set[str]:
+    rows = admin.execute(
+        "SELECT column_name FROM information_schema.columns"
+        " WHERE table_schema = %s AND table_name = %s",
+        [schema, table],
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
+def test_version_2_adds_unique_keys_and_the_recurring_table(
+    adapter: PostgresAdapter, admin: psycopg.Connection[Any], pg_schema: str
+) -> None:
+    adapter.migrate()
+    index = admin.execute(
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND indexname = %s",
+        [pg_schema, "queuebox_jobs_unique_idx"],
+    ).fetchone()
+    assert index is not None and index[0].startswith("CREATE UNIQUE INDEX"), index
+    assert "(queue, unique_key) WHERE (unique_key IS NOT NULL)" in index[0]
+    assert _columns(admin, pg_schema, "queuebox_jobs_recurring") == {"key", "last_tick"}
+    key = admin.execute(
+        "SELECT a.attname FROM pg_index i"
+        " JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)"
+        " WHERE i.indrelid = %s::regclass AND i.indisprimary",
+        [f'"{pg_schema}".queuebox_jobs_recurring'],
+    ).fetchall()
+    assert key == [("key",)]
+
+
+def test_a_version_1_database_upgrades_in_place(
+    pg_url: str,
+    admin: psycopg.Connection[Any],
+    pg_schema: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Build the schema exactly as the previous release did: version 1 only.
+    with monkeypatch.context() as patch:
+        patch.setattr(postgres_module, "MIGRATIONS", ("migrate_v1",))
+        patch.setattr(postgres_module, "SCHEMA_VERSION", 1)
+        with closing(PostgresAdapter(pg_url)) as old:
+            old.migrate()
+    jobs = sql.Identifier(pg_schema, "queuebox_jobs")
+    assert "unique_key" not in _columns(admin, pg_schema, "queuebox_jobs")
+    assert _columns(admin, pg_schema, "queuebox_jobs_recurring") == set()
+    # Jobs stored under version 1: one waiting, one running, one failed.
+    admin.execute(
+        sql.SQL(
+            "INSERT INTO {} (name, handler, queue, priority, run_at, locked_at, locked_by,"
+            " lock_expires_at, lock_token, failed_at) VALUES"
+            " ('Old', '{{}}', 'q', 50, now(), NULL, NULL, NULL, NULL, NULL),"
+            " ('Old', '{{}}', 'q', 50, now(), now(), 'w', now() + interval '1 hour', 't', NULL),"
+            " ('Old', '{{}}', 'q', 50, now(), NULL, NULL, NULL, NULL, now())"
+        ).format(jobs)
+    )
+    with closing(PostgresAdapter(pg_url)) as new:
+        # The first call of the new code sees version 1 and upgrades.
+        states = [job.state for job in new.list_jobs()]
+        assert sorted(states) == sorted([JobState.READY, JobState.RUNNING, JobState.FAILED])
+        assert all(job.unique_key is None for job in new.list_jobs())
+        versions = admin.execute(
+            sql.SQL("SELECT version FROM {} ORDER BY version").format(
+                sql.Identifier(pg_schema, "queuebox_jobs_migrations")
+            )
+        ).fetchall()
+        assert versions == [(1,), (2,)]
+        assert "unique_key" in _columns(admin, pg_schema, "queuebox_jobs")
+        first = new.schedule_one(new_job("q", unique_key="k"))
+        assert new.schedule_one(new_job("q", unique_key="k")).id == first.id
+        tick = new.now().replace(microsecond=0)
+        assert new.schedule_tick("Nightly", tick, new_job("q")) is not None
+        assert new.recurring_ticks() == {"Nightly": tick}
+        new.migrate()  # idempotent after the upgrade too
+        assert len(new.list_jobs()) == 5
+        claimed = new.claim("w2", ["q"], limit=10, lease=60)
+        assert len(claimed) == 3  # the old ready job, the unique one and the tick's run
 
 
 def test_odd_schema_and_table_names_are_quoted(postgres_url: str) -> None:
@@ -461,6 +540,243 @@ def test_schedule_with_creates_the_schema_through_its_own_connection(
     [record] = adapter.schedule_with(app_conn, [new_job()])
     app_conn.rollback()
     assert adapter.get(record.id) is None and adapter.counts() == []
+
+
+# -- unique keys and recurring ticks ---------------------------------------------------------
+
+
+def test_records_carry_the_unique_key_until_the_job_ends(adapter: PostgresAdapter) -> None:
+    records = adapter.schedule([new_job(unique_key="a"), new_job(unique_key="b"), new_job()])
+    assert [record.unique_key for record in records] == ["a", "b", None]
+    claimed = adapter.claim("w", None, limit=3, lease=60)
+    assert sorted(str(job.unique_key) for job in claimed) == ["None", "a", "b"]
+    assert {job.unique_key for job in adapter.list_jobs(states=[JobState.RUNNING])} == {
+        "a",
+        "b",
+        None,
+    }
+    by_key = {job.unique_key: job for job in claimed}
+    acks = [(by_key[key].id, by_key[key].lock_token or "") for key in ("a", "b")]
+    assert adapter.complete_many(acks, keep=True) == [True, True]
+    for job_id, _ in acks:
+        kept = adapter.get(job_id)
+        assert kept is not None and kept.state is JobState.COMPLETED and kept.unique_key is None
+    assert adapter.schedule_one(new_job(unique_key="a")).id not in {acks[0][0], acks[1][0]}
+
+
+def test_a_batch_maps_each_job_to_its_own_record(adapter: PostgresAdapter) -> None:
+    held = adapter.schedule_one(new_job("b", args=["held"], unique_key="k"))
+    batch = [
+        new_job("a", args=[0], unique_key="k"),
+        new_job("b", args=[1], unique_key="k"),  # held before the batch
+        new_job("a", args=[2]),
+        new_job("a", args=[3], unique_key="k"),  # same key as position 0
+        new_job("b", args=[4], unique_key="k2"),
+        new_job("a", args=[5]),
+    ]
+    records = adapter.schedule(batch)
+    args = [json.loads(record.handler)["args"] for record in records]
+    assert args == [[0], ["held"], [2], [0], [4], [5]]
+    assert records[1].id == held.id and records[3].id == records[0].id
+    assert len({records[i].id for i in (0, 1, 2, 4, 5)}) == 5
+    assert sum(c.total for c in adapter.counts()) == 5
+
+
+def test_a_holder_that_ends_before_it_is_read_lets_the_job_in(
+    adapter: PostgresAdapter,
+    admin: psycopg.Connection[Any],
+    pg_schema: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    holder = adapter.schedule_one(new_job(unique_key="k"))
+    query = adapter._q
+    deleted: list[int] = []
+
+    def holder_ends_first(name: str) -> sql.Composed:
+        if name == "unique_holders" and not deleted:  # after the insert skipped the job
+            jobs = sql.Identifier(pg_schema, "queuebox_jobs")
+            cursor = admin.execute(sql.SQL("DELETE FROM {} WHERE unique_key = 'k'").format(jobs))
+            deleted.append(cursor.rowcount)
+        return query(name)
+
+    monkeypatch.setattr(adapter, "_q", holder_ends_first)
+    record = adapter.schedule_one(new_job(args=["new"], unique_key="k"))
+    assert deleted == [1]
+    assert record.id != holder.id and json.loads(record.handler)["args"] == ["new"]
+    assert [job.id for job in adapter.list_jobs()] == [record.id]
+
+
+def _wait_for_lock_wait(admin: psycopg.Connection[Any], application_name: str) -> None:
+    for _ in range(250):
+        waiting = admin.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE application_name = %s AND wait_event_type = 'Lock'",
+            [application_name],
+        ).fetchone()
+        if waiting == (1,):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{application_name} never waited for a lock")
+
+
+def test_schedule_with_honours_unique_keys_in_the_callers_transaction(
+    adapter: PostgresAdapter, app_conn: psycopg.Connection[Any]
+) -> None:
+    adapter.migrate()
+    [first] = adapter.schedule_with(app_conn, [new_job(args=[1], unique_key="k")])
+    [again] = adapter.schedule_with(app_conn, [new_job(args=[2], unique_key="k")])
+    assert again.id == first.id and json.loads(again.handler)["args"] == [1]
+    app_conn.commit()
+    assert adapter.schedule_one(new_job(unique_key="k")).id == first.id
+    [held] = adapter.schedule_with(app_conn, [new_job(unique_key="k")])
+    assert held.id == first.id
+    app_conn.rollback()
+
+
+def test_schedule_with_in_repeatable_read_raises_a_serialization_failure(
+    adapter: PostgresAdapter, app_conn: psycopg.Connection[Any]
+) -> None:
+    """A holder committed after the caller's snapshot cannot be returned: the caller's
+    transaction fails as PostgreSQL says, to be retried, not as StorageUnavailable."""
+    adapter.migrate()
+    app_conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    app_conn.execute("SELECT 1")  # the snapshot is taken here
+    holder = adapter.schedule_one(new_job(unique_key="k"))
+    with pytest.raises(psycopg.errors.SerializationFailure):
+        adapter.schedule_with(app_conn, [new_job(unique_key="k")])
+    app_conn.rollback()
+    [again] = adapter.schedule_with(app_conn, [new_job(unique_key="k")])  # the retry
+    assert again.id == holder.id
+    app_conn.commit()
+
+
+@pytest.mark.parametrize("outcome", ["commit", "rollback"])
+def test_an_enqueue_waits_for_an_uncommitted_holder(
+    pg_url: str,
+    admin: psycopg.Connection[Any],
+    app_conn: psycopg.Connection[Any],
+    outcome: str,
+) -> None:
+    name = f"qb-test-{uuid.uuid4().hex[:8]}"
+    with (
+        closing(PostgresAdapter(pg_url)) as app_side,
+        closing(PostgresAdapter(_with_params(pg_url, application_name=name))) as other,
+    ):
+        app_side.migrate()
+        [pending] = app_side.schedule_with(app_conn, [new_job(args=["app"], unique_key="k")])
+        result: list[JobRecord | BaseException] = []
+
+        def enqueue() -> None:
+            try:
+                result.append(other.schedule_one(new_job(args=["other"], unique_key="k")))
+            except BaseException as exc:
+                result.append(exc)
+
+        other.now()  # connect and migrate before the race
+        thread = threading.Thread(target=enqueue)
+        thread.start()
+        _wait_for_lock_wait(admin, name)
+        assert result == []
+        if outcome == "commit":
+            app_conn.commit()
+        else:
+            app_conn.rollback()
+        thread.join(10)
+        [record] = result
+        assert isinstance(record, JobRecord), record
+        if outcome == "commit":
+            assert record.id == pending.id and json.loads(record.handler)["args"] == ["app"]
+        else:
+            assert record.id != pending.id and json.loads(record.handler)["args"] == ["other"]
+        assert sum(c.total for c in other.counts()) == 1
+
+
+def test_schedule_retries_when_chosen_to_break_a_deadlock(
+    pg_url: str,
+    admin: psycopg.Connection[Any],
+    app_conn: psycopg.Connection[Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Two transactions take the same keys in opposite orders: PostgreSQL aborts the one
+    that waited first (after deadlock_timeout), and schedule() runs its transaction again."""
+    name = f"qb-test-{uuid.uuid4().hex[:8]}"
+    with (
+        closing(PostgresAdapter(pg_url)) as app_side,
+        closing(PostgresAdapter(_with_params(pg_url, application_name=name))) as other,
+    ):
+        other.migrate()
+        caplog.set_level(logging.INFO, logger=postgres_module.__name__)
+        [second] = app_side.schedule_with(app_conn, [new_job(args=["app"], unique_key="k2")])
+        result: list[list[JobRecord] | BaseException] = []
+
+        def enqueue() -> None:
+            try:
+                result.append(other.schedule([new_job(unique_key=k) for k in ("k1", "k2")]))
+            except BaseException as exc:
+                result.append(exc)
+
+        thread = threading.Thread(target=enqueue)
+        thread.start()
+        _wait_for_lock_wait(admin, name)  # it stored k1 and waits for our k2
+        [first] = app_side.schedule_with(app_conn, [new_job(args=["app"], unique_key="k1")])
+        app_conn.commit()
+        thread.join(10)
+        [records] = result
+        assert isinstance(records, list), records
+        assert [record.id for record in records] == [first.id, second.id]
+        assert sum(c.total for c in other.counts()) == 2
+    assert "chosen to break a deadlock" in caplog.text
+
+
+def test_ticks_are_aware_utc_whatever_zone_they_came_in(adapter: PostgresAdapter) -> None:
+    eastern = timezone(timedelta(hours=-5))
+    tick = datetime(2030, 1, 1, 3, 0, 0, 123456, tzinfo=eastern)
+    record = adapter.schedule_tick("Nightly", tick, new_job(run_at=tick))
+    assert record is not None and record.run_at == tick
+    [(key, stored)] = adapter.recurring_ticks().items()
+    assert key == "Nightly" and stored == tick and stored.utcoffset() == timedelta(0)
+    assert stored.tzinfo is UTC or stored.tzname() == "UTC"
+    with pytest.raises(ValueError, match="timezone-aware"):
+        adapter.schedule_tick("Nightly", datetime(2031, 1, 1), new_job())
+
+
+def test_a_tick_whose_job_cannot_be_stored_is_not_recorded(adapter: PostgresAdapter) -> None:
+    tick = adapter.now().replace(microsecond=0)
+    with pytest.raises(psycopg.errors.NumericValueOutOfRange):
+        adapter.schedule_tick("Broken", tick, new_job(priority=2**40))
+    assert adapter.recurring_ticks() == {}
+    assert adapter.schedule_tick("Broken", tick, new_job()) is not None
+    assert adapter.recurring_ticks() == {"Broken": tick}
+
+
+def test_a_tick_waits_for_a_concurrent_tick_of_the_same_key(
+    pg_url: str, admin: psycopg.Connection[Any], app_conn: psycopg.Connection[Any], pg_schema: str
+) -> None:
+    """A worker that records a tick holds its row until commit; another worker with the same
+    tick waits, then sees it recorded and stores nothing."""
+    name = f"qb-test-{uuid.uuid4().hex[:8]}"
+    with closing(PostgresAdapter(_with_params(pg_url, application_name=name))) as other:
+        tick = other.now().replace(microsecond=0)
+        recurring = sql.Identifier(pg_schema, "queuebox_jobs_recurring")
+        app_conn.execute(
+            sql.SQL("INSERT INTO {} (key, last_tick) VALUES ('Race', %s)").format(recurring),
+            [tick],
+        )
+        result: list[JobRecord | BaseException | None] = []
+
+        def tick_once() -> None:
+            try:
+                result.append(other.schedule_tick("Race", tick, new_job(run_at=tick)))
+            except BaseException as exc:
+                result.append(exc)
+
+        thread = threading.Thread(target=tick_once)
+        thread.start()
+        _wait_for_lock_wait(admin, name)
+        app_conn.commit()
+        thread.join(10)
+        assert result == [None]
+        assert other.counts() == []
 
 
 # -- dropped connections --------------------------------------------------------------------

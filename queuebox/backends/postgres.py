@@ -3,7 +3,9 @@
 One autocommit connection per adapter serves every call behind a lock (a worker's heartbeat
 thread calls ``extend`` while its main thread claims and completes); a second connection,
 opened by the first ``wait_for_work``, only LISTENs. Each claim is one ``UPDATE`` over a
-``SELECT ... FOR UPDATE SKIP LOCKED``; all SQL lives in ``sql/postgres.sql``. When the server
+``SELECT ... FOR UPDATE SKIP LOCKED``; all SQL lives in ``sql/postgres.sql``. Unique keys
+rest on a partial unique index (``INSERT ... ON CONFLICT DO NOTHING``, then read the holder);
+recurring ticks on an upsert into ``<table>_recurring`` in the job's transaction. When the server
 drops a connection, the call in flight raises ``StorageUnavailable`` and the next call opens
 a new one; a forked child never touches its parent's connections. See ``docs/postgres.md``.
 """
@@ -15,6 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -57,16 +60,31 @@ _T = TypeVar("_T")
 _Conn = psycopg.Connection[DictRow]
 
 #: Named queries that build each schema version, in order: the position is the version.
-MIGRATIONS = ("migrate_v1",)
+MIGRATIONS = ("migrate_v1", "migrate_v2")
 SCHEMA_VERSION = len(MIGRATIONS)
 DEFAULT_TABLE = "queuebox_jobs"
 
 _BATCH = 1000  # jobs per INSERT statement
+#: Rounds of "insert, else read the holder" for unique keys. Another round is needed only when
+#: a holder ended between the two statements; running out means the key is churning wildly.
+_UNIQUE_ROUNDS = 20
+#: Attempts of schedule()'s transaction when PostgreSQL aborts it to break a deadlock (two
+#: batches waiting on each other's unique keys, taken in opposite orders).
+_DEADLOCK_ATTEMPTS = 3
 _BACKOFF, _MAX_BACKOFF = 0.05, 2.0  # seconds between failed connection attempts
 
 #: Connections a forked child inherited. The child must neither use them nor close them
 #: (closing would end the parent's session) and dropping them would warn, so they stay here.
 _INHERITED: list[object] = []
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """One job of a schedule call: its record, and whether this call stored it (false when
+    its unique key was held and ``record`` is the holder's)."""
+
+    record: JobRecord
+    stored: bool
 
 
 class PostgresAdapter(Adapter):
@@ -78,7 +96,7 @@ class PostgresAdapter(Adapter):
     """
 
     schemes = ("postgresql", "postgres")
-    capabilities = Capabilities(wakeup=True)
+    capabilities = Capabilities(wakeup=True, unique=True, recurring=True)
 
     def __init__(
         self,
@@ -97,7 +115,7 @@ class PostgresAdapter(Adapter):
         check_identifier("table", self.table, 48)
         self.wakeup = wakeup if wakeup is not None else parse_flag(options.get("wakeup", "on"))
         if not self.wakeup:
-            self.capabilities = Capabilities(wakeup=False)
+            self.capabilities = Capabilities(wakeup=False, unique=True, recurring=True)
         try:
             given = conninfo_to_dict(conninfo)
         except psycopg.ProgrammingError as exc:
@@ -137,10 +155,12 @@ class PostgresAdapter(Adapter):
         names = {
             "jobs": identifier(self.schema, table),
             "migrations": identifier(self.schema, f"{table}_migrations"),
+            "recurring": identifier(self.schema, f"{table}_recurring"),
             "schema": sql.Identifier(self.schema or "public"),
             "due_index": sql.Identifier(f"{table}_due_idx"),
             "next_index": sql.Identifier(f"{table}_next_idx"),
             "queue_index": sql.Identifier(f"{table}_queue_idx"),
+            "unique_index": sql.Identifier(f"{table}_unique_idx"),
             "next_statistics": identifier(self.schema, f"{table}_next_stats"),
             "channel": sql.Literal(self.channel),
             "channel_name": sql.Identifier(self.channel),
@@ -253,8 +273,15 @@ class PostgresAdapter(Adapter):
             return []
 
         def work(conn: _Conn) -> list[JobRecord]:
-            with conn.transaction():
-                return self._insert(conn, jobs)
+            for attempt in range(1, _DEADLOCK_ATTEMPTS + 1):
+                try:
+                    with conn.transaction():
+                        return [stored.record for stored in self._insert(conn, jobs)]
+                except psycopg.errors.DeadlockDetected:
+                    if attempt == _DEADLOCK_ATTEMPTS:
+                        raise
+                    _log.info("queuebox: schedule() was chosen to break a deadlock; retrying")
+            raise AssertionError("unreachable")  # pragma: no cover
 
         return self._run(work)
 
@@ -267,31 +294,102 @@ class PostgresAdapter(Adapter):
         only if the caller's transaction commits (on an autocommit connection, at once).
         The connection must reach the adapter's database; the adapter creates its schema
         through its own connection first if it is missing.
+
+        Unique keys are honoured as by ``schedule``: a job whose key a committed job holds, or
+        one this transaction stored, returns that job. When another transaction holds the key
+        with a job not yet committed, this call waits until that transaction ends. A
+        serialization failure or a deadlock is raised as psycopg raises it (not as
+        ``StorageUnavailable``): the caller's transaction failed, and the caller retries it.
         """
         if not jobs:
             return []
         self._run(lambda conn: None)
         try:
-            return self._insert(connection, jobs)
+            return [stored.record for stored in self._insert(connection, jobs)]
         except psycopg.OperationalError as exc:
+            if (exc.sqlstate or "").startswith("40"):  # class 40: transaction rollback
+                raise
             raise self._unavailable("PostgreSQL is unavailable", exc) from exc
 
-    def _insert(self, conn: psycopg.Connection[Any], jobs: Sequence[NewJob]) -> list[JobRecord]:
-        records: list[JobRecord] = []
+    def _insert(self, conn: psycopg.Connection[Any], jobs: Sequence[NewJob]) -> list[_Stored]:
+        """Store ``jobs`` inside the connection's current transaction, in input order.
+
+        A job whose unique key is held gets the holder's record, with ``stored`` false.
+        """
+        results: list[_Stored | None] = [None] * len(jobs)
         with conn.cursor(row_factory=dict_row) as cursor:
             for start in range(0, len(jobs), _BATCH):
-                batch = jobs[start : start + _BATCH]
-                params = {
-                    "names": [job.name for job in batch],
-                    "handlers": [job.handler for job in batch],
-                    "queues": [job.queue for job in batch],
-                    "priorities": [job.priority for job in batch],
-                    "run_ats": [job.run_at for job in batch],
-                    "delays": [float(job.delay) for job in batch],
-                }
-                cursor.execute(self._q("schedule"), params)
-                records.extend(to_record(row) for row in cursor.fetchall())
-        return records
+                positions = range(start, min(start + _BATCH, len(jobs)))
+                self._insert_batch(cursor, jobs, positions, results)
+        return [result for result in results if result is not None]  # every one is set
+
+    def _insert_batch(
+        self,
+        cursor: psycopg.Cursor[DictRow],
+        jobs: Sequence[NewJob],
+        positions: Sequence[int],
+        results: list[_Stored | None],
+    ) -> None:
+        """Store the jobs at ``positions``: insert, then read the holders of the keys the
+        insert skipped, and insert again the jobs whose holder ended in between."""
+        pending = list(positions)
+        taken: dict[tuple[str, str], JobRecord] = {}  # keys this batch stored
+        for _ in range(_UNIQUE_ROUNDS):
+            batch = [jobs[position] for position in pending]
+            keyed = any(job.unique_key is not None for job in batch)
+            query = self._q("schedule_unique" if keyed else "schedule")
+            cursor.execute(query, _schedule_params(batch))
+            missing = _match_inserted(cursor.fetchall(), jobs, pending, results, taken)
+            if not missing:
+                return
+            wanted = sorted({(jobs[p].queue, jobs[p].unique_key or "") for p in missing})
+            params = {
+                "queues": [queue for queue, _ in wanted],
+                "unique_keys": [key for _, key in wanted],
+            }
+            cursor.execute(self._q("unique_holders"), params)
+            holders = {(row["queue"], row["unique_key"]): to_record(row) for row in cursor}
+            pending = []
+            for position in missing:
+                holder = holders.get((jobs[position].queue, jobs[position].unique_key or ""))
+                if holder is None:  # it ended after blocking the insert: insert again
+                    pending.append(position)
+                else:
+                    results[position] = _Stored(holder, stored=False)
+            if not pending:
+                return
+        raise StorageUnavailable(
+            f"could not store or find the holder of unique keys after {_UNIQUE_ROUNDS} rounds: "
+            "their jobs keep ending as fast as they are stored",
+            url=self._url,
+        )
+
+    # -- recurring jobs ---------------------------------------------------------------------
+
+    def schedule_tick(
+        self, key: str, tick: datetime, job: NewJob, *, store: bool = True
+    ) -> JobRecord | None:
+        """Record ``tick`` for ``key`` and store ``job``, in one transaction.
+
+        The upsert of the tick row takes its lock until commit, so concurrent calls for one
+        key run one after the other and each sees the tick the previous one recorded.
+        """
+        if tick.tzinfo is None:
+            raise ValueError(f"the tick of recurring job {key!r} must be timezone-aware")
+
+        def work(conn: _Conn) -> JobRecord | None:
+            with conn.transaction():
+                moved = conn.execute(self._q("record_tick"), {"key": key, "tick": tick})
+                if moved.fetchone() is None or not store:
+                    return None
+                [result] = self._insert(conn, [job])
+                return result.record if result.stored else None
+
+        return self._run(work)
+
+    def recurring_ticks(self) -> dict[str, datetime]:
+        rows = self._run(lambda conn: conn.execute(self._q("recurring_ticks")).fetchall())
+        return {row["key"]: to_utc(row["last_tick"]) for row in rows}
 
     # -- execution --------------------------------------------------------------------------
 
@@ -459,3 +557,53 @@ class PostgresAdapter(Adapter):
     def clear(self, queues: Sequence[str] | None = None) -> int:
         params = {"queues": None if queues is None else list(queues)}
         return self._run(lambda conn: conn.execute(self._q("clear"), params).rowcount)
+
+
+def _schedule_params(batch: Sequence[NewJob]) -> dict[str, list[Any]]:
+    return {
+        "names": [job.name for job in batch],
+        "handlers": [job.handler for job in batch],
+        "queues": [job.queue for job in batch],
+        "priorities": [job.priority for job in batch],
+        "run_ats": [job.run_at for job in batch],
+        "delays": [float(job.delay) for job in batch],
+        "unique_keys": [job.unique_key for job in batch],
+    }
+
+
+def _match_inserted(
+    rows: Sequence[DictRow],
+    jobs: Sequence[NewJob],
+    pending: Sequence[int],
+    results: list[_Stored | None],
+    taken: dict[tuple[str, str], JobRecord],
+) -> list[int]:
+    """Give each job at ``pending`` the row the insert returned for it; return the positions
+    of the jobs whose key was held, which got none.
+
+    Rows come in id order, which is input order: jobs without a key map one to one onto
+    the rows without one. Of the jobs of a batch that share a key, the first stored it and
+    the later ones return its record.
+    """
+    plain: list[JobRecord] = []
+    keyed: dict[tuple[str, str], JobRecord] = {}
+    for row in rows:
+        record = to_record(row)
+        if record.unique_key is None:
+            plain.append(record)
+        else:
+            keyed[record.queue, record.unique_key] = record
+    fresh = iter(plain)
+    missing: list[int] = []
+    for position in pending:
+        job = jobs[position]
+        if job.unique_key is None:
+            results[position] = _Stored(next(fresh), stored=True)
+        elif (held := keyed.pop((job.queue, job.unique_key), None)) is not None:
+            results[position] = _Stored(held, stored=True)
+            taken[job.queue, job.unique_key] = held
+        elif (held := taken.get((job.queue, job.unique_key))) is not None:
+            results[position] = _Stored(held, stored=False)
+        else:
+            missing.append(position)
+    return missing

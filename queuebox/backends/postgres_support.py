@@ -163,4 +163,5 @@ def to_record(row: DictRow, *, with_token: bool = False) -> JobRecord:
         last_error=row["last_error"],
         failed_at=maybe_utc(row["failed_at"]),
         completed_at=maybe_utc(row["completed_at"]),
+        unique_key=row["unique_key"],
     )

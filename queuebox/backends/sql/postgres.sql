@@ -4,8 +4,10 @@
 -- psycopg.sql (never string formatting of user input):
 --   {jobs}       the jobs table, schema-qualified when a schema is configured
 --   {migrations} the table that records which schema versions were applied
+--   {recurring}  the table of the last tick each recurring job reached
 --   {schema}     the configured schema
---   {due_index} {next_index} {queue_index} {next_statistics}  index and statistics names
+--   {due_index} {next_index} {queue_index} {unique_index} {next_statistics}  index and
+--                statistics names
 --   {channel}    the LISTEN/NOTIFY channel, as a string literal; {channel_name} as identifier
 -- %(name)s are bound parameters. Times come from the server: now() is the start of the
 -- statement's transaction, and every statement here runs in its own transaction unless
@@ -83,21 +85,43 @@ CREATE STATISTICS IF NOT EXISTS {next_statistics} ON (greatest(run_at, lock_expi
 CREATE INDEX IF NOT EXISTS {queue_index} ON {jobs} (queue, priority, run_at, id)
     WHERE failed_at IS NULL AND completed_at IS NULL
 
+-- name: migrate_v2
+-- Unique jobs and recurring ticks. Adding a nullable column without a default only changes
+-- the catalog; building the index reads the table once (it holds no entry yet: every
+-- existing job has a NULL key). Code of version 1 keeps working on this schema: its
+-- queries never name the new column, which stays NULL for the jobs it stores.
+ALTER TABLE {jobs} ADD COLUMN IF NOT EXISTS unique_key text;
+-- At most one waiting or running job per (queue, unique_key). The key is cleared when a
+-- job fails or is kept as completed, and deleted with its row, which frees it. Only keyed
+-- jobs are in the index, so jobs without a key cost nothing more to store or claim.
+CREATE UNIQUE INDEX IF NOT EXISTS {unique_index} ON {jobs} (queue, unique_key)
+    WHERE unique_key IS NOT NULL;
+-- The last tick each recurring job reached, so that each tick is stored once.
+CREATE TABLE IF NOT EXISTS {recurring} (
+    key text PRIMARY KEY,
+    last_tick timestamptz NOT NULL
+)
+
 
 -- Scheduling -------------------------------------------------------------------------------
 
 -- name: schedule
--- Ids follow the input order (ORDER BY position); the adapter sorts the result by id.
+-- A batch without unique keys (the common case): a plain insert, which skips the speculative
+-- insertion that ON CONFLICT performs for every row. schedule_unique is the keyed variant.
+-- Ids follow the input order (ORDER BY position); the result is sorted by id.
 -- The notification is sent at commit: at once in autocommit, else with the caller's commit.
 WITH inserted AS (
-    INSERT INTO {jobs} (name, handler, queue, priority, run_at, created_at, updated_at)
+    INSERT INTO {jobs}
+        (name, handler, queue, priority, run_at, created_at, updated_at, unique_key)
     SELECT new_job.name, new_job.handler, new_job.queue, new_job.priority,
            coalesce(new_job.run_at, now() + make_interval(secs => new_job.delay)),
-           now(), now()
+           now(), now(), new_job.unique_key
     FROM unnest(
         %(names)s::text[], %(handlers)s::text[], %(queues)s::text[],
-        %(priorities)s::integer[], %(run_ats)s::timestamptz[], %(delays)s::float8[]
-    ) WITH ORDINALITY AS new_job(name, handler, queue, priority, run_at, delay, position)
+        %(priorities)s::integer[], %(run_ats)s::timestamptz[], %(delays)s::float8[],
+        %(unique_keys)s::text[]
+    ) WITH ORDINALITY
+        AS new_job(name, handler, queue, priority, run_at, delay, unique_key, position)
     ORDER BY new_job.position
     RETURNING *
 ), notified AS (
@@ -108,6 +132,63 @@ SELECT inserted.*,
        CASE WHEN inserted.run_at <= now() THEN 'ready' ELSE 'scheduled' END AS state
 FROM inserted CROSS JOIN notified
 ORDER BY inserted.id
+
+-- name: schedule_unique
+-- The same insert for a batch in which some job has a unique key.
+-- Ids follow the input order (ORDER BY position); the result is sorted by id.
+-- A job whose (queue, unique_key) a waiting or running job holds (or an earlier job of the
+-- same batch took) is not inserted and returns no row: the adapter then reads the holder
+-- with unique_holders. When the holder is not committed yet, the insert waits for its
+-- transaction to end, so concurrent enqueues of one key store one job.
+-- The notification is sent at commit: at once in autocommit, else with the caller's commit.
+WITH inserted AS (
+    INSERT INTO {jobs}
+        (name, handler, queue, priority, run_at, created_at, updated_at, unique_key)
+    SELECT new_job.name, new_job.handler, new_job.queue, new_job.priority,
+           coalesce(new_job.run_at, now() + make_interval(secs => new_job.delay)),
+           now(), now(), new_job.unique_key
+    FROM unnest(
+        %(names)s::text[], %(handlers)s::text[], %(queues)s::text[],
+        %(priorities)s::integer[], %(run_ats)s::timestamptz[], %(delays)s::float8[],
+        %(unique_keys)s::text[]
+    ) WITH ORDINALITY
+        AS new_job(name, handler, queue, priority, run_at, delay, unique_key, position)
+    ORDER BY new_job.position
+    ON CONFLICT (queue, unique_key) WHERE unique_key IS NOT NULL DO NOTHING
+    RETURNING *
+), notified AS (
+    SELECT count(*) AS sent
+    FROM (SELECT pg_notify({channel}, queue) FROM (SELECT DISTINCT queue FROM inserted) AS q) AS n
+)
+SELECT inserted.*,
+       CASE WHEN inserted.run_at <= now() THEN 'ready' ELSE 'scheduled' END AS state
+FROM inserted CROSS JOIN notified
+ORDER BY inserted.id
+
+-- name: unique_holders
+-- The waiting or running jobs that hold these (queue, unique_key) pairs, through
+-- {unique_index}. A statement of its own, so that it sees a holder committed by another
+-- transaction while the insert waited for it.
+SELECT job.*,
+       CASE WHEN job.completed_at IS NOT NULL THEN 'completed'
+            WHEN job.failed_at IS NOT NULL THEN 'failed'
+            WHEN job.locked_at IS NOT NULL THEN 'running'
+            WHEN job.run_at <= now() THEN 'ready'
+            ELSE 'scheduled' END AS state
+FROM unnest(%(queues)s::text[], %(unique_keys)s::text[]) AS wanted(queue, unique_key)
+JOIN {jobs} AS job ON job.queue = wanted.queue AND job.unique_key = wanted.unique_key
+
+-- name: record_tick
+-- Returns a row only when this call recorded the first tick of key or moved it forward.
+-- Concurrent calls queue on the row lock, and each sees the tick the previous one wrote:
+-- one of them stores a given tick.
+INSERT INTO {recurring} AS recurring (key, last_tick) VALUES (%(key)s, %(tick)s)
+ON CONFLICT (key) DO UPDATE SET last_tick = excluded.last_tick
+WHERE excluded.last_tick > recurring.last_tick
+RETURNING key
+
+-- name: recurring_ticks
+SELECT key, last_tick FROM {recurring} ORDER BY key
 
 
 -- Execution --------------------------------------------------------------------------------
@@ -155,9 +236,10 @@ RETURNING job.*, 'running' AS state
 DELETE FROM {jobs} WHERE id = %(id)s AND lock_token = %(token)s
 
 -- name: complete_keep
+-- A kept job frees its unique key, as a deleted one does.
 UPDATE {jobs}
 SET locked_at = NULL, locked_by = NULL, lock_expires_at = NULL, lock_token = NULL,
-    completed_at = now(), updated_at = now()
+    unique_key = NULL, completed_at = now(), updated_at = now()
 WHERE id = %(id)s AND lock_token = %(token)s
 
 -- name: complete_many_delete
@@ -169,7 +251,7 @@ RETURNING job.id, ack.token
 -- name: complete_many_keep
 UPDATE {jobs} AS job
 SET locked_at = NULL, locked_by = NULL, lock_expires_at = NULL, lock_token = NULL,
-    completed_at = now(), updated_at = now()
+    unique_key = NULL, completed_at = now(), updated_at = now()
 FROM unnest(%(ids)s::bigint[], %(tokens)s::text[]) AS ack(id, token)
 WHERE job.id = ack.id AND job.lock_token = ack.token
 RETURNING job.id, ack.token
@@ -186,9 +268,10 @@ WITH changed AS (
 SELECT pg_notify({channel}, queue) FROM changed
 
 -- name: fail_keep
+-- A failed job frees its unique key: retrying it later does not take the key back.
 UPDATE {jobs}
 SET locked_at = NULL, locked_by = NULL, lock_expires_at = NULL, lock_token = NULL,
-    last_error = %(error)s, failed_at = now(), updated_at = now()
+    unique_key = NULL, last_error = %(error)s, failed_at = now(), updated_at = now()
 WHERE id = %(id)s AND lock_token = %(token)s
 
 -- name: fail_delete
@@ -266,6 +349,8 @@ GROUP BY queue
 ORDER BY queue COLLATE "C"
 
 -- name: retry
+-- unique_key is left as it is: a failed or kept completed job has none (it was cleared),
+-- so a retried job does not take its key back; a scheduled one keeps the key it holds.
 WITH changed AS (
     UPDATE {jobs}
     SET failed_at = NULL, completed_at = NULL, attempts = 0, run_at = now(), updated_at = now()
