@@ -19,10 +19,10 @@ from __future__ import annotations
 import abc
 import enum
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Self
+from typing import Any, Protocol, Self
 
 __all__ = [
     "ALL_QUEUES",
@@ -33,6 +33,7 @@ __all__ = [
     "NewJob",
     "QueueCounts",
     "reclaim_note",
+    "record_from_row",
 ]
 
 #: Passed as ``queues`` to mean every queue.
@@ -302,4 +303,44 @@ def reclaim_note(previous_owner: str, expired_at: datetime | None) -> str:
     return (
         f"{WORKER_LOST}: the lock held by worker {previous_owner} expired at {when} "
         "before the job finished; the job was claimed again"
+    )
+
+
+class Row(Protocol):
+    """A database row read by column name (``sqlite3.Row``, a psycopg dict row)."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+def record_from_row(
+    row: Row, moment: Callable[[Any], datetime], *, with_token: bool = False
+) -> JobRecord:
+    """Build a record from a SQL row whose columns are named as the record's fields.
+
+    ``moment`` turns the store's time values into aware UTC datetimes; the row also carries
+    the ``state`` the query derived from the store's clock.
+    """
+
+    def maybe(value: Any) -> datetime | None:
+        return None if value is None else moment(value)
+
+    return JobRecord(
+        id=str(row["id"]),
+        name=row["name"],
+        handler=row["handler"],
+        queue=row["queue"],
+        priority=row["priority"],
+        run_at=moment(row["run_at"]),
+        attempts=row["attempts"],
+        state=JobState(row["state"]),
+        created_at=moment(row["created_at"]),
+        updated_at=moment(row["updated_at"]),
+        locked_at=maybe(row["locked_at"]),
+        locked_by=row["locked_by"],
+        lock_expires_at=maybe(row["lock_expires_at"]),
+        lock_token=row["lock_token"] if with_token else None,
+        last_error=row["last_error"],
+        failed_at=maybe(row["failed_at"]),
+        completed_at=maybe(row["completed_at"]),
+        unique_key=row["unique_key"],
     )

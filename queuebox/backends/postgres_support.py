@@ -18,7 +18,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import DictRow
 
-from queuebox.backends.base import JobRecord, JobState
+from queuebox.backends.base import JobRecord, record_from_row
 from queuebox.errors import ConfigurationError, redact_url
 
 __all__ = [
@@ -28,7 +28,6 @@ __all__ = [
     "display_url",
     "fetch_one",
     "identifier",
-    "maybe_utc",
     "parse_flag",
     "parse_job_id",
     "short_channel",
@@ -140,28 +139,5 @@ def to_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-def maybe_utc(value: datetime | None) -> datetime | None:
-    return None if value is None else value.astimezone(UTC)
-
-
 def to_record(row: DictRow, *, with_token: bool = False) -> JobRecord:
-    return JobRecord(
-        id=str(row["id"]),
-        name=row["name"],
-        handler=row["handler"],
-        queue=row["queue"],
-        priority=row["priority"],
-        run_at=to_utc(row["run_at"]),
-        attempts=row["attempts"],
-        state=JobState(row["state"]),
-        created_at=to_utc(row["created_at"]),
-        updated_at=to_utc(row["updated_at"]),
-        locked_at=maybe_utc(row["locked_at"]),
-        locked_by=row["locked_by"],
-        lock_expires_at=maybe_utc(row["lock_expires_at"]),
-        lock_token=row["lock_token"] if with_token else None,
-        last_error=row["last_error"],
-        failed_at=maybe_utc(row["failed_at"]),
-        completed_at=maybe_utc(row["completed_at"]),
-        unique_key=row["unique_key"],
-    )
+    return record_from_row(row, to_utc, with_token=with_token)

@@ -27,6 +27,7 @@ from queuebox.backends.base import (
     JobState,
     NewJob,
     QueueCounts,
+    record_from_row,
 )
 from queuebox.backends.sql import load_queries
 from queuebox.errors import ConfigurationError, InvalidSchedule, StorageUnavailable
@@ -473,10 +474,6 @@ def _datetime(micros: int) -> datetime:
     return _EPOCH + timedelta(microseconds=micros)
 
 
-def _optional_datetime(micros: int | None) -> datetime | None:
-    return None if micros is None else _datetime(micros)
-
-
 def _row_id(job_id: str) -> int | None:
     """The rowid a job id names, or ``None`` for anything that is not a plain decimal id."""
     if not isinstance(job_id, str) or not (job_id.isascii() and job_id.isdigit()):
@@ -516,23 +513,4 @@ def _insert_params(job: NewJob) -> dict[str, Any]:
 
 
 def _record(row: sqlite3.Row, *, with_token: bool = False) -> JobRecord:
-    return JobRecord(
-        id=str(row["id"]),
-        name=row["name"],
-        handler=row["handler"],
-        queue=row["queue"],
-        priority=row["priority"],
-        run_at=_datetime(row["run_at"]),
-        attempts=row["attempts"],
-        state=JobState(row["state"]),
-        created_at=_datetime(row["created_at"]),
-        updated_at=_datetime(row["updated_at"]),
-        locked_at=_optional_datetime(row["locked_at"]),
-        locked_by=row["locked_by"],
-        lock_expires_at=_optional_datetime(row["lock_expires_at"]),
-        lock_token=row["lock_token"] if with_token else None,
-        last_error=row["last_error"],
-        failed_at=_optional_datetime(row["failed_at"]),
-        completed_at=_optional_datetime(row["completed_at"]),
-        unique_key=row["unique_key"],
-    )
+    return record_from_row(row, _datetime, with_token=with_token)
