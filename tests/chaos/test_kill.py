@@ -1,0 +1,111 @@
+"""Workers SIGKILLed at random while they drain a backlog: nothing is lost, and every
+duplicate run is the job a killed worker had in hand. A job that kills its worker every time
+is failed after exactly ``max_attempts`` runs."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+
+import pytest
+
+from queuebox.backends.base import JobState
+
+from .conftest import Project, new_jobs, pick, runs_by_job, scale, wait_until
+
+pytestmark = pytest.mark.chaos
+
+JOBS = scale(1000, 5000)
+JOB_SECONDS = scale(0.05, 0.03)
+WORKERS = 4
+KILL_EVERY = 2.0
+BATCH = 5
+LEASE = 2.0
+
+
+@pytest.mark.timeout(scale(150, 900))
+def test_random_sigkills_lose_nothing(project: Project) -> None:
+    project.configure(lease=LEASE, batch_size=BATCH, sleep_delay=0.5, max_attempts=50)
+    store = project.store.adapter
+    ids = [record.id for record in store.schedule(new_jobs("Note", [JOB_SECONDS], JOBS))]
+    workers = [project.worker(name=f"w{i}") for i in range(WORKERS)]
+    rng = random.Random(7)
+    started = time.monotonic()
+    deadline = started + scale(120, 800)
+
+    def done() -> bool:
+        return len(runs_by_job(project.ledger())) >= JOBS
+
+    while not done():
+        assert time.monotonic() < deadline, f"only {len(runs_by_job(project.ledger()))} ran"
+        time.sleep(rng.uniform(0.5, 1.5) * KILL_EVERY)
+        victim = pick(rng, workers)
+        if victim is None or done():
+            continue
+        project.sigkill(victim)
+        workers.remove(victim)
+        workers.append(project.worker(name=f"w{len(project.procs)}"))
+    # Jobs a killed worker ran but did not acknowledge come back after the lease and run again.
+    wait_until(project.store.is_empty, 60, "the store to be empty")
+    elapsed = time.monotonic() - started
+
+    lines = project.ledger()
+    runs = runs_by_job(lines)
+    assert set(runs) == set(ids), f"lost: {sorted(set(ids) - set(runs))[:20]}"
+    duplicates = {job: found for job, found in runs.items() if len(found) > 1}
+    in_hand: Counter[int] = Counter()
+    for job, found in duplicates.items():
+        for earlier in found[:-1]:
+            assert earlier.pid in project.killed, f"{job} ran twice without a kill: {found}"
+            in_hand[earlier.pid] += 1
+        attempts = [line.attempt for line in found]
+        assert attempts == sorted(set(attempts)), f"{job}: attempts {attempts}"
+    # A killed worker holds at most one batch: its unacknowledged successes and the job running.
+    assert all(count <= BATCH for count in in_hand.values()), in_hand
+    codes = project.stop_all()
+    assert set(codes.values()) <= {0}, project.logs()
+    print(
+        f"\n[chaos] {project.store.kind}: {JOBS} jobs, {len(project.killed)} workers killed, "
+        f"{sum(len(f) - 1 for f in duplicates.values())} duplicate runs of "
+        f"{len(duplicates)} jobs, 0 lost, {elapsed:.1f}s"
+    )
+
+
+POISON_ATTEMPTS = 3
+
+
+@pytest.mark.timeout(scale(90, 300))
+def test_poison_job_fails_after_max_attempts(project: Project) -> None:
+    project.configure(lease=1.0, batch_size=1, sleep_delay=0.3, max_attempts=POISON_ATTEMPTS)
+    store = project.store.adapter
+    [poison] = store.schedule(new_jobs("Poison", [], 1, priority=1))
+    good = [record.id for record in store.schedule(new_jobs("Note", [0.01], scale(30, 200)))]
+    workers = [project.worker(name=f"w{i}") for i in range(2)]
+
+    def failed() -> bool:
+        record = store.get(poison.id)
+        return record is not None and record.state is JobState.FAILED
+
+    deadline = time.monotonic() + 60
+    while not (failed() and set(good) <= set(runs_by_job(project.ledger()))):
+        assert time.monotonic() < deadline, project.logs()
+        for proc in list(workers):  # the supervisor's part: replace a dead worker
+            if not proc.alive():
+                project.killed.add(proc.pid)
+                workers.remove(proc)
+                workers.append(project.worker(name=f"w{len(project.procs)}"))
+        time.sleep(0.1)
+
+    record = store.get(poison.id)
+    assert record is not None and record.state is JobState.FAILED
+    poison_runs = runs_by_job(project.ledger())[poison.id]
+    assert [line.attempt for line in poison_runs] == list(range(1, POISON_ATTEMPTS + 1))
+    assert len({line.pid for line in poison_runs}) == POISON_ATTEMPTS  # one dead worker each
+    assert record.last_error is not None
+    assert record.last_error.startswith("WorkerLost: "), record.last_error
+    assert f"out of attempts ({POISON_ATTEMPTS})" in record.last_error
+    # The claim that found it out of attempts counted one more; perform never ran for it.
+    assert record.attempts == POISON_ATTEMPTS + 1
+    assert [(c.queue, c.failed, c.total) for c in store.counts()] == [("default", 1, 1)]
+    assert set(project.stop_all().values()) <= {0}, project.logs()
