@@ -51,7 +51,7 @@ from queuebox.backends.postgres_support import (
     usable,
 )
 from queuebox.backends.sql import load_queries
-from queuebox.errors import ConfigurationError, StorageUnavailable
+from queuebox.errors import ConfigurationError, PayloadError, StorageUnavailable
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "URL_OPTIONS", "PostgresAdapter"]
 
@@ -216,6 +216,10 @@ class PostgresAdapter(Adapter):
                 if migrated and not self._schema_ready:
                     self._ensure_schema(conn)
                 return work(conn)
+            except psycopg.DataError as exc:
+                # Only a payload written past the core can get here (it escapes NUL as
+                # \u0000): say what the store refused rather than leak a driver error.
+                raise PayloadError(f"PostgreSQL refused the job's data: {exc}") from exc
             except psycopg.OperationalError as exc:
                 if conn.closed:
                     self._conn = None
