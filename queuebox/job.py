@@ -39,6 +39,7 @@ __all__ = ["Job", "JobFunction", "JobOptions", "job"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+_DEFAULT_OPTIONS: dict[type[Job], JobOptions] = {}
 
 
 class _TransactionalAdapter(Protocol):
@@ -97,7 +98,7 @@ class Job:
         if cls.perform is not Job.perform:
             registry.register(cls)
 
-    def perform(self, *args: Any, **kwargs: Any) -> Any:
+    def perform(self, /, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must define perform()")
 
     # Lifecycle hooks: override in a subclass. ``self.args`` / ``self.kwargs`` hold the call.
@@ -115,7 +116,7 @@ class Job:
         whether another attempt will follow. Raising is only logged."""
 
     @classmethod
-    def unique_key(cls, *args: Any, **kwargs: Any) -> str | None:
+    def unique_key(cls, /, *args: Any, **kwargs: Any) -> str | None:
         """The key that makes a call unique, or ``None``; override for a custom key."""
         if not cls.unique:
             return None
@@ -138,9 +139,12 @@ class Job:
         )
 
     @classmethod
-    def perform_later(cls, *args: Any, **kwargs: Any) -> JobRecord:
+    def perform_later(cls, /, *args: Any, **kwargs: Any) -> JobRecord:
         """Store the job to run as soon as possible; return what was stored."""
-        return JobOptions(job_class=cls).perform_later(*args, **kwargs)
+        options = _DEFAULT_OPTIONS.get(cls)
+        if options is None:  # JobOptions is frozen: one per class can be shared
+            options = _DEFAULT_OPTIONS[cls] = JobOptions(job_class=cls)
+        return options.perform_later(*args, **kwargs)
 
     @classmethod
     def perform_later_many(
@@ -150,7 +154,7 @@ class Job:
         return JobOptions(job_class=cls).perform_later_many(calls)
 
     @classmethod
-    def perform_now(cls, *args: Any, **kwargs: Any) -> Any:
+    def perform_now(cls, /, *args: Any, **kwargs: Any) -> Any:
         """Run the job inline with its hooks, without storing it. Arguments are checked as
         for ``perform_later``; an exception propagates after the failure hooks ran."""
         encode_handler(cls.name, args, kwargs, max_bytes=config.get_settings().max_payload_bytes)
@@ -193,7 +197,7 @@ class JobOptions:
             raise InvalidSchedule("give wait= or wait_until=, not both")
         return options
 
-    def perform_later(self, *args: Any, **kwargs: Any) -> JobRecord:
+    def perform_later(self, /, *args: Any, **kwargs: Any) -> JobRecord:
         return self._store([self._new_job(args, kwargs)])[0]
 
     def perform_later_many(
@@ -206,6 +210,7 @@ class JobOptions:
         one stores nothing.
         """
         new_jobs = []
+        max_bytes = config.get_settings().max_payload_bytes
         for index, call in enumerate(calls):
             if (
                 isinstance(call, tuple)
@@ -222,16 +227,18 @@ class JobOptions:
                     f"not {type(call).__name__}"
                 )
             try:
-                new_jobs.append(self._new_job(args, kwargs))
+                new_jobs.append(self._new_job(args, kwargs, max_bytes))
             except InvalidArguments as exc:
                 raise type(exc)(f"calls[{index}]: {exc}") from None
         return self._store(new_jobs) if new_jobs else []
 
-    def _new_job(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> NewJob:
+    def _new_job(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], max_bytes: int | None = None
+    ) -> NewJob:
         job_class = self.job_class
-        handler = encode_handler(
-            job_class.name, args, kwargs, max_bytes=config.get_settings().max_payload_bytes
-        )
+        if max_bytes is None:
+            max_bytes = config.get_settings().max_payload_bytes
+        handler = encode_handler(job_class.name, args, kwargs, max_bytes=max_bytes)
         unique_key = job_class.unique_key(*args, **kwargs)
         if unique_key is not None and (not isinstance(unique_key, str) or not unique_key):
             raise ConfigurationError(
@@ -268,6 +275,8 @@ class JobOptions:
                 )
             records = schedule_with(self.connection, new_jobs)
         logger = self.job_class.logger or config.get_logger()
+        if not logger.isEnabledFor(logging.DEBUG):
+            return records  # skip formatting what would not be logged (run_at.isoformat())
         for record in records:
             logger.debug(
                 "scheduled %s id=%s queue=%s priority=%s run_at=%s",
@@ -290,7 +299,7 @@ class JobFunction(Generic[P, R]):
         self.__name__ = getattr(function, "__name__", job_class.name)
         self.__wrapped__ = function
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+    def __call__(self, /, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.function(*args, **kwargs)
 
     def set(
@@ -306,7 +315,7 @@ class JobFunction(Generic[P, R]):
             wait=wait, wait_until=wait_until, queue=queue, priority=priority, connection=connection
         )
 
-    def perform_later(self, *args: P.args, **kwargs: P.kwargs) -> JobRecord:
+    def perform_later(self, /, *args: P.args, **kwargs: P.kwargs) -> JobRecord:
         return self.job_class.perform_later(*args, **kwargs)
 
     def perform_later_many(
@@ -314,7 +323,7 @@ class JobFunction(Generic[P, R]):
     ) -> list[JobRecord]:
         return self.job_class.perform_later_many(calls)
 
-    def perform_now(self, *args: P.args, **kwargs: P.kwargs) -> R:
+    def perform_now(self, /, *args: P.args, **kwargs: P.kwargs) -> R:
         result: R = self.job_class.perform_now(*args, **kwargs)
         return result
 
@@ -329,7 +338,7 @@ def job(
     """Register a plain function as a job: ``@queuebox.job(queue="email")``."""
 
     def register(function: Callable[P, R]) -> JobFunction[P, R]:
-        def perform(self: Job, *args: Any, **kwargs: Any) -> Any:
+        def perform(self: Job, /, *args: Any, **kwargs: Any) -> Any:
             return function(*args, **kwargs)
 
         attributes: dict[str, Any] = {

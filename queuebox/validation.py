@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,11 +28,17 @@ __all__ = [
     "check_queue_name",
     "check_wait",
     "check_wait_until",
+    "is_short_int",
 ]
 
 MAX_NESTING = 64
+# Python writes ints of up to sys.get_int_max_str_digits() digits (4,300 by default) as text;
+# anything this short (about 1,200 digits) needs no closer look.
+_SHORT_INT_BITS = 4000
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _MAX_JOB_NAME = 200
+#: Exact types that are JSON values whatever their value (floats and strings need a look).
+_PLAIN = frozenset({int, bool, type(None)})
 
 
 def check_queue_name(queue: object) -> str:
@@ -94,6 +101,8 @@ def check_wait_until(when: object) -> datetime:
 
 def check_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     """Raise ``InvalidArguments`` naming the path of the first value that is not JSON."""
+    if not kwargs and all(type(value) in _PLAIN and is_short_int(value) for value in args):
+        return  # the common call: a few ints, bools or None
     for index, value in enumerate(args):
         _check_json_value(value, f"args[{index}]", 0)
     for key, value in kwargs.items():
@@ -104,7 +113,11 @@ def _check_json_value(value: Any, path: str, depth: int) -> None:
     # Exact types only: a subclass (an IntEnum, a str subclass) would come back as its base
     # type, so the job would not receive what was scheduled.
     kind = type(value)
-    if value is None or kind is bool or kind is int:
+    if value is None or kind is bool:
+        return
+    if kind is int:
+        if not is_short_int(value):
+            _check_int_digits(value, path)
         return
     if kind is float:
         if not math.isfinite(value):
@@ -135,6 +148,21 @@ def _check_json_value(value: Any, path: str, depth: int) -> None:
         f"{path}: {kind.__name__} is not a JSON value{hint}; arguments may be None, bool, int, "
         "finite float, str, list or dict with str keys"
     )
+
+
+def is_short_int(value: Any) -> bool:
+    """True for ints far below the length Python refuses to write as text (and None, bools)."""
+    return type(value) is not int or value.bit_length() <= _SHORT_INT_BITS
+
+
+def _check_int_digits(value: int, path: str) -> None:
+    try:
+        str(value)
+    except ValueError:
+        raise InvalidArguments(
+            f"{path}: an int of more than {sys.get_int_max_str_digits()} digits cannot be "
+            "written as JSON; pass it as a string"
+        ) from None
 
 
 def _check_text(text: str, path: str) -> None:

@@ -207,3 +207,67 @@ def test_status_shows_recurring_jobs(project: Path, store: Adapter) -> None:
     [row] = json.loads(output)["recurring"]
     assert row["name"] == "Nightly" and row["last_tick"] is None
     assert row["next_run"].endswith(("02:00:00+00:00", "01:00:00+00:00"))
+
+
+def _queuebox_level() -> str:
+    import logging
+
+    return logging.getLevelName(logging.getLogger("queuebox").level)
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "level"),
+    [
+        ((), {}, "INFO"),
+        (("--log-level", "WARNING"), {}, "WARNING"),
+        (("--log-level", "error"), {}, "ERROR"),
+        ((), {"QUEUEBOX_LOG_LEVEL": "warning"}, "WARNING"),
+        (("--log-level", "INFO"), {"QUEUEBOX_LOG_LEVEL": "ERROR"}, "INFO"),
+        (("-v",), {}, "DEBUG"),
+        (("-v", "--log-level", "WARNING"), {}, "DEBUG"),
+        (("--verbose",), {"QUEUEBOX_LOG_LEVEL": "ERROR"}, "DEBUG"),
+    ],
+)
+def test_log_level_option_and_envvar(
+    project: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    args: tuple[str, ...],
+    env: dict[str, str],
+    level: str,
+) -> None:
+    monkeypatch.delenv("QUEUEBOX_LOG_LEVEL", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code, output = run(*args, "status")
+    assert code == 0, output
+    assert _queuebox_level() == level
+
+
+def test_bad_log_level_is_refused(project: Path) -> None:
+    code, output = run("--log-level", "LOUD", "status")
+    assert code == 2 and "--log-level" in output and "LOUD" in output
+
+
+def test_quiet_log_level_silences_per_job_lines(project: Path, store: Adapter) -> None:
+    schedule(project, ("Append", ["a"], "default"))
+    code, output = run("--log-level", "INFO", "workoff")
+    assert code == 0 and "started Append" in output and "succeeded Append" in output
+    schedule(project, ("Append", ["b"], "default"))
+    code, output = run("--log-level", "WARNING", "workoff")
+    assert code == 0 and "started Append" not in output and "succeeded Append" not in output
+    assert (project / "ran.txt").read_text() == "a\nb\n"
+
+
+def test_worker_children_get_the_log_level(project: Path) -> None:
+    from queuebox.runner.pool import WorkerSlot, child_command
+    from queuebox.runner.settings import WorkerSettings
+
+    slot = WorkerSlot(settings=WorkerSettings(), index=1)
+    for option, level in (("WARNING", "WARNING"), ("ERROR", "ERROR"), ("DEBUG", "DEBUG")):
+        assert run("--log-level", option, "status")[0] == 0
+        command = child_command(slot, url=None, app=("cli_jobs",))
+        assert command[command.index("--log-level") + 1] == level
+        assert command.index("--log-level") < command.index("work")
+    assert run("-v", "status")[0] == 0
+    command = child_command(slot, url=None, app=(), global_args=["--verbose"])
+    assert command[command.index("--log-level") + 1] == "DEBUG" and "--verbose" in command

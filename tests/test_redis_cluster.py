@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -196,3 +197,40 @@ def test_script_cache_flushed_on_every_node(cluster_url: str, cluster_prefix: st
         assert adapter.counts() == []
     finally:
         adapter.close()
+
+
+def test_wait_and_claim_blocks_on_the_queues_own_node(
+    cluster_url: str, cluster_prefix: str
+) -> None:
+    url = url_with(cluster_url, prefix=cluster_prefix)
+    waiter, producer = RedisAdapter.from_url(url), RedisAdapter.from_url(url)
+
+    def wake_with(queue: str, *, flush: bool = False) -> tuple[list[Any], list[Any]]:
+        got: list[list[Any]] = []
+        thread = threading.Thread(
+            target=lambda: got.append(
+                waiter.wait_and_claim("w1", queue, limit=5, lease=60, timeout=5)
+            )
+        )
+        thread.start()
+        time.sleep(0.1)
+        if flush:  # every primary: the pipelined claim meets NOSCRIPT, then claims anew
+            waiter._client.script_flush()
+        enqueued = time.monotonic()
+        stored = producer.schedule([new_job(queue, args=[1]), new_job(queue, args=[2])])
+        thread.join(5)
+        assert time.monotonic() - enqueued < 1
+        return got[0], stored
+
+    try:
+        for queue in ("default", "email", "reports"):  # queues on different masters
+            claimed, stored = wake_with(queue)
+            assert [job.id for job in claimed] == [record.id for record in stored]
+            acks = [(job.id, job.lock_token or "") for job in claimed]
+            assert waiter.complete_many([*acks, (acks[0][0], "wrong")]) == [True, True, False]
+        claimed, stored = wake_with("email", flush=True)
+        assert [job.id for job in claimed] == [record.id for record in stored]
+        assert waiter.wait_and_claim("w1", "email", limit=5, lease=60, timeout=0.05) == []
+    finally:
+        waiter.close()
+        producer.close()

@@ -93,8 +93,16 @@ def test_round_trips(adapter: RedisAdapter, monkeypatch: pytest.MonkeyPatch) -> 
     assert trips() == 1, "a batch of one queue's jobs = one EVALSHA"
     claimed = adapter.claim("w1", ["email"], limit=50, lease=60)
     assert len(claimed) == 50 and trips() == 1, "claim on one queue = one EVALSHA"
-    assert all(adapter.complete_many([(j.id, j.lock_token or "") for j in claimed]))
+    assert all(adapter.complete_many([(j.id, j.lock_token or "") for j in claimed[:25]]))
     assert trips() == 1, "complete_many = one pipeline"
+    acks = [(j.id, j.lock_token or "") for j in claimed[25:]]
+    results, more = adapter.complete_and_claim(
+        acks, worker_id="w1", queue="email", limit=10, lease=60
+    )
+    assert all(results) and len(more) == 10
+    assert trips() == 1, "acknowledge a batch and claim the next = one pipeline"
+    wait = adapter.wait_and_claim("w1", "email", limit=10, lease=60, timeout=1)
+    assert len(wait) == 10 and trips() == 2, "work is ready: due, then claim"
     adapter.schedule([new_job("other")])
     trips()
     claimed = adapter.claim("w1", ["email", "other"], limit=10, lease=60)

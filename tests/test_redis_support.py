@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib.resources
 import re
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,9 +18,9 @@ import msgpack
 import pytest
 
 from queuebox.backends import from_url
-from queuebox.backends.base import JobState
+from queuebox.backends.base import JobRecord, JobState
 from queuebox.backends.redis import RedisAdapter
-from queuebox.backends.redis_keys import QueueKeys, parse_job_id
+from queuebox.backends.redis_keys import QueueKeys, parse_job_id, wake_list
 from queuebox.backends.redis_scripts import LIBRARY, SCRIPT_NAMES, load_scripts
 from queuebox.errors import ConfigurationError, InvalidQueueName, StorageUnavailable
 from queuebox.testing import new_job
@@ -63,7 +64,7 @@ def test_every_script_used_exists_and_every_file_is_used() -> None:
     files = {path.name for path in LUA_DIR.glob("*.lua")}
     assert files == {f"{name}.lua" for name in SCRIPT_NAMES} | {LIBRARY}
     code = "".join(path.read_text() for path in SOURCES.glob("redis*.py"))
-    called = set(re.findall(r'\(\s*"([a-z]+)",\s*(?:self\._keys|job|job_id)', code))
+    called = set(re.findall(r'\(\s*"([a-z_]+)",\s*(?:self\._keys|job|job_id)', code))
     called |= set(re.findall(r'_owned_call\(\s*"([a-z]+)"', code))
     called |= set(re.findall(r'_by_id\(\s*"([a-z]+)"', code))
     assert called == set(SCRIPT_NAMES)
@@ -286,3 +287,162 @@ def test_ticks_live_beside_the_queue_and_survive_clear(any_adapter: RedisAdapter
     assert any_adapter.clear() == 1
     assert any_adapter.recurring_ticks() == {"Nightly": later}
     assert any_adapter.schedule_tick("Nightly", later, new_job("cron-b")) is None
+
+
+# -- batch acknowledgements, batch claims, client-packed enqueues, claim with the wake-up -------
+
+
+def test_complete_many_is_fenced_job_by_job(any_adapter: RedisAdapter) -> None:
+    client = any_adapter._client
+    keys = QueueKeys.of(any_adapter._prefix, "acks")
+    stored = any_adapter.schedule(
+        [new_job("acks", unique_key=f"u{i}" if i % 2 else None) for i in range(6)]
+    )
+    claimed = any_adapter.claim("w1", ["acks"], limit=6, lease=30)
+    assert [job.id for job in claimed] == [record.id for record in stored]
+    assert len({job.lock_token for job in claimed}) == 6, "one token per job"
+    first, second, *rest = claimed
+    acks = [
+        (first.id, first.lock_token or ""),
+        (second.id, "wrong-token"),  # refused alone
+        (second.id, f"{second.lock_token},{first.id.split('/')[1]}:x"),  # no smuggled pair
+        (rest[0].id, f"{rest[0].lock_token} "),  # not a token this store hands out
+        (rest[0].id, rest[0].lock_token or ""),
+        (rest[0].id, rest[0].lock_token or ""),  # named twice: completed once
+        ("acks/999999", "f" * 32),  # no such job
+        (rest[1].id, rest[1].lock_token or ""),
+        ("bogus", "x"),
+    ]
+    applied = [True, False, False, False, True, False, False, True, False]
+    assert any_adapter.complete_many(acks) == applied
+    assert any_adapter.get(first.id) is None and any_adapter.get(rest[0].id) is None
+    held = any_adapter.get(second.id)
+    assert held is not None and held.state is JobState.RUNNING
+    # the unique keys of the completed jobs are free again, the running job keeps its own
+    assert client.hgetall(keys.unique) == {
+        b"u1": second.id.split("/")[1].encode(),
+        b"u5": rest[3].id.split("/")[1].encode(),
+    }
+    assert client.zcard(keys.running) == 3
+    kept = [(second.id, second.lock_token or ""), (rest[3].id, rest[3].lock_token or "")]
+    assert any_adapter.complete_many(kept, keep=True) == [True, True]
+    assert client.exists(keys.unique) == 0
+    done = any_adapter.get(rest[3].id)
+    assert done is not None and done.state is JobState.COMPLETED and done.unique_key is None
+    assert any_adapter.complete_many(kept, keep=True) == [False, False]
+    assert [(c.running, c.ready, c.completed) for c in any_adapter.counts()] == [(1, 0, 2)]
+
+
+def test_a_batch_claim_takes_the_best_jobs_across_buckets_in_order(
+    any_adapter: RedisAdapter,
+) -> None:
+    now = any_adapter.now()
+    jobs = [
+        new_job("order", priority=(7, 3, 3, 9)[i % 4], run_at=now - timedelta(seconds=i % 5))
+        for i in range(300)  # about five buckets of 64 per priority
+    ]
+    stored = any_adapter.schedule(jobs)
+    any_adapter.schedule([new_job("order", delay=600)])  # scheduled: never claimed now
+    expected = sorted(stored, key=lambda r: (r.priority, r.run_at, int(r.id.split("/")[1])))
+    claimed = any_adapter.claim("w1", ["order"], limit=130, lease=30)
+    claimed += any_adapter.claim("w1", ["order"], limit=1, lease=30)
+    claimed += any_adapter.claim("w1", ["order"], limit=500, lease=30)
+    assert [job.id for job in claimed] == [record.id for record in expected]
+    assert all(job.attempts == 1 and job.locked_by == "w1" for job in claimed)
+    assert any_adapter.claim("w1", ["order"], limit=10, lease=30) == []
+    assert [(c.running, c.scheduled) for c in any_adapter.counts()] == [(300, 1)]
+
+
+def test_enqueued_records_are_packed_as_the_scripts_pack_them(any_adapter: RedisAdapter) -> None:
+    plain, unique = any_adapter.schedule(
+        [new_job("packed", 5, args=["é" * 40]), new_job("packed", 5, unique_key="k" * 40)]
+    )
+    for record, fields in ((plain, 7), (unique, 15)):
+        packed = _packed_fields(any_adapter, record.id)
+        created = int(record.created_at.timestamp() * 1000)
+        assert packed[:7] == [record.name, record.handler, 5, created, 0, 0, 0]
+        assert len(packed) == fields and packed[7:14] == [None] * (fields - 8 if fields > 7 else 0)
+    assert _packed_fields(any_adapter, unique.id)[14] == "k" * 40
+    job = any_adapter.claim("w1", ["packed"], limit=1, lease=30)[0]
+    assert any_adapter.extend(job.id, job.lock_token or "", lease=30)  # rewritten by save_job
+    again = any_adapter.claim("w1", ["packed"], limit=1, lease=30)[0]
+    assert again.id == unique.id and again.unique_key == "k" * 40
+
+
+def test_wait_and_claim_takes_jobs_with_the_wake_up(any_adapter: RedisAdapter) -> None:
+    client = any_adapter._client
+    wake = wake_list(any_adapter._prefix, "wq")
+    started = time.monotonic()
+    assert any_adapter.wait_and_claim("w1", "wq", limit=5, lease=30, timeout=0.2) == []
+    assert 0.15 < time.monotonic() - started < 2
+    got: list[list[JobRecord]] = []
+    thread = threading.Thread(
+        target=lambda: got.append(
+            any_adapter.wait_and_claim("w1", "wq", limit=5, lease=30, timeout=5)
+        )
+    )
+    thread.start()
+    time.sleep(0.1)
+    enqueued = time.monotonic()
+    stored = any_adapter.schedule([new_job("wq", args=[i]) for i in range(8)])
+    thread.join(5)
+    assert time.monotonic() - enqueued < 1
+    claimed = got[0]
+    assert [job.id for job in claimed] == [record.id for record in stored[:5]]
+    assert client.llen(wake) >= 1, "jobs are left: a token stays for the next idle worker"
+    rest = any_adapter.wait_and_claim("w2", "wq", limit=5, lease=30, timeout=5)
+    assert len(rest) == 3 and client.exists(wake) == 0, "an emptied queue drops its tokens"
+    later = any_adapter.schedule_one(new_job("wq", delay=0.3))
+    started = time.monotonic()
+    woke = any_adapter.wait_and_claim("w1", "wq", limit=5, lease=30, timeout=5)
+    assert [job.id for job in woke] == [later.id]
+    assert 0.2 < time.monotonic() - started < 2, "woken at run_at, not at the timeout"
+    assert any_adapter.release(woke[0].id, woke[0].lock_token or "")  # a release wakes too
+    assert client.llen(wake) == 1
+    assert any_adapter.clear(["wq"]) == 9 and client.exists(wake) == 0
+
+
+def test_wake_tokens_are_bounded(any_adapter: RedisAdapter) -> None:
+    wake = wake_list(any_adapter._prefix, "bounded")
+    for _ in range(3):
+        any_adapter.schedule([new_job("bounded") for _ in range(40)])
+    assert any_adapter._client.llen(wake) == 16
+    any_adapter.clear(["bounded"])
+
+
+def test_complete_and_claim_acknowledges_then_claims(any_adapter: RedisAdapter) -> None:
+    stored = any_adapter.schedule([new_job("cc", args=[i]) for i in range(5)])
+    first = any_adapter.claim("w1", ["cc"], limit=2, lease=30)
+    acks = [(first[0].id, first[0].lock_token or ""), (first[1].id, "wrong")]
+    results, claimed = any_adapter.complete_and_claim(
+        acks, worker_id="w1", queue="cc", limit=10, lease=30
+    )
+    assert results == [True, False]
+    assert [job.id for job in claimed] == [record.id for record in stored[2:]]
+    assert any_adapter.get(first[0].id) is None
+    still = any_adapter.get(first[1].id)
+    assert still is not None and still.state is JobState.RUNNING
+    results, claimed = any_adapter.complete_and_claim(
+        [(job.id, job.lock_token or "") for job in claimed],
+        keep=True,
+        worker_id="w1",
+        queue="cc",
+        limit=10,
+        lease=30,
+    )
+    assert results == [True] * 3 and claimed == []
+    assert [(c.running, c.completed) for c in any_adapter.counts()] == [(1, 3)]
+
+
+def test_an_unreadable_record_is_failed_and_the_rest_of_the_batch_claimed(
+    any_adapter: RedisAdapter,
+) -> None:
+    broken, *good = any_adapter.schedule(
+        [new_job("bad", priority=1), *(new_job("bad", args=[i]) for i in range(3))]
+    )
+    keys = QueueKeys.of(any_adapter._prefix, "bad")
+    any_adapter._client.hset(keys.jobs, broken.id.split("/")[1], b"\xc1 not msgpack")
+    claimed = any_adapter.claim("w1", ["bad"], limit=10, lease=30)
+    assert [job.id for job in claimed] == [record.id for record in good]
+    assert any_adapter._client.zscore(keys.failed, broken.id.split("/")[1]) is not None
+    assert [(c.running, c.failed, c.ready) for c in any_adapter.counts()] == [(3, 1, 0)]

@@ -401,3 +401,134 @@ def test_renewals_failing_past_the_lease_give_the_job_up() -> None:
     runner = Worker(store, WorkerSettings(lease=0.3))
     runner.work_off()
     assert seen == [True], "the heartbeat kept the job after its lease lapsed"
+
+
+# -- stores that claim with the acknowledgement or with the wake-up (as Redis does) ------------
+
+
+class OneTripStore(MemoryAdapter):
+    """``complete_and_claim`` and ``wait_and_claim`` as the Redis store offers them, built on
+    the memory store, recording what each round trip carried."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trips: list[tuple[str, int, int]] = []  # (call, acks sent, jobs claimed)
+
+    def complete_and_claim(
+        self,
+        acks: Sequence[tuple[str, str]],
+        *,
+        keep: bool = False,
+        worker_id: str,
+        queue: str,
+        limit: int,
+        lease: float,
+    ) -> tuple[list[bool], list[JobRecord]]:
+        results = super().complete_many(acks, keep=keep)
+        claimed = super().claim(worker_id, [queue], limit=limit, lease=lease)
+        self.trips.append(("complete_and_claim", len(acks), len(claimed)))
+        return results, claimed
+
+    def claim(
+        self, worker_id: str, queues: Any, *, limit: int = 1, lease: float
+    ) -> list[JobRecord]:
+        claimed = super().claim(worker_id, queues, limit=limit, lease=lease)
+        self.trips.append(("claim", 0, len(claimed)))
+        return claimed
+
+    def complete_many(self, acks: Sequence[tuple[str, str]], *, keep: bool = False) -> list[bool]:
+        self.trips.append(("complete_many", len(acks), 0))
+        return super().complete_many(acks, keep=keep)
+
+    def wait_and_claim(
+        self, worker_id: str, queue: str, *, limit: int, lease: float, timeout: float
+    ) -> list[JobRecord]:
+        self.wait_for_work([queue], timeout)
+        claimed = super().claim(worker_id, [queue], limit=limit, lease=lease)
+        self.trips.append(("wait_and_claim", 0, len(claimed)))
+        return claimed
+
+
+def _schedule(store: MemoryAdapter, count: int, queue: str = "q") -> None:
+    for n in range(count):
+        store.schedule_one(
+            NewJob(
+                name="Succeeds",
+                handler=f'{{"name":"Succeeds","args":[{n}]}}',
+                queue=queue,
+                priority=50,
+            )
+        )
+
+
+def test_work_off_acknowledges_each_batch_with_the_next_claim() -> None:
+    store = OneTripStore()
+    _schedule(store, 12)
+    summary = Worker(store, WorkerSettings(queues=("q",), batch_size=5)).work_off()
+    assert summary.succeeded == 12 and calls == list(range(12))
+    assert store.trips == [
+        ("claim", 0, 5),
+        ("complete_and_claim", 5, 5),
+        ("complete_and_claim", 5, 2),
+        ("complete_and_claim", 2, 0),
+    ]
+    assert store.counts() == []
+
+
+def test_run_once_alone_acknowledges_its_batch() -> None:
+    store = OneTripStore()
+    _schedule(store, 3)
+    assert Worker(store, WorkerSettings(queues=("q",), batch_size=5)).run_once() == 3
+    assert store.trips == [("claim", 0, 3), ("complete_many", 3, 0)]
+    assert store.counts() == []
+
+
+def test_a_worker_on_several_queues_claims_and_acknowledges_apart() -> None:
+    store = OneTripStore()
+    _schedule(store, 3)
+    Worker(store, WorkerSettings(queues=("q", "r"), batch_size=5)).work_off()
+    assert [trip[0] for trip in store.trips] == ["claim", "complete_many", "claim"]
+
+
+def test_an_idle_worker_claims_with_the_wake_up_and_acknowledges_before_stopping() -> None:
+    store = OneTripStore()
+    stop = StopFlag()
+    runner = Worker(store, WorkerSettings(queues=("q",), batch_size=5, sleep_delay=5), stop=stop)
+    thread = threading.Thread(target=runner.run)
+    thread.start()
+    time.sleep(0.1)
+    _schedule(store, 3)
+    deadline = time.monotonic() + 5
+    while len(calls) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stop.request()
+    thread.join(5)
+    assert calls == [0, 1, 2] and runner.summary.succeeded == 3
+    assert ("wait_and_claim", 0, 3) in store.trips
+    assert store.counts() == [], "every success is acknowledged by the time run() returns"
+
+
+def test_jobs_claimed_with_a_wake_up_after_a_stop_request_are_given_back() -> None:
+    store = OneTripStore()
+    stop = StopFlag()
+    runner = Worker(store, WorkerSettings(queues=("q",), batch_size=5), stop=stop)
+    _schedule(store, 2)
+    runner._pending = store.claim(runner.worker_id, ["q"], limit=5, lease=60)
+    stop.request()
+    assert runner.run().released == 2 and calls == []
+    assert [c.ready for c in store.counts()] == [2]
+
+
+def test_hooks_still_run_when_a_hook_is_added_between_batches(
+    memory_store: MemoryAdapter,
+) -> None:
+    import queuebox
+
+    seen: list[str] = []
+    Succeeds.perform_later("a")
+    runner = worker(memory_store)
+    runner.run_once()
+    queuebox.add_hook("after_success", lambda job: seen.append(job.args[0]))
+    Succeeds.perform_later("b")
+    runner.run_once()
+    assert calls == ["a", "b"] and seen == ["b"]

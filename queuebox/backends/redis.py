@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import threading
 import time
@@ -39,13 +40,17 @@ from queuebox.backends.base import (
 from queuebox.backends.redis_keys import (
     DEFAULT_PREFIX,
     QueueKeys,
+    ack_results,
     check_prefix,
     check_queue,
+    claim_order,
+    decode_claimed,
     decode_record,
     enqueue_values,
     from_ms,
     is_queue_name,
     new_record,
+    pack_jobs,
     parse_job_id,
     registry_key,
     split_url,
@@ -53,6 +58,7 @@ from queuebox.backends.redis_keys import (
     wake_channel,
 )
 from queuebox.backends.redis_scripts import Call, ScriptRunner
+from queuebox.backends.redis_wait import WaitingMixin
 from queuebox.errors import ConfigurationError, StorageUnavailable, redact_url
 
 __all__ = ["RedisAdapter"]
@@ -66,9 +72,14 @@ _UNAVAILABLE = (
     RedisClusterException,
 )
 _ENQUEUE_BATCH = 500  # jobs per enqueue script call: bounds how long one call blocks Redis
+_KEY_CACHE_MAX = 10_000  # queues whose key names are kept built
+_ACK_BATCH = 1000  # jobs per complete_many script call, for the same reason
+#: Lock tokens are minted by claim.lua from a random hex secret and the job number; an ack
+#: with any other text cannot match, and complete_many.lua could not parse it.
+_TOKEN = re.compile(r"[A-Za-z0-9_\-]{1,200}")
 
 
-class RedisAdapter(Adapter):
+class RedisAdapter(WaitingMixin, Adapter):
     """Jobs in Redis, one hash tag per queue. Thread-safe; each process builds its own."""
 
     schemes = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
@@ -99,6 +110,7 @@ class RedisAdapter(Adapter):
         self._channel = wake_channel(self._prefix)
         self._registry = registry_key(self._prefix)
         self._known: set[str] = set()
+        self._key_cache: dict[str, QueueKeys] = {}
         self._known_at = float("-inf")
         self._lock = threading.Lock()
         self._wait_lock = threading.Lock()
@@ -134,7 +146,12 @@ class RedisAdapter(Adapter):
             raise StorageUnavailable(f"Redis is unavailable: {exc}", url=self._url) from exc
 
     def _keys(self, queue: str) -> QueueKeys:
-        return QueueKeys.of(self._prefix, queue)
+        keys = self._key_cache.get(queue)
+        if keys is None:
+            keys = QueueKeys.of(self._prefix, queue)
+            if len(self._key_cache) < _KEY_CACHE_MAX:
+                self._key_cache[queue] = keys
+        return keys
 
     def _queues(self, queues: Sequence[str] | None) -> list[str]:
         """The queue names to work on, sorted; ``None`` means every registered queue."""
@@ -173,26 +190,41 @@ class RedisAdapter(Adapter):
             return []
         by_queue: dict[str, list[int]] = {}
         for index, job in enumerate(jobs):
-            by_queue.setdefault(check_queue(job.queue), []).append(index)
+            queue = job.queue
+            if queue not in by_queue:
+                check_queue(queue)
+                by_queue[queue] = []
+            by_queue[queue].append(index)
         calls: list[Call] = []
         batches: list[tuple[str, list[int]]] = []
         for queue, indexes in by_queue.items():
             for start in range(0, len(indexes), _ENQUEUE_BATCH):
                 batch = indexes[start : start + _ENQUEUE_BATCH]
-                args: list[str | int] = [self._channel, queue]
-                for index in batch:
-                    args += enqueue_values(jobs[index])
-                calls.append(("enqueue", self._keys(queue), args))
+                packed = pack_jobs([jobs[index] for index in batch])
+                calls.append(("enqueue", self._keys(queue), [self._channel, queue, packed]))
                 batches.append((queue, batch))
         with self._guard():
             replies = self._scripts.call_many(calls)
             self._registered([(q, reply) for (q, _), reply in zip(batches, replies, strict=True)])
         records: list[JobRecord | None] = [None] * len(jobs)
-        for (_, batch), reply in zip(batches, replies, strict=True):
-            now_ms = int(reply[0])
+        for (queue, batch), reply in zip(batches, replies, strict=True):
+            now_ms, number = int(reply[0]), int(reply[2])
+            held = {
+                int(reply[i]) - 1: (int(reply[i + 1]), reply[i + 2])
+                for i in range(3, len(reply), 3)
+            }
+            times: dict[int, datetime] = {}
             for position, index in enumerate(batch):
-                number, run_at, held = reply[2 + 3 * position : 5 + 3 * position]
-                records[index] = new_record(jobs[index], int(number), int(run_at), now_ms, held)
+                job = jobs[index]
+                if position in held:  # not stored: its unique key's holder instead
+                    holder, raw = held[position]
+                    records[index] = decode_record(queue, holder, raw, now_ms, times=times)
+                    continue
+                run_at = (
+                    now_ms + round(job.delay * 1000) if job.run_at is None else to_ms(job.run_at)
+                )
+                records[index] = new_record(job, number, run_at, now_ms, "", times=times)
+                number += 1
         return [record for record in records if record is not None]
 
     def _registered(self, replies: Sequence[tuple[str, Any]]) -> None:
@@ -257,19 +289,15 @@ class RedisAdapter(Adapter):
                 (
                     "claim",
                     self._keys(queue),
-                    [worker_id, count, lease_ms, *(secrets.token_hex(16) for _ in range(count))],
+                    [worker_id, count, lease_ms, secrets.token_hex(16)],
                 )
                 for queue, count in plan.items()
             ]
             replies = self._scripts.call_many(calls)
         records = []
         for queue, reply in zip(plan, replies, strict=True):
-            now_ms = int(reply[0])
-            for position in range(1, len(reply), 2):
-                number, raw = int(reply[position]), reply[position + 1]
-                records.append(decode_record(queue, number, raw, now_ms, with_token=True))
-        records.sort(key=lambda r: (r.priority, r.run_at, r.created_at, r.queue, _number(r.id)))
-        return records
+            records += decode_claimed(queue, reply[1], int(reply[0]))
+        return claim_order(records)
 
     def _plan(self, names: list[str], limit: int) -> dict[str, int]:
         """How many jobs to claim from each queue: the best ``limit`` candidates overall."""
@@ -294,23 +322,59 @@ class RedisAdapter(Adapter):
         return self._owned_call("complete", job_id, lock_token, int(keep))
 
     def complete_many(self, acks: Sequence[tuple[str, str]], *, keep: bool = False) -> list[bool]:
-        """Acknowledge many jobs in one pipeline (one round trip per Redis node)."""
-        results = [False] * len(acks)
-        calls: list[Call] = []
-        positions = []
-        for position, (job, token) in enumerate(acks):
-            parsed = parse_job_id(job)
-            if parsed is None or not isinstance(token, str) or not token:
-                continue
-            queue, number = parsed
-            calls.append(("complete", self._keys(queue), [number, token, int(keep)]))
-            positions.append(position)
+        """Acknowledge many jobs with one ``complete_many.lua`` call per queue (per
+        ``_ACK_BATCH`` jobs), pipelined: one round trip per Redis node. A token that this
+        store never hands out (see ``_TOKEN``) is refused here, without a call."""
+        results, calls, batches = self._ack_calls(acks, keep)
         if calls:
             with self._guard():
                 replies = self._scripts.call_many(calls)
-            for position, reply in zip(positions, replies, strict=True):
-                results[position] = bool(reply)
+            ack_results(results, batches, replies)
         return results
+
+    def complete_and_claim(
+        self,
+        acks: Sequence[tuple[str, str]],
+        *,
+        keep: bool = False,
+        worker_id: str,
+        queue: str,
+        limit: int,
+        lease: float,
+    ) -> tuple[list[bool], list[JobRecord]]:
+        """``complete_many(acks)`` then ``claim(worker_id, [queue], ...)`` in one pipeline
+        (one round trip): a worker on one queue acknowledges a batch and takes the next."""
+        results, calls, batches = self._ack_calls(acks, keep)
+        token = secrets.token_hex(16)
+        lease_ms = max(1, round(lease * 1000))
+        keys = self._keys(check_queue(queue))
+        calls.append(("claim", keys, [worker_id, limit, lease_ms, token]))
+        with self._guard():
+            replies = self._scripts.call_many(calls)
+        ack_results(results, batches, replies[:-1])
+        now_ms, blob = replies[-1]
+        return results, claim_order(decode_claimed(queue, blob, int(now_ms)))
+
+    def _ack_calls(
+        self, acks: Sequence[tuple[str, str]], keep: bool
+    ) -> tuple[list[bool], list[Call], list[list[int]]]:
+        results = [False] * len(acks)
+        by_queue: dict[str, tuple[list[int], list[str]]] = {}
+        for position, (job, token) in enumerate(acks):
+            parsed = parse_job_id(job)
+            if parsed is None or not isinstance(token, str) or not _TOKEN.fullmatch(token):
+                continue
+            positions, pairs = by_queue.setdefault(parsed[0], ([], []))
+            positions.append(position)
+            pairs.append(f"{parsed[1]}:{token}")
+        calls: list[Call] = []
+        batches: list[list[int]] = []
+        for queue, (positions, pairs) in by_queue.items():
+            for start in range(0, len(positions), _ACK_BATCH):
+                chunk = ",".join(pairs[start : start + _ACK_BATCH])
+                calls.append(("complete_many", self._keys(queue), [int(keep), chunk]))
+                batches.append(positions[start : start + _ACK_BATCH])
+        return results, calls, batches
 
     def reschedule(self, job_id: str, lock_token: str, *, delay: float, error: str) -> bool:
         parsed = parse_job_id(job_id)
@@ -328,59 +392,6 @@ class RedisAdapter(Adapter):
 
     def extend(self, job_id: str, lock_token: str, *, lease: float) -> bool:
         return self._owned_call("extend", job_id, lock_token, max(1, round(lease * 1000)))
-
-    # -- waiting for work -------------------------------------------------------------------
-
-    def wait_for_work(self, queues: Sequence[str] | None, timeout: float) -> None:
-        """Block on the wake channel until an enqueue (or release, retry, error) on one of
-        ``queues``, the next scheduled run_at or lock expiry, or ``timeout``."""
-        deadline = time.monotonic() + max(0.0, timeout)
-        if not self._wait_lock.acquire(timeout=max(0.0, timeout)):
-            return
-        try:
-            with self._guard():
-                self._wait(queues, deadline)
-        except StorageUnavailable:
-            self._drop_pubsub()
-            raise
-        finally:
-            self._wait_lock.release()
-
-    def _wait(self, queues: Sequence[str] | None, deadline: float) -> None:
-        if self._pubsub is None or self._pid != os.getpid():
-            self._pid = os.getpid()
-            self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
-            self._pubsub.subscribe(self._channel)
-        wanted = None if queues is None else {check_queue(queue) for queue in queues}
-        while self._pubsub.get_message(timeout=0) is not None:
-            pass  # stale news: the check below reads the current state instead
-        names = self._queues(queues)
-        replies = self._scripts.call_many([("due", self._keys(q), []) for q in names])
-        for reply in replies:
-            now_ms, ready, soonest = int(reply[0]), int(reply[1]), reply[2]
-            if ready:
-                return
-            if soonest:
-                deadline = min(deadline, time.monotonic() + (int(soonest) - now_ms) / 1000)
-        while (remaining := deadline - time.monotonic()) > 0:
-            message = self._pubsub.get_message(timeout=remaining)
-            if message is None or message.get("type") != "message":
-                continue
-            data = message["data"]
-            queue = data.decode() if isinstance(data, bytes) else str(data)
-            if wanted is None:
-                if is_queue_name(queue):
-                    with self._lock:
-                        self._known.add(queue)
-                return
-            if queue in wanted:
-                return
-
-    def _drop_pubsub(self) -> None:
-        pubsub, self._pubsub = self._pubsub, None
-        if pubsub is not None and self._pid == os.getpid():
-            with contextlib.suppress(Exception):
-                pubsub.close()
 
     # -- inspection and administration ------------------------------------------------------
 

@@ -22,7 +22,15 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-__all__ = ["LIBRARY", "SCRIPT_NAMES", "Call", "Script", "ScriptRunner", "load_scripts"]
+__all__ = [
+    "LIBRARY",
+    "REDIRECTIONS",
+    "SCRIPT_NAMES",
+    "Call",
+    "Script",
+    "ScriptRunner",
+    "load_scripts",
+]
 
 LIBRARY = "lib.lua"
 SCRIPT_NAMES = (
@@ -31,6 +39,7 @@ SCRIPT_NAMES = (
     "claim",
     "peek",
     "complete",
+    "complete_many",
     "reschedule",
     "fail",
     "release",
@@ -42,10 +51,10 @@ SCRIPT_NAMES = (
     "due",
 )
 
-_REDIRECTIONS = (MovedError, AskError, TryAgainError, ClusterDownError)
+REDIRECTIONS = (MovedError, AskError, TryAgainError, ClusterDownError)
 
 #: One script call: (script name, keys, arguments).
-Call = tuple[str, Sequence[str], Sequence[str | int]]
+Call = tuple[str, Sequence[str], Sequence[bytes | str | int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +96,7 @@ class ScriptRunner:
         for name in self.scripts:
             self._load(name)
 
-    def call(self, name: str, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+    def call(self, name: str, keys: Sequence[str], args: Sequence[bytes | str | int]) -> Any:
         sha = self.scripts[name].sha
         try:
             return self._client.evalsha(sha, len(keys), *keys, *args)
@@ -139,7 +148,7 @@ class ScriptRunner:
             for index, reply in zip(pending, replies, strict=True):
                 if isinstance(reply, NoScriptError):
                     refused.append(index)
-                elif per_node and isinstance(reply, _REDIRECTIONS):
+                elif per_node and isinstance(reply, REDIRECTIONS):
                     redirected.append(index)
                 elif isinstance(reply, Exception):
                     raise reply

@@ -17,6 +17,7 @@ from queuebox.errors import ConfigurationError, QueueboxError
 from queuebox.runner.settings import WorkerSettings, parse_queues, parse_worker_spec
 
 __all__ = [
+    "LOG_LEVELS",
     "cli",
     "count_jobs",
     "guard",
@@ -29,6 +30,10 @@ __all__ = [
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: The levels ``--log-level`` accepts. INFO logs two lines per job; WARNING keeps only what
+#: needs attention (retries, failures, lost locks), which is much cheaper for short jobs.
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -46,12 +51,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     metavar="MODULE",
     help="Module that defines jobs; repeat for several (also QUEUEBOX_APP, comma-separated).",
 )
-@click.option("-v", "--verbose", is_flag=True, help="Log debug messages too.")
+@click.option(
+    "--log-level",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    envvar="QUEUEBOX_LOG_LEVEL",
+    help="DEBUG, INFO (default), WARNING or ERROR (also QUEUEBOX_LOG_LEVEL). The worker "
+    "processes of `work -n` use it too.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages too (--log-level DEBUG).")
 @click.version_option(package_name="queuebox")
-def cli(url: str | None, app: tuple[str, ...], verbose: bool) -> None:
+def cli(url: str | None, app: tuple[str, ...], log_level: str | None, verbose: bool) -> None:
     """Background jobs: schedule, store, work off."""
     guard(lambda: config.set_command_line(url=url, app=app))
-    setup_logging(logging.DEBUG if verbose else logging.INFO)
+    # -v always means DEBUG, whatever --log-level or QUEUEBOX_LOG_LEVEL say.
+    level = logging.DEBUG if verbose else logging.getLevelName((log_level or "INFO").upper())
+    setup_logging(level)
 
 
 def worker_options(function: F) -> F:

@@ -21,6 +21,10 @@ from dataclasses import asdict, dataclass
 from queuebox.runner.settings import WorkerSettings
 from queuebox.runner.signals import StopFlag
 
+#: What ``queuebox --log-level`` accepts (``queuebox.cli.common.LOG_LEVELS``; the runner does
+#: not import the command line).
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
 __all__ = ["WorkerPool", "WorkerSlot", "child_command", "settings_from_json", "settings_to_json"]
 
 
@@ -58,8 +62,12 @@ def child_command(
     extra: Sequence[str] = (),
     global_args: Sequence[str] = (),
 ) -> list[str]:
-    """``global_args`` go before ``work`` (``--verbose``), ``extra`` after it."""
+    """``global_args`` go before ``work`` (``--verbose``), ``extra`` after it. The child logs
+    at this process's queuebox log level (``--log-level``)."""
     command = [sys.executable, "-m", "queuebox", *global_args]
+    level = logging.getLevelName(logging.getLogger("queuebox").getEffectiveLevel())
+    if level in _LOG_LEVELS and "--log-level" not in global_args:
+        command += ["--log-level", level]
     if url:
         command += ["--url", url]
     for module in app:

@@ -18,10 +18,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from queuebox import registry
+from queuebox import config, registry
 from queuebox.backends.base import WORKER_LOST, Adapter, JobRecord
 from queuebox.errors import PayloadError, StorageUnavailable, UnknownJob
 from queuebox.hooks import run_with_hooks
+from queuebox.job import Job
 from queuebox.payload import decode_handler
 from queuebox.runner.heartbeat import Heartbeat
 from queuebox.runner.recurring import RecurringScheduler
@@ -34,6 +35,7 @@ MAX_ERROR_CHARS = 8192
 _MAX_MESSAGE_CHARS = 2048
 _IDLE_CHUNK = 1.0  # the longest a stop request waits for an idle worker to notice it
 _RECONNECT_MAX_DELAY = 30.0
+_HOOK_METHODS = ("before_perform", "after_perform", "after_success", "after_failure")
 
 T = TypeVar("T")
 
@@ -118,6 +120,22 @@ class Worker:
         )
         self._recurring = RecurringScheduler(adapter, self.settings.queues, self.logger)
         self._succeeded: list[tuple[JobRecord, float, logging.Logger]] = []
+        self._global_hooks = True  # read again for every batch
+        #: Jobs claimed while waiting (``wait_and_claim``), run by the next ``run_once``.
+        self._pending: list[JobRecord] = []
+        # Stores that claim with the wake-up, or with a batch's acknowledgement, in one round
+        # trip (Redis): used by a worker on one queue.
+        one_queue = self.settings.queues is not None and len(self.settings.queues) == 1
+        self._wait_and_claim: Callable[..., list[JobRecord]] | None = (
+            getattr(adapter, "wait_and_claim", None) if one_queue else None
+        )
+        self._complete_and_claim: Callable[..., tuple[list[bool], list[JobRecord]]] | None = (
+            getattr(adapter, "complete_and_claim", None) if one_queue else None
+        )
+        #: Inside run() and work_off(): a batch's successes are acknowledged together with the
+        #: next claim (the heartbeat keeps their locks until then); run_once() alone flushes.
+        self._defer_acks = False
+        self._has_own_hooks: dict[type[Job], bool] = {}
         self._unavailable_since: float | None = None
         self._reconnect_attempts = 0
 
@@ -125,6 +143,7 @@ class Worker:
 
     def run(self) -> WorkSummary:
         """Work until a stop is requested."""
+        self._defer_acks = self._complete_and_claim is not None
         try:
             while not self.stop.stopping:
                 self._schedule_recurring()
@@ -133,16 +152,24 @@ class Worker:
                         self._on_idle()
                     self._wait_for_work()
         finally:
+            self._defer_acks = False
+            self._flush_successes()
+            if self._pending:  # claimed with the last wake-up, then asked to stop
+                pending, self._pending = self._pending, []
+                self._release(pending)
             self._heartbeat.stop()
         return self.summary
 
     def work_off(self, progress: Callable[[WorkSummary], None] | None = None) -> WorkSummary:
         """Run every job that is due now, then return (jobs retried later are left)."""
+        self._defer_acks = self._complete_and_claim is not None
         try:
             while not self.stop.stopping and self.run_once() > 0:
                 if progress is not None:
                     progress(self.summary)
         finally:
+            self._defer_acks = False
+            self._flush_successes()
             self._heartbeat.stop()
         return self.summary
 
@@ -151,6 +178,8 @@ class Worker:
         jobs = self._claim()
         for record in jobs:
             self._heartbeat.hold(record)
+        if jobs:
+            self._global_hooks = any(config.get_hooks(event) for event in config.HOOK_EVENTS)
         try:
             for index, record in enumerate(jobs):
                 if self.stop.stopping:
@@ -169,7 +198,8 @@ class Worker:
                 ]
             )
         finally:
-            self._flush_successes()
+            if not self._defer_acks or self.stop.stopping:
+                self._flush_successes()
         return len(jobs)
 
     # -- one job ----------------------------------------------------------------------------
@@ -191,21 +221,26 @@ class Worker:
             )
             return
         logger = job_class.logger or self.logger
-        logger.info(
-            "started %s id=%s queue=%s attempt %d/%d",
-            record.name,
-            record.id,
-            record.queue,
-            record.attempts,
-            max_attempts,
-        )
+        if logger.isEnabledFor(logging.INFO):
+            logger.info(
+                "started %s id=%s queue=%s attempt %d/%d",
+                record.name,
+                record.id,
+                record.queue,
+                record.attempts,
+                max_attempts,
+            )
         started = time.perf_counter()
         instance = job_class()
         instance.record = record
         instance.will_retry = record.attempts < max_attempts
         self.stop.job_running = True
         try:
-            run_with_hooks(instance, call.args, call.kwargs, logger)
+            if self._global_hooks or self._own_hooks(job_class):
+                run_with_hooks(instance, call.args, call.kwargs, logger)
+            else:  # no hook to run: what run_with_hooks does, without the empty hook calls
+                instance.args, instance.kwargs = call.args, call.kwargs
+                instance.perform(*call.args, **call.kwargs)
         except ColdStop:
             raise
         except KeyboardInterrupt:
@@ -223,24 +258,59 @@ class Worker:
         # until then the heartbeat keeps their locks. A crash before that runs them again,
         # which at-least-once allows.
         self._succeeded.append((record, time.perf_counter() - started, logger))
-        if len(self._succeeded) >= self.settings.batch_size:
+        if len(self._succeeded) > self.settings.batch_size:  # a bound; batches end sooner
             self._flush_successes()
 
-    def _flush_successes(self) -> None:
+    def _own_hooks(self, job_class: type[Job]) -> bool:
+        """Whether ``job_class`` overrides one of ``Job``'s (empty) lifecycle hooks."""
+        found = self._has_own_hooks.get(job_class)
+        if found is None:
+            found = self._has_own_hooks[job_class] = any(
+                getattr(job_class, hook) is not getattr(Job, hook) for hook in _HOOK_METHODS
+            )
+        return found
+
+    def _flush_successes(self, claim: bool = False) -> list[JobRecord]:
+        """Acknowledge the jobs that succeeded; with ``claim``, in the same round trip as the
+        next claim (``complete_and_claim``), whose jobs are returned."""
         if not self._succeeded:
-            return
+            return []
         done, self._succeeded = self._succeeded, []
         acks = [(record.id, record.lock_token or "") for record, _, _ in done]
         keep = not self.settings.delete_successful_jobs
+        claimed: list[JobRecord] = []
         try:
-            results = self._store_call(lambda: self.adapter.complete_many(acks, keep=keep))
+            if claim and self._complete_and_claim is not None and self.settings.queues:
+                complete_and_claim = self._complete_and_claim
+                queue = self.settings.queues[0]
+                results, claimed = self._store_call(
+                    lambda: complete_and_claim(
+                        acks,
+                        keep=keep,
+                        worker_id=self.worker_id,
+                        queue=queue,
+                        limit=self.settings.batch_size,
+                        lease=self._lease,
+                    )
+                )
+            else:
+                results = self._store_call(lambda: self.adapter.complete_many(acks, keep=keep))
         finally:
             for record, _, _ in done:
                 self._heartbeat.drop(record.id)
+        self._log_successes(done, results)
+        return claimed
+
+    def _log_successes(
+        self, done: list[tuple[JobRecord, float, logging.Logger]], results: list[bool]
+    ) -> None:
         for (record, elapsed, logger), applied in zip(done, results, strict=True):
             if self._applied(applied, record):
                 self.summary.succeeded += 1
-                logger.info("succeeded %s id=%s in %s", record.name, record.id, _duration(elapsed))
+                if logger.isEnabledFor(logging.INFO):
+                    logger.info(
+                        "succeeded %s id=%s in %s", record.name, record.id, _duration(elapsed)
+                    )
 
     def _record_error(
         self,
@@ -294,6 +364,15 @@ class Worker:
     # -- store calls ------------------------------------------------------------------------
 
     def _claim(self) -> list[JobRecord]:
+        if self._pending:
+            jobs, self._pending = self._pending, []
+            return jobs
+        if self._succeeded:  # deferred acknowledgements: send them with this claim
+            try:
+                return self._flush_successes(claim=True)
+            except StorageUnavailable as exc:  # only when stopping: see _store_call
+                self._store_down(exc)
+                return []
         try:
             jobs = self.adapter.claim(
                 self.worker_id,
@@ -392,6 +471,17 @@ class Worker:
             chunk = min(remaining, _IDLE_CHUNK, self._recurring.seconds_until_check())
             started = time.monotonic()
             try:
+                if self._wait_and_claim is not None and self.settings.queues:
+                    self._pending = self._wait_and_claim(
+                        self.worker_id,
+                        self.settings.queues[0],
+                        limit=self.settings.batch_size,
+                        lease=self._lease,
+                        timeout=chunk,
+                    )
+                    if self._pending:
+                        return
+                    continue  # nothing came: the claim already looked, so wait again
                 self.adapter.wait_for_work(self.settings.queues, chunk)
             except StorageUnavailable as exc:
                 self._store_down(exc)

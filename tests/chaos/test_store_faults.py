@@ -243,15 +243,6 @@ def test_malformed_records_fail_at_once(project: Project) -> None:
     assert set(project.stop_all().values()) == {0}, project.logs()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "queuebox bug: a Redis record that is not valid msgpack makes claim.lua raise "
-        "(ResponseError, not StorageUnavailable), which kills the worker; the script's ZPOPMIN "
-        "is not rolled back, so the record is left in no set: counted as scheduled forever, "
-        "never failed, and get()/list_jobs() raise msgpack.FormatError"
-    ),
-)
 @pytest.mark.timeout(60)
 def test_redis_record_that_is_not_msgpack(redis_store: Store, tmp_path: Path) -> None:
     store = redis_store
@@ -271,3 +262,9 @@ def test_redis_record_that_is_not_msgpack(redis_store: Store, tmp_path: Path) ->
         assert _all_ran(project, good)
         record = adapter.get(broken.id)
         assert record is not None and record.state is JobState.FAILED
+        assert record.last_error is not None
+        assert record.last_error.startswith("PayloadError: the stored record is not")
+        assert [job.id for job in adapter.list_jobs(states=[JobState.FAILED])] == [broken.id]
+        assert [(c.failed, c.total) for c in adapter.counts()] == [(1, 1)]
+        assert adapter.delete(broken.id)
+        assert adapter.counts() == []

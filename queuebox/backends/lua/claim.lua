@@ -1,30 +1,53 @@
 -- claim: lock up to N due jobs of one queue for a worker, best first.
 -- KEYS: the nine keys of the queue (see lib.lua).
--- ARGV[1] worker id, ARGV[2] limit N, ARGV[3] lease in ms, ARGV[4..3+N] one fresh lock token
--- per job.
+-- ARGV[1] worker id, ARGV[2] limit N, ARGV[3] lease in ms, ARGV[4] a fresh random secret
+-- (at least 128 bits) for this call: each job's lock token is the secret, '-', its number, so
+-- every claim of a job gives it a new, unguessable token.
 -- First moves due scheduled jobs to ready and gives jobs whose lock expired back to ready
 -- (noting the lost owner in last_error); then pops the best ready jobs (priority, run_at, job
 -- number), adds an attempt, and locks each until now + lease. A job keeps its unique key
 -- while it runs and when its lock is reclaimed.
--- Returns {now, then per job: job number, packed record}.
+-- A record that cannot be read is put in the failed set as it is, and not claimed.
+-- Returns {now, one msgpack array of job number, record, job number, record... (the records
+-- as stored, see lib.lua)}: one reply value, which the client unpacks in one call.
 local now = now_ms()
 promote_and_reclaim(now)
 local limit = tonumber(ARGV[2])
-local lease = tonumber(ARGV[3])
-local out = {int(now)}
+local expires = now + tonumber(ARGV[3])
+local locked = pack_int(now) .. pack(ARGV[1]) .. pack_int(expires)
+local expiry, prefix = int(expires), ARGV[4] .. '-'
+local out = {}
 local taken = 0
 while taken < limit do
-  local n = bs_popmin(Q.ridx, Q.rbucket, nil)
-  if not n then break end
-  local r = load_job(n)
-  if r then
-    taken = taken + 1
-    r[6] = now
-    r[7] = r[7] + 1
-    r[8], r[9], r[10], r[11] = now, ARGV[1], now + lease, ARGV[3 + taken]
-    redis.call('ZADD', Q.running, int(r[10]), int(n))
-    out[#out + 1] = int(n)
-    out[#out + 1] = save_job(n, r)
+  local numbers = bs_popmany(Q.ridx, Q.rbucket, limit - taken)
+  if not numbers[1] then break end
+  local raws = {}
+  for i = 1, #numbers, 500 do
+    local chunk = redis.call('HMGET', Q.jobs, tunpack(numbers, i, math.min(i + 499, #numbers)))
+    for _, raw in ipairs(chunk) do raws[#raws + 1] = raw end
   end
+  local saved, running = {}, {}
+  for i, n in ipairs(numbers) do
+    local raw = raws[i]
+    local member = int(n)
+    local ok, packed = false, nil
+    if raw then ok, packed = pcall(lock_record, raw, now, locked, prefix .. member) end
+    if raw and not ok then
+      -- A record that is not what lib.lua writes (hand-edited, corrupted): keep it in the
+      -- failed set rather than in no set, and go on with the other jobs of the batch.
+      redis.call('ZADD', Q.failed, int(now), member)
+    elseif raw then -- (a bucket entry without a record is dropped)
+      taken = taken + 1
+      local k = #saved
+      saved[k + 1], saved[k + 2] = member, packed
+      running[k + 1], running[k + 2] = expiry, member
+      local o = #out
+      out[o + 1], out[o + 2] = pack_int(n), packed
+    end
+  end
+  call_chunked('HSET', Q.jobs, saved, 500)
+  call_chunked('ZADD', Q.running, running, 500)
 end
-return out
+if redis.call('EXISTS', Q.ridx) == 0 then redis.call('DEL', Q.wake) end
+local header = #out < 16 and string.char(144 + #out) or ('\221' .. be(#out, 4))
+return {int(now), header .. table.concat(out)}

@@ -13,5 +13,5 @@ for _, pair in ipairs({{Q.sidx, Q.sbucket}, {Q.ridx, Q.rbucket}}) do
     redis.call('UNLINK', tunpack(batch))
   end
 end
-redis.call('UNLINK', Q.jobs, Q.sidx, Q.ridx, Q.running, Q.failed, Q.done, Q.unique)
+redis.call('UNLINK', Q.jobs, Q.sidx, Q.ridx, Q.running, Q.failed, Q.done, Q.unique, Q.wake)
 return count

@@ -3,9 +3,16 @@
 -- ARGV[1] job number.
 -- Returns 1, or 0 when there was no such job.
 local n = tonumber(ARGV[1])
-local r = load_job(n)
-if not r then return 0 end
-unplace(n, r)
-free_unique(n, r)
+local r, unreadable = load_job(n)
+if r then
+  unplace(n, r)
+  free_unique(n, r)
+elseif unreadable then
+  -- Not a record (see load_job): the claim path keeps such jobs in the failed set.
+  redis.call('ZREM', Q.failed, int(n))
+  redis.call('ZREM', Q.running, int(n))
+else
+  return 0
+end
 redis.call('HDEL', Q.jobs, ARGV[1])
 return 1

@@ -18,6 +18,11 @@
 -- <prefix>:{<queue>}:r:<priority>:<bucket> (ready, score run_at); the two index sets above
 -- order the buckets by their best entry. Bucket keys share the queue's hash tag.
 --
+-- <prefix>:{<queue>}:wake is the queue's wake list: a worker that waits on this queue alone
+-- blocks on it (BLPOP) with its claim pipelined behind, so the claim runs the moment a token
+-- arrives. Scripts that make jobs ready push up to WAKE_MAX tokens; a claim that leaves no
+-- ready job deletes the list, so stale tokens do not pile up.
+--
 -- A record is a msgpack array: 1 name, 2 handler, 3 priority, 4 created_at, 5 run_at - created_at,
 -- 6 updated_at - created_at, 7 attempts, 8 locked_at, 9 locked_by, 10 lock_expires_at,
 -- 11 lock_token, 12 last_error (text, or {previous owner, expiry} after a reclaim),
@@ -38,8 +43,9 @@ local BASE = string.sub(KEYS[1], 1, -5) -- the key prefix of this queue, "meta" 
 local Q = {
   meta = KEYS[1], jobs = KEYS[2], sidx = KEYS[3], ridx = KEYS[4],
   running = KEYS[5], failed = KEYS[6], done = KEYS[7], unique = KEYS[8], ticks = KEYS[9],
-  sbucket = BASE .. 's:', rbucket = BASE .. 'r:',
+  sbucket = BASE .. 's:', rbucket = BASE .. 'r:', wake = BASE .. 'wake',
 }
+local WAKE_MAX = 16
 
 local function int(x)
   return string.format('%d', x)
@@ -50,15 +56,29 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- Tell idle workers that the queue may have work: on the pub/sub channel (workers waiting on
+-- several queues re-check when the next job is due), and with one token per job that is ready
+-- now (ready, at most WAKE_MAX) on the queue's wake list.
+local function wake(channel, queue, ready)
+  redis.call('PUBLISH', channel, queue)
+  if ready < 1 then return end
+  local tokens = {}
+  for i = 1, math.min(ready, WAKE_MAX) do tokens[i] = '1' end
+  if redis.call('RPUSH', Q.wake, tunpack(tokens)) > WAKE_MAX then
+    redis.call('LTRIM', Q.wake, -WAKE_MAX, -1)
+  end
+end
+
 -- msgpack ----------------------------------------------------------------------------------
 
 local function be(v, nbytes) -- big-endian bytes of an integer 0 <= v < 2^53
-  local out = {}
-  for i = nbytes, 1, -1 do
-    out[i] = string.char(v % 256)
-    v = math.floor(v / 256)
-  end
-  return table.concat(out)
+  if nbytes == 1 then return string.char(v) end
+  if nbytes == 2 then return string.char(math.floor(v / 256), v % 256) end
+  local lo = v % 4294967296
+  local low = string.char(math.floor(lo / 16777216), math.floor(lo / 65536) % 256,
+                          math.floor(lo / 256) % 256, lo % 256)
+  if nbytes == 4 then return low end
+  return be(math.floor(v / 4294967296), 4) .. low
 end
 
 local function pack_int(v)
@@ -96,9 +116,15 @@ local function pack(v)
 end
 
 local function rd(s, pos, nbytes)
-  local v = 0
-  for i = pos, pos + nbytes - 1 do v = v * 256 + string.byte(s, i) end
-  return v
+  if nbytes == 1 then return string.byte(s, pos) end
+  if nbytes == 2 then
+    local a, b = string.byte(s, pos, pos + 1)
+    return a * 256 + b
+  end
+  local a, b, c, d = string.byte(s, pos, pos + 3)
+  local v = ((a * 256 + b) * 256 + c) * 256 + d
+  if nbytes == 4 then return v end
+  return v * 4294967296 + rd(s, pos + 4, 4)
 end
 
 local unpack_at
@@ -140,6 +166,31 @@ unpack_at = function(s, pos) -- value (nil becomes false), next position
   error('queuebox: unexpected msgpack byte ' .. c)
 end
 
+local function skip(s, pos) -- the position after the msgpack value at pos; builds nothing
+  local c = string.byte(s, pos)
+  if c < 128 or c >= 224 or c == 192 or c == 194 or c == 195 then return pos + 1 end
+  if c >= 160 and c < 192 then return pos + 1 + c - 160 end
+  if c >= 144 and c < 160 then
+    pos = pos + 1
+    for _ = 1, c - 144 do pos = skip(s, pos) end
+    return pos
+  end
+  if c == 204 then return pos + 2 end
+  if c == 205 then return pos + 3 end
+  if c == 206 or c == 210 then return pos + 5 end
+  if c == 207 or c == 211 then return pos + 9 end
+  if c == 217 then return pos + 2 + rd(s, pos + 1, 1) end
+  if c == 218 then return pos + 3 + rd(s, pos + 1, 2) end
+  if c == 219 then return pos + 5 + rd(s, pos + 1, 4) end
+  if c == 220 then
+    local n = rd(s, pos + 1, 2)
+    pos = pos + 3
+    for _ = 1, n do pos = skip(s, pos) end
+    return pos
+  end
+  error('queuebox: unexpected msgpack byte ' .. c)
+end
+
 -- records ----------------------------------------------------------------------------------
 
 local function decode_job(raw)
@@ -152,10 +203,15 @@ local function decode_job(raw)
   return r
 end
 
+-- nil when there is no such job; nil, true when its bytes are not a record lib.lua wrote
+-- (hand-edited, corrupted): every script then treats it as absent, and the claim path parks
+-- it in the failed set, where get() shows it as an unreadable failed job and delete removes it.
 local function load_job(n)
   local raw = redis.call('HGET', Q.jobs, int(n))
   if not raw then return nil end
-  return decode_job(raw)
+  local ok, r = pcall(decode_job, raw)
+  if ok then return r end
+  return nil, true
 end
 
 local function save_job(n, r) -- returns the packed record
@@ -171,6 +227,50 @@ local function save_job(n, r) -- returns the packed record
   local raw = pack(t)
   redis.call('HSET', Q.jobs, int(n), raw)
   return raw
+end
+
+-- The claim's change to a packed record, copying its first five fields (name, handler,
+-- priority, created_at, run_at) and its last four as bytes: updated_at = now, one more attempt,
+-- then locked_at, locked_by and lock_expires_at (already packed in locked, the same for every
+-- job of one claim) and token. Returns the new packed record.
+local function lock_record(raw, now, locked, token)
+  local n = string.byte(raw, 1) - 144
+  if n < KEPT_FIELDS or n > FIELDS then error('queuebox: not a job record') end
+  local pos = 2
+  for _ = 1, 3 do pos = skip(raw, pos) end
+  local created, attempts
+  created, pos = unpack_at(raw, pos)
+  pos = skip(raw, pos)
+  local head_end = pos - 1
+  pos = skip(raw, pos)
+  attempts, pos = unpack_at(raw, pos)
+  for _ = 8, math.min(n, 11) do pos = skip(raw, pos) end
+  return string.char(144 + math.max(n, 11)) .. string.sub(raw, 2, head_end)
+    .. pack_int(now - created) .. pack_int(attempts + 1) .. locked .. pack(token)
+    .. string.sub(raw, pos)
+end
+
+-- The lock token (field 11) and unique key (field 15) of a packed record, unpacking nothing
+-- else; false for an absent one.
+local function token_and_unique(raw)
+  local n = string.byte(raw, 1) - 144
+  if n < 11 then return false, false end
+  local pos = 2
+  for _ = 1, 10 do pos = skip(raw, pos) end
+  local token, unique
+  token, pos = unpack_at(raw, pos)
+  if n < 15 then return token, false end
+  for _ = 12, 14 do pos = skip(raw, pos) end
+  unique = unpack_at(raw, pos)
+  return token, unique
+end
+
+-- redis.call(command, key, the values of list) in chunks of at most per values (even, so that
+-- pairs stay together): Lua's unpack has a stack limit.
+local function call_chunked(command, key, list, per)
+  for i = 1, #list, per do
+    redis.call(command, key, tunpack(list, i, math.min(i + per - 1, #list)))
+  end
 end
 
 local function owned(r, token)
@@ -242,6 +342,40 @@ local function bs_popmin(idx, bprefix, limit)
   end
 end
 
+-- Pop up to count ready job numbers, best first (what count calls of bs_popmin would give):
+-- from the best bucket, every entry that comes before the next bucket's best, then again.
+local function bs_popmany(idx, bprefix, count)
+  local found = {}
+  while #found < count do
+    local top = redis.call('ZRANGE', idx, 0, 1, 'WITHSCORES')
+    if not top[1] then break end
+    local member = top[1]
+    local bkey = bprefix .. member
+    local offset = tonumber(string.match(member, '^(-?%d+):')) * PRIORITY_SHIFT
+    local want = count - #found
+    local entries
+    if top[3] then
+      -- An entry that ties with the next bucket's best comes first only from the lower bucket
+      -- (a tie is within one priority, and the job number breaks it).
+      local bound = int(tonumber(top[4]) - offset)
+      if bucket_number(member) > bucket_number(top[3]) then bound = '(' .. bound end
+      entries = redis.call('ZRANGEBYSCORE', bkey, '-inf', bound, 'LIMIT', 0, want)
+      if not entries[1] then entries = redis.call('ZRANGE', bkey, 0, 0) end
+    else
+      entries = redis.call('ZRANGE', bkey, 0, want - 1)
+    end
+    if entries[1] then
+      call_chunked('ZREM', bkey, entries, 500)
+      bs_fix(idx, bkey, member, offset)
+      local base = bucket_number(member) * BUCKET
+      for _, entry in ipairs(entries) do found[#found + 1] = base + tonumber(entry) end
+    else
+      redis.call('ZREM', idx, member) -- an empty bucket left in the index: drop it
+    end
+  end
+  return found
+end
+
 -- where waiting jobs live ------------------------------------------------------------------
 
 local function ready_group(priority)
@@ -273,8 +407,10 @@ local function promote_and_reclaim(now)
   for _, member in ipairs(expired) do
     redis.call('ZREM', Q.running, member)
     local n = tonumber(member)
-    local r = load_job(n)
-    if r and r[8] then
+    local r, unreadable = load_job(n)
+    if unreadable then
+      redis.call('ZADD', Q.failed, int(now), member)
+    elseif r and r[8] then
       r[12] = {r[9], r[10]} -- rendered as a WorkerLost note by the client
       unlock(r)
       r[6] = now
@@ -285,32 +421,96 @@ local function promote_and_reclaim(now)
   for _ = 1, PROMOTE_MAX do
     local n = bs_popmin(Q.sidx, Q.sbucket, now)
     if not n then break end
-    local r = load_job(n)
-    if r then place(n, r, now) end
+    local r, unreadable = load_job(n)
+    if r then
+      place(n, r, now)
+    elseif unreadable then
+      redis.call('ZADD', Q.failed, int(now), int(n))
+    end
   end
 end
 
--- Store one new job (the five enqueue values and its unique key: '' for none, else '=' then
--- the key), unless a waiting or running job of the queue holds that key. Returns the job
--- number, its run_at, and the holder's packed record ('' when the new job was stored).
-local function insert(now, name, handler, priority, run_at_arg, delay, unique_arg)
+-- New jobs are stored in batches: numbers come from the queue's counter (KEYS[1] seq), and the
+-- records and bucket entries are written by flush_batch with one command per bucket or per
+-- 500 values rather than several per job.
+local function new_batch() -- also reads whether the queue is registered (meta 'reg')
+  local meta = redis.call('HMGET', Q.meta, 'seq', 'reg')
+  local seq = tonumber(meta[1] or '0')
+  return {seq = seq, start = seq, ready = 0, records = {}, pending = {}, buckets = {}, order = {},
+          registered = meta[2] and 1 or 0}
+end
+
+local function batch_place(batch, n, priority, run_at, now)
+  local idx, bprefix, member, offset, score
+  if run_at <= now then
+    batch.ready = batch.ready + 1
+    idx, bprefix, offset = Q.ridx, Q.rbucket, priority * PRIORITY_SHIFT
+    member = ready_group(priority) .. enc(math.floor(n / BUCKET))
+    score = math.max(0, math.min(run_at, RUN_AT_MAX))
+  else
+    idx, bprefix, offset = Q.sidx, Q.sbucket, 0
+    member = enc(math.floor(n / BUCKET))
+    score = run_at
+  end
+  local key = bprefix .. member
+  local bucket = batch.buckets[key]
+  if not bucket then
+    bucket = {idx = idx, member = member, offset = offset, best = score, entries = {}}
+    batch.buckets[key] = bucket
+    batch.order[#batch.order + 1] = key
+  end
+  if score < bucket.best then bucket.best = score end
+  local entries = bucket.entries
+  entries[#entries + 1] = int(score)
+  entries[#entries + 1] = slot(n)
+end
+
+local function flush_batch(batch)
+  if batch.seq == batch.start then return end
+  redis.call('HSET', Q.meta, 'seq', int(batch.seq))
+  call_chunked('HSET', Q.jobs, batch.records, 500)
+  for _, key in ipairs(batch.order) do
+    local bucket = batch.buckets[key]
+    call_chunked('ZADD', key, bucket.entries, 500)
+    redis.call('ZADD', bucket.idx, 'LT', int(bucket.offset + bucket.best), bucket.member)
+  end
+end
+
+-- Add one new job to batch: head is its name, handler and priority already msgpack-packed by
+-- the client (the record's first three fields), when its delay in ms or '@' then its run_at
+-- in ms, unique_arg its unique key ('' or false for none, else '=' then the key); priority is
+-- read from head unless given. Not stored when a waiting or running job of the queue (or an
+-- earlier one of the batch) holds the unique key.
+-- Returns the job number, its run_at, and the holder's packed record ('' when stored).
+local function insert(batch, now, head, when, unique_arg, priority)
   local key = false
-  if unique_arg ~= '' then
+  if unique_arg and unique_arg ~= '' then
     key = string.sub(unique_arg, 2)
     local holder = redis.call('HGET', Q.unique, key)
-    local raw = holder and redis.call('HGET', Q.jobs, holder)
+    local raw = holder and (batch.pending[holder] or redis.call('HGET', Q.jobs, holder))
     if raw then
       local r = decode_job(raw)
       if r[15] == key and not r[13] and not r[14] then return tonumber(holder), r[5], raw end
     end
   end
-  local n = redis.call('HINCRBY', Q.meta, 'seq', 1)
-  local run_at = now + tonumber(delay)
-  if run_at_arg ~= '' then run_at = tonumber(run_at_arg) end
-  local r = {name, handler, tonumber(priority), now, run_at, now, 0,
-             false, false, false, false, false, false, false, key}
-  save_job(n, r)
-  place(n, r, now)
+  batch.seq = batch.seq + 1
+  local n = batch.seq
+  local run_at
+  if type(when) == 'string' and string.sub(when, 1, 1) == '@' then
+    run_at = tonumber(string.sub(when, 2))
+  else
+    run_at = now + tonumber(when)
+  end
+  priority = priority or unpack_at(head, skip(head, skip(head, 1)))
+  -- the record as save_job would pack it: updated_at - created_at and attempts are 0, and
+  -- fields 8 to 14 are absent (nil) before the unique key, or left out with it
+  local raw = (key and '\159' or '\151') .. head .. pack_int(now) .. pack_int(run_at - now) .. '\0\0'
+  if key then raw = raw .. string.rep('\192', 7) .. pack(key) end
+  local records = batch.records
+  records[#records + 1] = int(n)
+  records[#records + 1] = raw
+  batch.pending[int(n)] = raw
+  batch_place(batch, n, priority, run_at, now)
   if key then redis.call('HSET', Q.unique, key, int(n)) end
   return n, run_at, ''
 end

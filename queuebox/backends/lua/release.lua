@@ -12,5 +12,5 @@ unlock(r)
 r[6], r[7] = now, math.max(0, r[7] - 1)
 save_job(n, r)
 place(n, r, now)
-redis.call('PUBLISH', ARGV[3], ARGV[4])
+wake(ARGV[3], ARGV[4], 1)
 return 1

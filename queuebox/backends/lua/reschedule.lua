@@ -12,5 +12,5 @@ unlock(r)
 r[5], r[6], r[12] = now + tonumber(ARGV[3]), now, ARGV[4]
 save_job(n, r)
 place(n, r, now)
-redis.call('PUBLISH', ARGV[5], ARGV[6])
+wake(ARGV[5], ARGV[6], r[5] <= now and 1 or 0)
 return 1

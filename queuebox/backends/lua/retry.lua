@@ -11,5 +11,5 @@ unplace(n, r)
 r[5], r[6], r[7], r[13], r[14] = now, now, 0, false, false
 save_job(n, r)
 place(n, r, now)
-redis.call('PUBLISH', ARGV[2], ARGV[3])
+wake(ARGV[2], ARGV[3], 1)
 return 1

@@ -1,0 +1,44 @@
+-- complete_many: several jobs of one queue succeeded; each is deleted, or kept as completed,
+-- exactly as complete.lua does for one job, and only while the caller holds its lock token:
+-- a wrong token leaves that one job unchanged and does not stop the others.
+-- KEYS: the nine keys of the queue (see lib.lua).
+-- ARGV[1] '1' to keep the jobs as completed, ARGV[2] the jobs as "number:token" separated by
+-- commas (tokens are letters, digits, '_' and '-': the client refuses any other at once).
+-- Returns one character per job, in order: '1', or '0' (that job unchanged) when the token is
+-- not the job's current lock token (a job named twice is completed once: the second gets 0).
+local keep = ARGV[1] == '1'
+local now = keep and now_ms() or nil
+local out, finished, ended = {}, {}, {}
+local members, tokens = {}, {}
+for member, given in string.gmatch(ARGV[2], '(%d+):([%w_%-]+)') do
+  members[#members + 1], tokens[#tokens + 1] = member, given
+end
+for i = 1, #members, 500 do
+  local last = math.min(i + 499, #members)
+  local raws = redis.call('HMGET', Q.jobs, tunpack(members, i, last))
+  for j = i, last do
+    local member, raw = members[j], raws[j - i + 1]
+    local token, unique = false, false
+    if raw and not ended[member] then token, unique = token_and_unique(raw) end
+    if token and token == tokens[j] then
+      ended[member] = true
+      finished[#finished + 1] = member
+      if unique and redis.call('HGET', Q.unique, unique) == member then
+        redis.call('HDEL', Q.unique, unique)
+      end
+      if keep then
+        local r = decode_job(raw)
+        unlock(r)
+        r[6], r[14], r[15] = now, now, false
+        save_job(tonumber(member), r)
+        redis.call('ZADD', Q.done, int(now), member)
+      end
+      out[j] = '1'
+    else
+      out[j] = '0'
+    end
+  end
+end
+call_chunked('ZREM', Q.running, finished, 500)
+if not keep then call_chunked('HDEL', Q.jobs, finished, 500) end
+return table.concat(out)

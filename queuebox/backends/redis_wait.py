@@ -1,0 +1,172 @@
+"""How idle workers of the Redis store wait for work, apart from ``redis.py`` to keep it small.
+
+Two ways, both cut short by new work within milliseconds (see ``docs/redis.md``):
+
+* ``wait_for_work``: the pub/sub wake channel, for workers on several queues or all of them;
+  the worker then claims (a second round trip).
+* ``wait_and_claim``: a worker on one queue blocks on the queue's wake list (``BLPOP``, one
+  key, so one slot on Redis Cluster) with the ``claim.lua`` call pipelined behind it on the
+  same connection; Redis runs the claim the moment a token arrives, so the jobs come back
+  with the wake-up. The claim is the same atomic claim-and-lock script with lock tokens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import threading
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from redis.cluster import RedisCluster
+from redis.exceptions import NoScriptError
+
+from queuebox.backends.base import JobRecord
+from queuebox.backends.redis_keys import (
+    QueueKeys,
+    check_queue,
+    claim_order,
+    decode_claimed,
+    is_queue_name,
+    wake_list,
+)
+from queuebox.backends.redis_scripts import REDIRECTIONS, ScriptRunner
+from queuebox.errors import StorageUnavailable
+
+__all__ = ["WaitingMixin"]
+
+_MIN_BLOCK = 0.001  # seconds: a shorter wait claims at once instead of blocking
+
+
+class WaitingMixin:
+    """The waiting half of ``RedisAdapter`` (which defines the attributes below)."""
+
+    _client: Any
+    _prefix: str
+    _channel: str
+    _scripts: ScriptRunner
+    _lock: threading.Lock
+    _wait_lock: threading.Lock
+    _known: set[str]
+    _pubsub: Any
+    _pid: int
+
+    if TYPE_CHECKING:  # defined by RedisAdapter
+
+        def _guard(self) -> contextlib.AbstractContextManager[None]: ...
+        def _keys(self, queue: str) -> QueueKeys: ...
+        def _queues(self, queues: Sequence[str] | None) -> list[str]: ...
+        def claim(
+            self, worker_id: str, queues: Sequence[str] | None, *, limit: int = 1, lease: float
+        ) -> list[JobRecord]: ...
+
+    # -- one queue: block on its wake list, claim in the same round trip --------------------
+
+    def wait_and_claim(
+        self, worker_id: str, queue: str, *, limit: int, lease: float, timeout: float
+    ) -> list[JobRecord]:
+        """Claim up to ``limit`` jobs of ``queue`` as soon as it has work, waiting at most
+        ``timeout`` seconds (less when a scheduled job or an expired lock falls due sooner);
+        ``[]`` when nothing could be claimed by then."""
+        keys = self._keys(check_queue(queue))
+        with self._guard():
+            now_ms, ready, soonest = self._scripts.call("due", keys, [])
+            wait = max(0.0, timeout)
+            if soonest:
+                wait = min(wait, (int(soonest) - int(now_ms)) / 1000)
+            if int(ready) or wait < _MIN_BLOCK:
+                return self.claim(worker_id, [queue], limit=limit, lease=lease)
+            reply = self._block_then_claim(
+                keys, queue, worker_id=worker_id, limit=limit, lease=lease, wait=wait
+            )
+        if reply is None:  # the script cache was flushed, or the slot moved: the usual way
+            return self.claim(worker_id, [queue], limit=limit, lease=lease)
+        return claim_order(decode_claimed(queue, reply[1], int(reply[0])))
+
+    def _block_then_claim(
+        self, keys: QueueKeys, queue: str, *, worker_id: str, limit: int, lease: float, wait: float
+    ) -> Any:
+        client = self._client
+        if isinstance(client, RedisCluster):
+            # redis-py refuses EVALSHA in cluster pipelines: use the node's own connection
+            # (the wake list and the queue's keys share one hash slot, so one node).
+            cluster: Any = client
+            client = cluster.get_redis_connection(cluster.get_node_from_key(keys.meta))
+        socket_timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
+        if socket_timeout:  # block for less than the socket waits for a reply
+            wait = min(wait, float(socket_timeout) / 2)
+        pipe = client.pipeline(transaction=False)
+        pipe.blpop([wake_list(self._prefix, queue)], timeout=round(wait, 3))
+        pipe.evalsha(
+            self._scripts.scripts["claim"].sha,
+            len(keys),
+            *keys,
+            worker_id,
+            limit,
+            max(1, round(lease * 1000)),
+            secrets.token_hex(16),
+        )
+        _, reply = pipe.execute(raise_on_error=False)
+        if isinstance(reply, NoScriptError):
+            self._scripts.load_all()
+            return None
+        if isinstance(reply, REDIRECTIONS) and isinstance(self._client, RedisCluster):
+            return None  # the slot moved: let the cluster client follow it
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    # -- any queues: the pub/sub wake channel ------------------------------------------------
+
+    def wait_for_work(self, queues: Sequence[str] | None, timeout: float) -> None:
+        """Block on the wake channel until an enqueue (or release, retry, error) on one of
+        ``queues``, the next scheduled run_at or lock expiry, or ``timeout``."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        if not self._wait_lock.acquire(timeout=max(0.0, timeout)):
+            return
+        try:
+            with self._guard():
+                self._wait(queues, deadline)
+        except StorageUnavailable:
+            self._drop_pubsub()
+            raise
+        finally:
+            self._wait_lock.release()
+
+    def _wait(self, queues: Sequence[str] | None, deadline: float) -> None:
+        if self._pubsub is None or self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            self._pubsub.subscribe(self._channel)
+        wanted = None if queues is None else {check_queue(queue) for queue in queues}
+        while self._pubsub.get_message(timeout=0) is not None:
+            pass  # stale news: the check below reads the current state instead
+        names = self._queues(queues)
+        replies = self._scripts.call_many([("due", self._keys(q), []) for q in names])
+        for reply in replies:
+            now_ms, ready, soonest = int(reply[0]), int(reply[1]), reply[2]
+            if ready:
+                return
+            if soonest:
+                deadline = min(deadline, time.monotonic() + (int(soonest) - now_ms) / 1000)
+        while (remaining := deadline - time.monotonic()) > 0:
+            message = self._pubsub.get_message(timeout=remaining)
+            if message is None or message.get("type") != "message":
+                continue
+            data = message["data"]
+            queue = data.decode() if isinstance(data, bytes) else str(data)
+            if wanted is None:
+                if is_queue_name(queue):
+                    with self._lock:
+                        self._known.add(queue)
+                return
+            if queue in wanted:
+                return
+
+    def _drop_pubsub(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None and self._pid == os.getpid():
+            with contextlib.suppress(Exception):
+                pubsub.close()
