@@ -184,7 +184,8 @@ def _child_env() -> dict[str, str]:
 
 
 def _global_args() -> list[str]:
-    return ["--verbose"] if logging.getLogger("queuebox").level == logging.DEBUG else []
+    """The supervisor (and so its workers) log at this command's level."""
+    return ["--log-level", logging.getLevelName(logging.getLogger("queuebox").level)]
 
 
 def _start(
