@@ -175,7 +175,8 @@ def test_sqlite_contention_never_reaches_a_caller(sqlite_store: Store, tmp_path:
         wait_until(sqlite_store.is_empty, 30, "the store to be empty")
         runs = runs_by_job(project.ledger())
         assert all(len(found) == 1 for found in runs.values()), "a job ran twice"
-        assert len({line.pid for found in runs.values() for line in found}) == 4
+        # Workers that start last may find the queue drained: contention needs two or more.
+        assert len({line.pid for found in runs.values() for line in found}) >= 2
         assert all(worker.alive() for worker in workers)
         logs = project.logs()
         for bad in ("locked", "busy", "unreachable", "Traceback"):
