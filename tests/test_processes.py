@@ -254,3 +254,35 @@ def test_recurring_ticks_run_once_across_worker_processes(
     ordered = sorted(ticks)
     gaps = {round(b - a, 1) for a, b in itertools.pairwise(ordered)}
     assert gaps == {0.5}, f"a tick was skipped: {ordered}"
+
+
+def test_a_parent_warm_stop_never_escalates(
+    project: Path, store: Adapter, processes: list[Process]
+) -> None:
+    """A service manager's SIGTERM plus the supervisor's warm stop is still a warm stop."""
+    [job_id] = enqueue(store, "Sleep", [1.5])
+    worker = Process(project, "work")
+    processes.append(worker)
+    wait_until(lambda: len(ledger(project)) == 1, what="the job to start")
+    worker.signal(signal.SIGUSR1)  # the supervisor's warm stop ...
+    time.sleep(0.2)
+    worker.signal(signal.SIGTERM)  # ... and systemd's, to every process of the service
+    assert worker.wait() == 0, worker.output()
+    assert [line.split()[0] for line in ledger(project)] == ["start", "done"]
+    assert store.get(job_id) is None
+
+
+def test_a_parent_cold_stop_gives_the_lock_back(
+    project: Path, store: Adapter, processes: list[Process]
+) -> None:
+    [job_id] = enqueue(store, "Sleep", [5])
+    worker = Process(project, "work")
+    processes.append(worker)
+    wait_until(lambda: len(ledger(project)) == 1, what="the job to start")
+    worker.signal(signal.SIGUSR1)
+    time.sleep(0.3)
+    worker.signal(signal.SIGUSR2)
+    assert worker.wait() == 0, worker.output()
+    job = store.get(job_id)
+    assert job is not None and job.state is JobState.READY and job.attempts == 0, job
+    assert [line.split()[0] for line in ledger(project)] == ["start"]

@@ -53,7 +53,8 @@ JOBS_MODULE = textwrap.dedent(
 
     class Stubborn(Job):
         def perform(self, seconds):
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # deaf to warm and cold stops
+            for signum in (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2):
+                signal.signal(signum, signal.SIG_IGN)  # deaf to warm and cold stops
             note("start", self.record.id, os.getpid())
             time.sleep(seconds)
     """

@@ -2,8 +2,9 @@
 
 Each worker is a fresh interpreter (``python -m queuebox work --child ...``), never a fork of
 this one, so no store connection or thread is shared and nothing needs pickling. Children run
-in their own session, so a Ctrl-C reaches only this process, which passes one SIGTERM per
-stop request on: the first is a warm stop, the second a cold one.
+in their own session, so a Ctrl-C reaches only this process, which passes each stop request
+on: the first as SIGUSR1 (warm), the second as SIGUSR2 (cold). Neither counts as a SIGTERM,
+so a worker that also got a service manager's SIGTERM still finishes its job.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 from queuebox.runner.settings import WorkerSettings
-from queuebox.runner.signals import StopFlag
+from queuebox.runner.signals import COLD_STOP_SIGNAL, WARM_STOP_SIGNAL, StopFlag
 
 #: What ``queuebox --log-level`` accepts (``queuebox.cli.common.LOG_LEVELS``; the runner does
 #: not import the command line).
@@ -126,7 +127,7 @@ class WorkerPool:
             requested = 2 if stop.cold.is_set() else 1 if stop.stopping else 0
             while stops_sent < requested:
                 stops_sent += 1
-                self.signal_all()
+                self.signal_all(WARM_STOP_SIGNAL if stops_sent == 1 else COLD_STOP_SIGNAL)
             time.sleep(0.1)
         worst = 0
         for slot in self.slots:

@@ -1,4 +1,6 @@
-"""Stop requests: the first SIGINT/SIGTERM is a warm stop, the second a cold one.
+"""Stop requests: the first SIGINT/SIGTERM is a warm stop, the second a cold one. The pool and
+the supervisor send SIGUSR1 (warm) and SIGUSR2 (cold) instead, so that their requests and a
+service manager's SIGTERM never add up to a cold stop.
 
 A warm stop lets the job in hand finish, gives back claimed jobs not yet started, and exits.
 A cold stop interrupts the running job (``ColdStop`` is raised inside it, in the main thread)
@@ -15,9 +17,15 @@ import threading
 from collections.abc import Iterator
 from types import FrameType
 
-__all__ = ["ColdStop", "StopFlag", "handle_stop_signals"]
+__all__ = ["COLD_STOP_SIGNAL", "WARM_STOP_SIGNAL", "ColdStop", "StopFlag", "handle_stop_signals"]
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: What a parent (the pool, the supervisor) sends its workers for a warm stop and for a cold
+#: one. Neither counts as a SIGINT/SIGTERM, so a worker that also gets the service manager's
+#: SIGTERM (systemd signals every process of a service by default), in whatever order, still
+#: lets its job finish.
+WARM_STOP_SIGNAL = signal.SIGUSR1
+COLD_STOP_SIGNAL = signal.SIGUSR2
 
 
 class ColdStop(BaseException):
@@ -62,14 +70,31 @@ def handle_stop_signals(flag: StopFlag) -> Iterator[StopFlag]:
         yield flag
         return
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        was_stopping = flag.stopping
-        flag.request()
-        if was_stopping and flag.job_running:
+    stop_signals_seen = 0
+
+    def cold_stop(reason: str) -> None:
+        flag.stop_now()
+        if flag.job_running:
             flag.job_running = False
-            raise ColdStop(f"stopped by a second {signal.Signals(signum).name}")
+            raise ColdStop(reason)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal stop_signals_seen
+        stop_signals_seen += 1
+        if stop_signals_seen == 1:
+            flag.warm.set()
+        else:
+            cold_stop(f"stopped by a second {signal.Signals(signum).name}")
+
+    def on_warm_stop(signum: int, frame: FrameType | None) -> None:
+        flag.warm.set()
+
+    def on_cold_stop(signum: int, frame: FrameType | None) -> None:
+        cold_stop("stopped at once by the parent process")
 
     previous = {signum: signal.signal(signum, on_signal) for signum in STOP_SIGNALS}
+    previous[WARM_STOP_SIGNAL] = signal.signal(WARM_STOP_SIGNAL, on_warm_stop)
+    previous[COLD_STOP_SIGNAL] = signal.signal(COLD_STOP_SIGNAL, on_cold_stop)
     try:
         yield flag
     finally:

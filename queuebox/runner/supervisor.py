@@ -30,7 +30,12 @@ from queuebox.runner.pool import WorkerPool, WorkerSlot
 from queuebox.runner.proctitle import set_process_title
 from queuebox.runner.rundir import RunDir
 from queuebox.runner.settings import WorkerSettings
-from queuebox.runner.signals import StopFlag, handle_stop_signals
+from queuebox.runner.signals import (
+    COLD_STOP_SIGNAL,
+    WARM_STOP_SIGNAL,
+    StopFlag,
+    handle_stop_signals,
+)
 
 __all__ = [
     "BACKOFF_MAX",
@@ -124,7 +129,7 @@ class Supervisor(WorkerPool):
                 requested = 2 if stop.cold.is_set() else 1
                 while stops_sent < requested:
                     stops_sent += 1
-                    self.signal_all()
+                    self.signal_all(WARM_STOP_SIGNAL if stops_sent == 1 else COLD_STOP_SIGNAL)
                 if not self._running():
                     self.save()
                     break
