@@ -10,7 +10,7 @@ import math
 import re
 import sys
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeGuard
 
 from queuebox.errors import (
     InvalidArguments,
@@ -28,6 +28,7 @@ __all__ = [
     "check_queue_name",
     "check_wait",
     "check_wait_until",
+    "is_queue_name",
     "is_short_int",
 ]
 
@@ -41,8 +42,12 @@ _MAX_JOB_NAME = 200
 _PLAIN = frozenset({int, bool, type(None)})
 
 
+def is_queue_name(queue: object) -> TypeGuard[str]:
+    return isinstance(queue, str) and _QUEUE_NAME.fullmatch(queue) is not None
+
+
 def check_queue_name(queue: object) -> str:
-    if not isinstance(queue, str) or not _QUEUE_NAME.fullmatch(queue):
+    if not is_queue_name(queue):
         raise InvalidQueueName(
             f"queue name {queue!r} is not valid: use 1 to 64 letters, digits, '_', '.' or '-'"
         )

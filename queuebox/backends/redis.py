@@ -48,7 +48,6 @@ from queuebox.backends.redis_keys import (
     decode_record,
     enqueue_values,
     from_ms,
-    is_queue_name,
     new_record,
     pack_jobs,
     parse_job_id,
@@ -60,6 +59,7 @@ from queuebox.backends.redis_keys import (
 from queuebox.backends.redis_scripts import Call, ScriptRunner
 from queuebox.backends.redis_wait import WaitingMixin
 from queuebox.errors import ConfigurationError, StorageUnavailable, redact_url
+from queuebox.validation import is_queue_name
 
 __all__ = ["RedisAdapter"]
 

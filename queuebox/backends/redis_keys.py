@@ -18,7 +18,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import msgpack
 
 from queuebox.backends.base import JobRecord, JobState, NewJob, reclaim_note
-from queuebox.errors import ConfigurationError, InvalidQueueName, redact_url
+from queuebox.errors import ConfigurationError, redact_url
+from queuebox.validation import check_queue_name, is_queue_name
 
 __all__ = [
     "DEFAULT_PREFIX",
@@ -43,7 +44,6 @@ __all__ = [
 
 DEFAULT_PREFIX = "queuebox"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_QUEUE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _PREFIX = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 _NUMBER = re.compile(r"[1-9][0-9]{0,17}")
 _FIELDS = 15
@@ -116,15 +116,8 @@ def check_prefix(prefix: str) -> str:
 
 
 def check_queue(queue: str) -> str:
-    if not isinstance(queue, str) or not _QUEUE.fullmatch(queue):
-        raise InvalidQueueName(
-            f"invalid queue name {queue!r}: use 1 to 64 letters, digits, or _ . -"
-        )
-    return queue
-
-
-def is_queue_name(queue: object) -> bool:
-    return isinstance(queue, str) and _QUEUE.fullmatch(queue) is not None
+    """A queue name safe inside a key's hash tag (the core's rule: no braces, no patterns)."""
+    return check_queue_name(queue)
 
 
 def job_id(queue: str, number: int) -> str:
@@ -139,7 +132,7 @@ def parse_job_id(value: object) -> tuple[str, int] | None:
     if not slash or not _NUMBER.fullmatch(number):
         return None
     if queue not in _VALID_QUEUES:
-        if not _QUEUE.fullmatch(queue):
+        if not is_queue_name(queue):
             return None
         if len(_VALID_QUEUES) < 10_000:
             _VALID_QUEUES.add(queue)

@@ -29,11 +29,11 @@ from queuebox.backends.redis_keys import (
     check_queue,
     claim_order,
     decode_claimed,
-    is_queue_name,
     wake_list,
 )
 from queuebox.backends.redis_scripts import REDIRECTIONS, ScriptRunner
 from queuebox.errors import StorageUnavailable
+from queuebox.validation import is_queue_name
 
 __all__ = ["WaitingMixin"]
 
