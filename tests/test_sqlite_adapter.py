@@ -453,6 +453,10 @@ def _claim_and_complete(path: Path, log: Path, done_file: Path) -> None:
             idle_rounds = 0
             out.write("".join(f"{job.id}\n" for job in jobs))
             out.flush()
+            # The pause stands for the jobs' own work. Without it one process can hold
+            # the write lock back to back while the others sleep in SQLite's busy handler,
+            # and the test would not show several processes sharing the file.
+            time.sleep(0.002)
             first, *rest = jobs
             assert adapter.complete(first.id, first.lock_token or "", keep=True)
             assert all(adapter.complete_many([(j.id, j.lock_token or "") for j in rest]))
