@@ -234,3 +234,28 @@ def test_wait_and_claim_blocks_on_the_queues_own_node(
     finally:
         waiter.close()
         producer.close()
+
+
+def test_split_round_trips_go_to_the_queues_own_node(cluster_url: str, cluster_prefix: str) -> None:
+    adapter = RedisAdapter.from_url(url_with(cluster_url, prefix=cluster_prefix))
+    try:
+        for queue in ("default", "email", "reports"):  # queues on different masters
+            adapter.schedule([new_job(queue, args=[n]) for n in range(3)])
+            first = adapter.claim("w1", [queue], limit=1, lease=60)
+            if queue == "reports":
+                adapter._client.script_flush()  # every primary: NOSCRIPT, then run again
+            receive = adapter.send_complete_and_claim(
+                [(first[0].id, first[0].lock_token or "")],
+                worker_id="w1",
+                queue=queue,
+                limit=5,
+                lease=60,
+            )
+            results, batch = receive()
+            assert results == [True] and len(batch) == 2
+            jobs = batch.records()
+            assert {job.queue for job in jobs} == {queue}
+            assert adapter.complete_many([(j.id, j.lock_token or "") for j in jobs]) == [True] * 2
+        assert adapter.counts() == []
+    finally:
+        adapter.close()

@@ -232,3 +232,79 @@ def test_records_use_the_store_clock(adapter: RedisAdapter) -> None:
     assert record.state is JobState.SCHEDULED
     assert record.run_at.tzinfo is not None and record.created_at.tzinfo is not None
     assert abs((record.created_at - adapter.now()).total_seconds()) < 1
+
+
+def test_a_round_trip_split_in_two_sends_now_and_reads_later(
+    adapter: RedisAdapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    adapter.schedule([new_job("q", args=[i]) for i in range(5)])
+    adapter.migrate()
+    first = adapter.claim("w1", ["q"], limit=2, lease=60)
+    trips = RoundTrips(monkeypatch)
+    receive = adapter.send_complete_and_claim(
+        [(job.id, job.lock_token or "") for job in first],
+        worker_id="w1",
+        queue="q",
+        limit=2,
+        lease=60,
+    )
+    assert trips() == 1, "the acknowledgements and the claim go out as one pipeline"
+    # Redis ran it already: the first two are gone, the next two are locked
+    assert [(c.ready, c.running) for c in adapter.counts()] == [(1, 2)]
+    trips()
+    results, batch = receive()
+    assert trips() == 0, "reading the reply sends nothing"
+    records = batch.records()
+    assert results == [True, True] and len(batch) == 2
+    assert [job.state for job in records] == [JobState.RUNNING] * 2
+    stored = [adapter.get(job.id) for job in records]
+    assert all(job is not None and job.locked_by == "w1" for job in stored)
+    with pytest.raises(RuntimeError, match="read already"):
+        receive()
+
+
+def test_a_split_round_trip_survives_a_flushed_script_cache(adapter: RedisAdapter) -> None:
+    adapter.schedule([new_job("q", args=[i]) for i in range(3)])
+    first = adapter.claim("w1", ["q"], limit=1, lease=60)
+    adapter._client.script_flush()
+    receive = adapter.send_complete_and_claim(
+        [(first[0].id, first[0].lock_token or "")], worker_id="w1", queue="q", limit=5, lease=60
+    )
+    results, batch = receive()  # both calls were refused with NOSCRIPT, then run again
+    assert results == [True] and len(batch.records()) == 2
+    assert adapter.get(first[0].id) is None
+
+
+def test_a_worker_claiming_ahead_runs_each_job_once(store_url: str) -> None:
+    import queuebox
+    from queuebox import Job
+    from queuebox.runner.settings import WorkerSettings
+    from queuebox.runner.worker import Worker
+
+    ran: list[int] = []
+
+    class Counted(Job):
+        queue = "ahead"
+
+        def perform(self, n: int) -> None:
+            ran.append(n)
+
+    adapter = RedisAdapter.from_url(store_url)
+    try:
+        queuebox.configure(adapter=adapter)
+        Counted.perform_later_many([(n,) for n in range(1_000)])
+        sends = 0
+        original = adapter.send_complete_and_claim
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            nonlocal sends
+            sends += 1
+            return original(*args, **kwargs)
+
+        adapter.send_complete_and_claim = counting  # type: ignore[method-assign]
+        summary = Worker(adapter, WorkerSettings(queues=("ahead",), batch_size=64)).work_off()
+        assert sorted(ran) == list(range(1_000)) and summary.succeeded == 1_000
+        assert sends >= 1_000 // 64, "the worker claimed ahead"
+        assert adapter.counts() == []
+    finally:
+        adapter.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -517,6 +517,105 @@ def test_jobs_claimed_with_a_wake_up_after_a_stop_request_are_given_back() -> No
     stop.request()
     assert runner.run().released == 2 and calls == []
     assert [c.ready for c in store.counts()] == [2]
+
+
+class ListBatch(list[JobRecord]):
+    def records(self) -> list[JobRecord]:
+        return list(self)
+
+
+class AheadStore(OneTripStore):
+    """``send_complete_and_claim`` as the Redis store offers it: the acknowledgements and the
+    claim happen when the round trip is sent (as on the server), the reply is read later."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.jobs_run_at_send: list[int] = []
+
+    def send_complete_and_claim(
+        self,
+        acks: Sequence[tuple[str, str]],
+        *,
+        keep: bool = False,
+        worker_id: str,
+        queue: str,
+        limit: int,
+        lease: float,
+    ) -> Callable[[], tuple[list[bool], ListBatch]]:
+        results = MemoryAdapter.complete_many(self, acks, keep=keep)
+        claimed = MemoryAdapter.claim(self, worker_id, [queue], limit=limit, lease=lease)
+        self.trips.append(("send", len(acks), len(claimed)))
+        self.jobs_run_at_send.append(len(calls))
+        return lambda: (results, ListBatch(claimed))
+
+
+def test_work_off_claims_the_next_batch_while_one_runs() -> None:
+    store = AheadStore()
+    _schedule(store, 12)
+    summary = Worker(store, WorkerSettings(queues=("q",), batch_size=5)).work_off()
+    assert summary.succeeded == 12 and calls == list(range(12))
+    assert store.trips == [
+        ("claim", 0, 5),
+        ("send", 0, 5),  # sent before the first batch ran...
+        ("send", 5, 2),  # ...each carrying the acknowledgements of the batch before
+        ("send", 5, 0),
+        ("complete_and_claim", 2, 0),  # the queue ran dry: the last batch's acknowledgements
+    ]
+    assert store.jobs_run_at_send == [0, 5, 10], "each round trip went out as a batch started"
+    assert store.counts() == []
+
+
+def test_batches_of_one_never_claim_ahead() -> None:
+    store = AheadStore()
+    _schedule(store, 3)
+    Worker(store, WorkerSettings(queues=("q",), batch_size=1)).work_off()
+    assert calls == [0, 1, 2] and "send" not in {trip[0] for trip in store.trips}
+
+
+def _schedule_calls(store: MemoryAdapter, name: str, count: int, queue: str) -> list[str]:
+    return [
+        store.schedule_one(
+            NewJob(name, f'{{"name":"{name}","args":[{n}]}}', queue=queue, priority=50)
+        ).id
+        for n in range(count)
+    ]
+
+
+def test_a_stop_gives_back_the_batch_claimed_ahead() -> None:
+    stop = StopFlag()
+
+    class StopsAfterOne(Job):
+        def perform(self, value: int) -> None:
+            calls.append(value)
+            stop.request()
+
+    store = AheadStore()
+    _schedule_calls(store, "StopsAfterOne", 10, "q")
+    summary = Worker(store, WorkerSettings(batch_size=3, queues=("q",)), stop=stop).run()
+    assert calls == [0]
+    # the two jobs left in the batch in hand, and the three claimed ahead
+    assert summary.succeeded == 1 and summary.released == 5
+    assert [(c.ready, c.running) for c in store.counts()] == [(9, 0)]
+
+
+def test_a_batch_claimed_ahead_behind_a_slow_batch_runs_only_what_it_still_owns() -> None:
+    store = AheadStore()
+
+    class SlowThenThief(Job):
+        def perform(self, value: int) -> None:
+            calls.append(value)
+            if value == 0:
+                time.sleep(0.5)  # the batch claimed ahead was locked for 0.3 s
+                stolen = store.claim("thief", ["q"], limit=10, lease=60)
+                calls.append(("stolen", sorted(job.id for job in stolen)))
+
+    ids = _schedule_calls(store, "SlowThenThief", 4, "q")
+    summary = Worker(store, WorkerSettings(queues=("q",), batch_size=2, lease=0.3)).work_off()
+    # [0, 1] ran; [2, 3] was claimed ahead, its locks lapsed while job 0 ran and the thief
+    # took them: the worker renews them before running them, finds them gone, runs neither
+    assert calls == [0, ("stolen", sorted(ids[2:])), 1]
+    assert summary.succeeded == 2 and summary.lock_lost == 2
+    assert {job.locked_by for job in store.list_jobs()} == {"thief"}
 
 
 def test_hooks_still_run_when_a_hook_is_added_between_batches(

@@ -14,7 +14,7 @@ import secrets
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,6 +39,7 @@ from queuebox.backends.base import (
 )
 from queuebox.backends.redis_keys import (
     DEFAULT_PREFIX,
+    ClaimedBatch,
     QueueKeys,
     ack_results,
     check_prefix,
@@ -344,16 +345,60 @@ class RedisAdapter(WaitingMixin, Adapter):
     ) -> tuple[list[bool], list[JobRecord]]:
         """``complete_many(acks)`` then ``claim(worker_id, [queue], ...)`` in one pipeline
         (one round trip): a worker on one queue acknowledges a batch and takes the next."""
+        results, batch = self.complete_and_claim_batch(
+            acks, keep=keep, worker_id=worker_id, queue=queue, limit=limit, lease=lease
+        )
+        return results, batch.records()
+
+    def complete_and_claim_batch(
+        self,
+        acks: Sequence[tuple[str, str]],
+        *,
+        keep: bool = False,
+        worker_id: str,
+        queue: str,
+        limit: int,
+        lease: float,
+    ) -> tuple[list[bool], ClaimedBatch]:
+        """``complete_and_claim`` with the claimed jobs unpacked, not yet decoded."""
         results, calls, batches = self._ack_calls(acks, keep)
-        token = secrets.token_hex(16)
-        lease_ms = max(1, round(lease * 1000))
-        keys = self._keys(check_queue(queue))
-        calls.append(("claim", keys, [worker_id, limit, lease_ms, token]))
+        calls.append(self._claim_call(worker_id, queue, limit, lease))
         with self._guard():
             replies = self._scripts.call_many(calls)
-        ack_results(results, batches, replies[:-1])
-        now_ms, blob = replies[-1]
-        return results, claim_order(decode_claimed(queue, blob, int(now_ms)))
+        return _claim_reply(queue, results, batches, replies)
+
+    def send_complete_and_claim(
+        self,
+        acks: Sequence[tuple[str, str]],
+        *,
+        keep: bool = False,
+        worker_id: str,
+        queue: str,
+        limit: int,
+        lease: float,
+    ) -> Callable[[], tuple[list[bool], ClaimedBatch]]:
+        """``complete_and_claim_batch`` in two halves: send the round trip now, and return the
+        function that reads its reply (call it once; it holds a pooled connection until then).
+
+        A worker claiming ahead (``queuebox.runner.prefetch``) runs a batch in between, so
+        Redis works on the next batch while the worker works on this one.
+        """
+        results, calls, batches = self._ack_calls(acks, keep)
+        calls.append(self._claim_call(worker_id, queue, limit, lease))
+        with self._guard():
+            pending = self._scripts.send_many(calls)
+
+        def receive() -> tuple[list[bool], ClaimedBatch]:
+            with self._guard():
+                replies = pending.read()
+            return _claim_reply(queue, results, batches, replies)
+
+        return receive
+
+    def _claim_call(self, worker_id: str, queue: str, limit: int, lease: float) -> Call:
+        lease_ms = max(1, round(lease * 1000))
+        token = secrets.token_hex(16)
+        return ("claim", self._keys(check_queue(queue)), [worker_id, limit, lease_ms, token])
 
     def _ack_calls(
         self, acks: Sequence[tuple[str, str]], keep: bool
@@ -497,3 +542,12 @@ class RedisAdapter(WaitingMixin, Adapter):
 def _number(job: str) -> int:
     parsed = parse_job_id(job)
     return parsed[1] if parsed else 0
+
+
+def _claim_reply(
+    queue: str, results: list[bool], batches: list[list[int]], replies: list[Any]
+) -> tuple[list[bool], ClaimedBatch]:
+    """Fill ``results`` from the acknowledgement replies; the claim's reply is the last."""
+    ack_results(results, batches, replies[:-1])
+    now_ms, blob = replies[-1]
+    return results, ClaimedBatch.unpack(queue, blob, int(now_ms))

@@ -23,6 +23,7 @@ from queuebox.validation import check_queue_name, is_queue_name
 
 __all__ = [
     "DEFAULT_PREFIX",
+    "ClaimedBatch",
     "QueueKeys",
     "ack_results",
     "check_prefix",
@@ -152,9 +153,15 @@ def claim_order(records: list[JobRecord]) -> list[JobRecord]:
     """``records`` sorted as the contract orders claims: priority, run_at, then age."""
 
     def key(record: JobRecord) -> tuple[Any, ...]:
-        parsed = parse_job_id(record.id)
-        number = parsed[1] if parsed else 0
-        return (record.priority, record.run_at, record.created_at, record.queue, number)
+        number = record.id.rpartition("/")[2]  # ids this store built: digits, no leading 0
+        return (
+            record.priority,
+            record.run_at,
+            record.created_at,
+            record.queue,
+            len(number),
+            number,
+        )
 
     records.sort(key=key)
     return records
@@ -288,14 +295,40 @@ def unreadable_record(
 
 
 def decode_claimed(queue: str, blob: bytes, now_ms: int) -> list[JobRecord]:
-    """The records of one ``claim.lua`` reply: one msgpack array of job number, record, job
-    number, record... unpacked in one call."""
-    values = msgpack.unpackb(blob, raw=False)
-    times: dict[int, datetime] = {}
-    return [
-        record_from_fields(queue, number, fields, now_ms, with_token=True, times=times)
-        for number, fields in zip(values[::2], values[1::2], strict=True)
-    ]
+    """The records of one ``claim.lua`` reply, in claim order."""
+    return ClaimedBatch.unpack(queue, blob, now_ms).records()
+
+
+class ClaimedBatch:
+    """One ``claim.lua`` reply (a msgpack array of job number, record, job number, record...),
+    unpacked in one C call but not yet turned into ``JobRecord`` objects.
+
+    A worker that claims ahead reads a reply, sends its next round trip, then builds
+    ``records()`` (the costly part) while the store works on that round trip.
+    """
+
+    __slots__ = ("_now_ms", "_queue", "_values")
+
+    def __init__(self, queue: str, values: list[Any], now_ms: int) -> None:
+        self._queue, self._values, self._now_ms = queue, values, now_ms
+
+    @classmethod
+    def unpack(cls, queue: str, blob: bytes, now_ms: int) -> ClaimedBatch:
+        return cls(queue, msgpack.unpackb(blob, raw=False), now_ms)
+
+    def __len__(self) -> int:
+        return len(self._values) // 2
+
+    def records(self) -> list[JobRecord]:
+        values, times = self._values, dict[int, datetime]()
+        return claim_order(
+            [
+                record_from_fields(
+                    self._queue, number, fields, self._now_ms, with_token=True, times=times
+                )
+                for number, fields in zip(values[::2], values[1::2], strict=True)
+            ]
+        )
 
 
 def record_from_fields(

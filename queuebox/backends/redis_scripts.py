@@ -19,6 +19,7 @@ from redis.exceptions import (
     ClusterDownError,
     MovedError,
     NoScriptError,
+    ResponseError,
     TryAgainError,
 )
 
@@ -27,6 +28,7 @@ __all__ = [
     "REDIRECTIONS",
     "SCRIPT_NAMES",
     "Call",
+    "PendingCalls",
     "Script",
     "ScriptRunner",
     "load_scripts",
@@ -127,6 +129,29 @@ class ScriptRunner:
                 results[index] = self.call(name, keys, args)
         return results
 
+    def send_many(self, calls: Sequence[Call]) -> PendingCalls:
+        """Send ``calls`` (all on keys of one hash slot) and return at once; the replies are
+        read by ``PendingCalls.read()``, which holds a connection of the pool until then.
+
+        This is a pipeline split in two halves, so that the caller works while Redis does.
+        """
+        client = self._client
+        if isinstance(client, RedisCluster):  # one slot, so one node: its own connections
+            cluster: Any = client
+            client = cluster.get_redis_connection(cluster.get_node_from_key(calls[0][1][0]))
+        pool = client.connection_pool
+        connection = pool.get_connection()
+        commands = [
+            ("EVALSHA", self.scripts[name].sha, len(keys), *keys, *args)
+            for name, keys, args in calls
+        ]
+        try:
+            connection.send_packed_command(connection.pack_commands(commands))
+        except BaseException:
+            pool.release(connection)  # send_packed_command disconnected it on error
+            raise
+        return PendingCalls(self, calls, pool, connection)
+
     def _pipeline(
         self,
         client: Any,
@@ -160,3 +185,39 @@ class ScriptRunner:
                 client.script_load(self.scripts[name].source)
             pending = refused
         raise NoScriptError("scripts kept disappearing from the server while being called")
+
+
+class PendingCalls:
+    """Script calls sent by ``ScriptRunner.send_many`` whose replies are not read yet."""
+
+    def __init__(self, runner: ScriptRunner, calls: Sequence[Call], pool: Any, connection: Any):
+        self._runner = runner
+        self._calls = calls
+        self._pool = pool
+        self._connection: Any = connection
+
+    def read(self) -> list[Any]:
+        """The replies, in order. Calls refused with NOSCRIPT or a cluster redirection never
+        ran: they are run again the usual way (``ScriptRunner.call``)."""
+        connection, self._connection = self._connection, None
+        if connection is None:
+            raise RuntimeError("these replies were read already")
+        replies: list[Any] = []
+        try:
+            for _ in self._calls:
+                try:
+                    replies.append(connection.read_response())
+                except ResponseError as exc:  # one call's error; the next replies follow
+                    replies.append(exc)
+        except BaseException:
+            connection.disconnect()  # replies may be left unread: never reuse it
+            raise
+        finally:
+            self._pool.release(connection)
+        for index, reply in enumerate(replies):
+            if isinstance(reply, (NoScriptError, *REDIRECTIONS)):
+                name, keys, args = self._calls[index]
+                replies[index] = self._runner.call(name, keys, args)
+            elif isinstance(reply, Exception):
+                raise reply
+        return replies

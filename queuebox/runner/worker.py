@@ -7,6 +7,7 @@ then it is failed; an unknown job name or an undecodable payload is failed at on
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
@@ -25,6 +26,7 @@ from queuebox.hooks import run_with_hooks
 from queuebox.job import Job
 from queuebox.payload import decode_handler
 from queuebox.runner.heartbeat import Heartbeat
+from queuebox.runner.prefetch import Acked, Batch, Prefetcher, Receive
 from queuebox.runner.recurring import RecurringScheduler
 from queuebox.runner.settings import WorkerSettings
 from queuebox.runner.signals import ColdStop, StopFlag
@@ -119,7 +121,7 @@ class Worker:
             adapter, lease=self._lease, max_runtime=self.settings.max_runtime, logger=self.logger
         )
         self._recurring = RecurringScheduler(adapter, self.settings.queues, self.logger)
-        self._succeeded: list[tuple[JobRecord, float, logging.Logger]] = []
+        self._succeeded: list[Acked] = []
         self._global_hooks = True  # read again for every batch
         #: Jobs claimed while waiting (``wait_and_claim``), run by the next ``run_once``.
         self._pending: list[JobRecord] = []
@@ -135,6 +137,16 @@ class Worker:
         #: Inside run() and work_off(): a batch's successes are acknowledged together with the
         #: next claim (the heartbeat keeps their locks until then); run_once() alone flushes.
         self._defer_acks = False
+        #: With batches of several jobs, the next batch is claimed (and the last one
+        #: acknowledged) while this one runs: see queuebox.runner.prefetch.
+        self._send_claim: Callable[..., Receive] | None = (
+            getattr(adapter, "send_complete_and_claim", None) if one_queue else None
+        )
+        self._prefetcher = (
+            Prefetcher(self._send_batch)
+            if self._send_claim is not None and self.settings.batch_size > 1
+            else None
+        )
         self._has_own_hooks: dict[type[Job], bool] = {}
         self._unavailable_since: float | None = None
         self._reconnect_attempts = 0
@@ -153,8 +165,9 @@ class Worker:
                     self._wait_for_work()
         finally:
             self._defer_acks = False
+            self._pending += self._abandon_prefetch()
             self._flush_successes()
-            if self._pending:  # claimed with the last wake-up, then asked to stop
+            if self._pending:  # claimed with the last wake-up or prefetched, then stopped
                 pending, self._pending = self._pending, []
                 self._release(pending)
             self._heartbeat.stop()
@@ -169,7 +182,9 @@ class Worker:
                     progress(self.summary)
         finally:
             self._defer_acks = False
+            prefetched = self._abandon_prefetch()
             self._flush_successes()
+            self._release(prefetched)
             self._heartbeat.stop()
         return self.summary
 
@@ -180,6 +195,7 @@ class Worker:
             self._heartbeat.hold(record)
         if jobs:
             self._global_hooks = any(config.get_hooks(event) for event in config.HOOK_EVENTS)
+            self._start_prefetch()
         try:
             for index, record in enumerate(jobs):
                 if self.stop.stopping:
@@ -280,19 +296,8 @@ class Worker:
         keep = not self.settings.delete_successful_jobs
         claimed: list[JobRecord] = []
         try:
-            if claim and self._complete_and_claim is not None and self.settings.queues:
-                complete_and_claim = self._complete_and_claim
-                queue = self.settings.queues[0]
-                results, claimed = self._store_call(
-                    lambda: complete_and_claim(
-                        acks,
-                        keep=keep,
-                        worker_id=self.worker_id,
-                        queue=queue,
-                        limit=self.settings.batch_size,
-                        lease=self._lease,
-                    )
-                )
+            if claim and self._complete_and_claim is not None:
+                results, claimed = self._store_call(lambda: self._ack_and_claim(acks))
             else:
                 results = self._store_call(lambda: self.adapter.complete_many(acks, keep=keep))
         finally:
@@ -301,9 +306,113 @@ class Worker:
         self._log_successes(done, results)
         return claimed
 
-    def _log_successes(
-        self, done: list[tuple[JobRecord, float, logging.Logger]], results: list[bool]
-    ) -> None:
+    def _ack_and_claim(self, acks: Sequence[tuple[str, str]]) -> tuple[list[bool], list[JobRecord]]:
+        """Acknowledge ``acks`` and claim the next batch in one round trip (a worker on one
+        queue of a store with ``complete_and_claim``)."""
+        if self._complete_and_claim is None or not self.settings.queues:
+            raise RuntimeError("complete_and_claim needs a store that has it and one queue")
+        return self._complete_and_claim(
+            acks,
+            keep=not self.settings.delete_successful_jobs,
+            worker_id=self.worker_id,
+            queue=self.settings.queues[0],
+            limit=self.settings.batch_size,
+            lease=self._lease,
+        )
+
+    def _send_batch(self, acks: Sequence[tuple[str, str]]) -> Receive:
+        """Send "acknowledge ``acks``, claim the next batch"; return the reply's reader."""
+        if self._send_claim is None or not self.settings.queues:
+            raise RuntimeError("send_complete_and_claim needs a store that has it and one queue")
+        return self._send_claim(
+            acks,
+            keep=not self.settings.delete_successful_jobs,
+            worker_id=self.worker_id,
+            queue=self.settings.queues[0],
+            limit=self.settings.batch_size,
+            lease=self._lease,
+        )
+
+    def _start_prefetch(self) -> None:
+        """Inside run() and work_off(), with a batch in hand: acknowledge the last batch and
+        claim the next one while this one runs."""
+        prefetcher = self._prefetcher
+        if (
+            prefetcher is None
+            or prefetcher.in_flight is not None
+            or not self._defer_acks
+            or self.stop.stopping
+        ):
+            return
+        done, self._succeeded = self._succeeded, []
+        try:
+            prefetcher.start(done)
+        except StorageUnavailable:  # nothing was sent: acknowledge with the next claim
+            self._succeeded = done + self._succeeded
+
+    def _collect_prefetch(self) -> tuple[Batch, float] | None:
+        """Read the round trip in flight: log its acknowledgements, return its batch and
+        when that batch was claimed (``None`` when nothing is in flight)."""
+        in_flight = self._prefetcher.take() if self._prefetcher is not None else None
+        if in_flight is None:
+            return None
+
+        def send_again() -> tuple[list[bool], Batch]:
+            return self._send_batch(in_flight.acks)()
+
+        try:
+            try:
+                results, batch = in_flight.receive()
+            except StorageUnavailable:
+                # Whether it reached the store is unknown: send it again, as a synchronous
+                # call would be (an acknowledgement applied twice is refused the second time).
+                results, batch = self._store_call(send_again)
+        finally:
+            for record, _, _ in in_flight.done:
+                self._heartbeat.drop(record.id)
+        self._log_successes(in_flight.done, results)
+        return batch, in_flight.sent_at
+
+    def _prefetched(self) -> list[JobRecord]:
+        """The batch claimed ahead, if one came. The next round trip goes out before this
+        batch is decoded, so that the store's work overlaps the worker's."""
+        try:
+            collected = self._collect_prefetch()
+        except StorageUnavailable as exc:  # only when stopping: see _store_call
+            self._store_down(exc)
+            return []
+        if collected is None or not collected[0]:
+            return []
+        batch, sent_at = collected
+        self._start_prefetch()
+        records = batch.records()
+        if time.monotonic() - sent_at > self._lease / 3:
+            records = self._still_owned(records)
+        return records
+
+    def _still_owned(self, records: list[JobRecord]) -> list[JobRecord]:
+        """Renew the locks of a batch claimed ahead that waited long (behind a slow batch),
+        keeping the jobs whose lock this worker still owns."""
+        owned = []
+        for record in records:
+            extend = functools.partial(
+                self.adapter.extend, record.id, record.lock_token or "", lease=self._lease
+            )
+            renewed = self._store_call(extend)
+            if self._applied(renewed, record):
+                owned.append(record)
+        return owned
+
+    def _abandon_prefetch(self) -> list[JobRecord]:
+        """On the way out: the batch claimed ahead, to give back (``[]`` if none came)."""
+        try:
+            collected = self._collect_prefetch()
+        except Exception:  # stopping anyway: what it claimed comes back after the lease
+            self.logger.warning("the batch claimed ahead could not be read", exc_info=True)
+            return []
+        return collected[0].records() if collected else []
+
+    def _log_successes(self, done: list[Acked], results: list[bool]) -> None:
         for (record, elapsed, logger), applied in zip(done, results, strict=True):
             if self._applied(applied, record):
                 self.summary.succeeded += 1
@@ -367,6 +476,9 @@ class Worker:
         if self._pending:
             jobs, self._pending = self._pending, []
             return jobs
+        prefetched = self._prefetched()
+        if prefetched:
+            return prefetched
         if self._succeeded:  # deferred acknowledgements: send them with this claim
             try:
                 return self._flush_successes(claim=True)

@@ -61,8 +61,11 @@ def test_random_sigkills_lose_nothing(project: Project) -> None:
             in_hand[earlier.pid] += 1
         attempts = [line.attempt for line in found]
         assert attempts == sorted(set(attempts)), f"{job}: attempts {attempts}"
-    # A killed worker holds at most one batch: its unacknowledged successes and the job running.
-    assert all(count <= BATCH for count in in_hand.values()), in_hand
+    # What a killed worker ran without its acknowledgement reaching the store: the batch in
+    # hand, and on a store that claims ahead (queuebox.runner.prefetch) the batch before it,
+    # whose acknowledgement may still have been in flight.
+    limit = 2 * BATCH if project.store.kind == "redis" else BATCH
+    assert all(count <= limit for count in in_hand.values()), in_hand
     codes = project.stop_all()
     assert set(codes.values()) <= {0}, project.logs()
     print(
