@@ -10,7 +10,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,6 +105,18 @@ class WorkerGroup:
     def alive(self) -> bool:
         return all(process.poll() is None for process in self.processes)
 
+    def cpu_seconds(self) -> float | None:
+        """CPU time the worker processes used so far (Linux ``/proc``; ``None`` elsewhere)."""
+        total = 0.0
+        for process in self.processes:
+            try:
+                with open(f"/proc/{process.pid}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                return None
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
+
     def logs(self) -> str:
         return "\n".join(
             (self.marks.path / f"worker-{slot}.log").read_text(errors="replace")
@@ -164,9 +176,16 @@ class DrainTiming:
         return (self.done - before) / (end - start)
 
 
-def watch_drain(group: WorkerGroup, expected: int, max_seconds: float) -> DrainTiming:
+def watch_drain(
+    group: WorkerGroup,
+    expected: int,
+    max_seconds: float,
+    on_rate_start: Callable[[], None] | None = None,
+) -> DrainTiming:
     """Poll the mark files until ``expected`` jobs are done, or ``max_seconds`` after the
-    first one (then the rate is measured over what was done: ``capped``)."""
+    first one (then the rate is measured over what was done: ``capped``). ``on_rate_start``
+    is called when the rate's timing starts (the first job done, then again when every
+    process has done one)."""
     timing = DrainTiming(expected=expected, started=group.started_at)
     startup_deadline = group.started_at + max(60.0, max_seconds)
     marks = group.marks
@@ -176,12 +195,16 @@ def watch_drain(group: WorkerGroup, expected: int, max_seconds: float) -> DrainT
         done = sum(counts.values())
         if done and timing.first_done is None:
             timing.first_done = now
+            if on_rate_start is not None:
+                on_rate_start()
         if (
             timing.all_active is None
             and len([c for c in counts.values() if c > 0]) >= group.count
             and done
         ):
             timing.all_active, timing.done_at_all_active = now, done
+            if on_rate_start is not None and group.count > 1:
+                on_rate_start()
         timing.done = done
         if done >= expected:
             timing.finished = now

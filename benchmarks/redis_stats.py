@@ -43,5 +43,10 @@ class RedisCounters:
             "commands_incl_scripts_per_job": delta["all_commands"] / jobs,
         }
 
+    def cpu_seconds(self) -> float:
+        """CPU time the server has used since it started (``INFO cpu``: user + system)."""
+        cpu = self._client.info("cpu")
+        return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+
     def close(self) -> None:
         self._client.close()

@@ -1,7 +1,8 @@
-"""Tables, ratios and the targets of issue #6, from the drivers' results."""
+"""Tables, ratios and the speed targets, from the drivers' results."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -87,6 +88,15 @@ def _redis_drain(results: list[Result], check: _Checks) -> None:
         scaling = two / qb_redis[0] if two else None
         if scaling:
             ratios.append(f"queuebox-redis 2 procs = {scaling:.2f}x 1 proc ({setting['setting']})")
+        for procs, workers in (("1", "the worker"), ("2", "the workers")):
+            drain = setting["drain"].get(procs, {})
+            worker, server = drain.get("worker_cpu_share"), drain.get("server_cpu_share")
+            if worker is not None and server is not None:
+                ratios.append(
+                    f"queuebox-redis {procs}-proc drain ({setting['setting']}) kept "
+                    f"{worker + server:.2f} of {os.cpu_count()} cores busy: {workers} "
+                    f"{worker:.2f}, redis-server {server:.2f}"
+                )
         check("Redis drain, 2 procs >= 1.6x 1 proc", scaling, ">= 1.6", (scaling or 0) >= 1.6)
         trips = setting["drain"]["1"].get("round_trips_per_job")
         check(

@@ -68,6 +68,35 @@ def measure_bulk(subject: Subject, count: int, redis_url: str | None = None) -> 
     return result
 
 
+class _CpuShares:
+    """How many cores the workers and the Redis server kept busy while the drain was timed
+    (from the rate's start to the last job): CPU seconds over wall seconds."""
+
+    def __init__(self, group: WorkerGroup, counters: Any) -> None:
+        self._group, self._counters = group, counters
+        self._marks: list[tuple[float, float | None, float | None]] = []
+
+    def _now(self) -> tuple[float, float | None, float | None]:
+        server = self._counters.cpu_seconds() if self._counters else None
+        return time.monotonic(), self._group.cpu_seconds(), server
+
+    def start(self) -> None:
+        self._marks = [self._now()]
+
+    def stop(self) -> None:
+        if self._marks:
+            self._marks.append(self._now())
+
+    def shares(self) -> dict[str, float | None]:
+        if len(self._marks) < 2 or self._marks[1][0] <= self._marks[0][0]:
+            return {}
+        (t0, w0, s0), (t1, w1, s1) = self._marks
+        return {
+            "worker_cpu_share": None if w0 is None or w1 is None else (w1 - w0) / (t1 - t0),
+            "server_cpu_share": None if s0 is None or s1 is None else (s1 - s0) / (t1 - t0),
+        }
+
+
 def measure_drain(
     subject: Subject, count: int, procs: int, max_seconds: float, redis_url: str | None = None
 ) -> dict[str, Any]:
@@ -81,7 +110,9 @@ def measure_drain(
         if counters:
             counters.start()
         group.start()
-        timing = watch_drain(group, count, max_seconds)
+        cpu = _CpuShares(group, counters)
+        timing = watch_drain(group, count, max_seconds, on_rate_start=cpu.start)
+        cpu.stop()
         result: dict[str, Any] = {
             "procs": procs,
             "jobs": count,
@@ -90,6 +121,7 @@ def measure_drain(
             "startup_seconds": timing.startup,
             "capped": timing.capped,
             "crashed": timing.crashed,
+            **cpu.shares(),
         }
         if counters and timing.done:
             result.update(counters.per_job(timing.done))

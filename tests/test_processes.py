@@ -232,6 +232,26 @@ def test_children_stop_when_the_parent_dies(
         wait_until(functools.partial(_gone, int(pid)), timeout=10, what=f"child {pid} to exit")
 
 
+def test_a_dead_worker_is_reported_at_once_and_the_others_go_on(
+    project: Path, store: Adapter, processes: list[Process]
+) -> None:
+    pool = Process(project, "work", "-n", "2")
+    processes.append(pool)
+    enqueue(store, "Record", ["x"], n=2)
+    wait_until(lambda: len(ledger(project)) == 2, what="both jobs")
+    victim, survivor = subprocess.run(
+        ["pgrep", "-P", str(pool.popen.pid)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    os.kill(int(victim), signal.SIGKILL)
+    wait_until(lambda: "ended with signal 9 while the others run" in pool.output(), what="report")
+    assert "queuebox start --foreground" in pool.output()
+    enqueue(store, "Record", ["x"], n=3)
+    wait_until(lambda: len(ledger(project)) == 5, what="the survivor to take the new jobs")
+    assert {line.split()[2] for line in ledger(project)[2:]} == {survivor}
+    pool.signal(signal.SIGTERM)
+    assert pool.wait() == 1, "a worker died: the pool's exit code says so"
+
+
 def _gone(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as stat:

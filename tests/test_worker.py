@@ -631,3 +631,13 @@ def test_hooks_still_run_when_a_hook_is_added_between_batches(
     Succeeds.perform_later("b")
     runner.run_once()
     assert calls == ["a", "b"] and seen == ["b"]
+
+
+def test_jobs_that_came_with_a_wake_up_run_before_any_claim_ahead() -> None:
+    store = AheadStore()
+    runner = Worker(store, WorkerSettings(queues=("q",), batch_size=5))
+    _schedule(store, 2)
+    runner._pending = store.claim(runner.worker_id, ["q"], limit=5, lease=60)
+    runner._defer_acks = True  # as inside run()
+    assert runner.run_once() == 2 and calls == [0, 1]
+    assert [trip[0] for trip in store.trips] == ["claim"], "nothing was sent before they ran"

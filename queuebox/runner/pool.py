@@ -121,19 +121,44 @@ class WorkerPool:
                 slot.process.send_signal(signum)
 
     def wait(self, stop: StopFlag) -> int:
-        """Block until every worker exits; return 0 if all exited cleanly."""
+        """Block until every worker exits; return 0 if all exited cleanly.
+
+        A worker that dies while the others run is reported at once, and not replaced: that is
+        the supervisor's job (``queuebox start``, ``start --foreground``).
+        """
         stops_sent = 0
+        reported: set[str] = set()
         while any(slot.process is not None and slot.process.poll() is None for slot in self.slots):
             requested = 2 if stop.cold.is_set() else 1 if stop.stopping else 0
             while stops_sent < requested:
                 stops_sent += 1
                 self.signal_all(WARM_STOP_SIGNAL if stops_sent == 1 else COLD_STOP_SIGNAL)
+            if not stop.stopping:
+                self._report_deaths(reported)
             time.sleep(0.1)
         worst = 0
         for slot in self.slots:
             code = slot.process.returncode if slot.process is not None else 0
             if code != 0:
-                how = f"signal {-code}" if code < 0 else f"exit code {code}"
-                self.logger.error("worker %s ended with %s", slot.label, how)
                 worst = 1
+                if slot.label not in reported:
+                    self.logger.error("worker %s ended with %s", slot.label, _how(code))
         return worst
+
+    def _report_deaths(self, reported: set[str]) -> None:
+        for slot in self.slots:
+            code = slot.process.poll() if slot.process is not None else None
+            if code is None or slot.label in reported:
+                continue
+            reported.add(slot.label)
+            self.logger.error(
+                "worker %s (pid %d) ended with %s while the others run; `work -n` does not "
+                "replace it: run `queuebox start --foreground` for a supervisor that does",
+                slot.label,
+                slot.process.pid if slot.process is not None else 0,
+                _how(code),
+            )
+
+
+def _how(returncode: int) -> str:
+    return f"signal {-returncode}" if returncode < 0 else f"exit code {returncode}"

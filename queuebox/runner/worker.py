@@ -190,12 +190,16 @@ class Worker:
 
     def run_once(self) -> int:
         """Claim one batch and run it; return how many jobs were claimed."""
+        # Jobs that came with a wake-up start at once: an idle queue has nothing to claim
+        # ahead, and sending the round trip first would only delay them.
+        woke = bool(self._pending)
         jobs = self._claim()
         for record in jobs:
             self._heartbeat.hold(record)
         if jobs:
             self._global_hooks = any(config.get_hooks(event) for event in config.HOOK_EVENTS)
-            self._start_prefetch()
+            if not woke:
+                self._start_prefetch()
         try:
             for index, record in enumerate(jobs):
                 if self.stop.stopping:
