@@ -641,3 +641,35 @@ def test_jobs_that_came_with_a_wake_up_run_before_any_claim_ahead() -> None:
     runner._defer_acks = True  # as inside run()
     assert runner.run_once() == 2 and calls == [0, 1]
     assert [trip[0] for trip in store.trips] == ["claim"], "nothing was sent before they ran"
+
+
+class LosesOneReply(AheadStore):
+    """The second round trip claimed ahead reaches the store, but its reply is lost."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sends = 0
+
+    def send_complete_and_claim(self, acks: Any, **kwargs: Any) -> Any:
+        receive = super().send_complete_and_claim(acks, **kwargs)
+        self.sends += 1
+        if self.sends != 2:
+            return receive
+
+        def lost() -> Any:
+            raise StorageUnavailable("connection reset while reading the reply")
+
+        return lost
+
+
+def test_a_lost_reply_is_sent_again_and_the_batch_it_claimed_comes_back() -> None:
+    store = LosesOneReply()
+    _schedule(store, 9)
+    settings = WorkerSettings(queues=("q",), batch_size=3, lease=0.3)
+    Worker(store, settings).work_off()
+    # the lost round trip had locked jobs 6-8 for this worker: they wait for their lease
+    assert sorted(calls) == list(range(6))
+    time.sleep(0.4)
+    Worker(store, settings).work_off()
+    assert sorted(calls) == list(range(9)), "every job ran once: none lost, none twice"
+    assert store.counts() == []
