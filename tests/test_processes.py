@@ -219,9 +219,10 @@ def test_four_processes_run_2000_jobs_exactly_once(
     assert store.counts() == []
 
 
-def test_children_stop_when_the_parent_dies(
+def _pool_of_two(
     project: Path, store: Adapter, processes: list[Process]
-) -> None:
+) -> tuple[Process, list[str]]:
+    """``work -n 2``, once two jobs ran: the pool, and the pids of its two worker processes."""
     pool = Process(project, "work", "-n", "2")
     processes.append(pool)
     enqueue(store, "Record", ["x"], n=2)
@@ -230,6 +231,13 @@ def test_children_stop_when_the_parent_dies(
         ["pgrep", "-P", str(pool.popen.pid)], capture_output=True, text=True, check=False
     ).stdout.split()
     assert len(children) == 2
+    return pool, children
+
+
+def test_children_stop_when_the_parent_dies(
+    project: Path, store: Adapter, processes: list[Process]
+) -> None:
+    pool, children = _pool_of_two(project, store, processes)
     pool.popen.kill()
     pool.popen.wait()
     for pid in children:
@@ -239,13 +247,7 @@ def test_children_stop_when_the_parent_dies(
 def test_a_dead_worker_is_reported_at_once_and_the_others_go_on(
     project: Path, store: Adapter, processes: list[Process]
 ) -> None:
-    pool = Process(project, "work", "-n", "2")
-    processes.append(pool)
-    enqueue(store, "Record", ["x"], n=2)
-    wait_until(lambda: len(ledger(project)) == 2, what="both jobs")
-    victim, survivor = subprocess.run(
-        ["pgrep", "-P", str(pool.popen.pid)], capture_output=True, text=True, check=False
-    ).stdout.split()
+    pool, (victim, survivor) = _pool_of_two(project, store, processes)
     os.kill(int(victim), signal.SIGKILL)
     wait_until(lambda: "ended with signal 9 while the others run" in pool.output(), what="report")
     assert "queuebox start --foreground" in pool.output()

@@ -345,27 +345,11 @@ class RedisAdapter(WaitingMixin, Adapter):
     ) -> tuple[list[bool], list[JobRecord]]:
         """``complete_many(acks)`` then ``claim(worker_id, [queue], ...)`` in one pipeline
         (one round trip): a worker on one queue acknowledges a batch and takes the next."""
-        results, batch = self.complete_and_claim_batch(
+        receive = self.send_complete_and_claim(
             acks, keep=keep, worker_id=worker_id, queue=queue, limit=limit, lease=lease
         )
+        results, batch = receive()
         return results, batch.records()
-
-    def complete_and_claim_batch(
-        self,
-        acks: Sequence[tuple[str, str]],
-        *,
-        keep: bool = False,
-        worker_id: str,
-        queue: str,
-        limit: int,
-        lease: float,
-    ) -> tuple[list[bool], ClaimedBatch]:
-        """``complete_and_claim`` with the claimed jobs unpacked, not yet decoded."""
-        results, calls, batches = self._ack_calls(acks, keep)
-        calls.append(self._claim_call(worker_id, queue, limit, lease))
-        with self._guard():
-            replies = self._scripts.call_many(calls)
-        return _claim_reply(queue, results, batches, replies)
 
     def send_complete_and_claim(
         self,
@@ -377,8 +361,9 @@ class RedisAdapter(WaitingMixin, Adapter):
         limit: int,
         lease: float,
     ) -> Callable[[], tuple[list[bool], ClaimedBatch]]:
-        """``complete_and_claim_batch`` in two halves: send the round trip now, and return the
-        function that reads its reply (call it once; it holds a pooled connection until then).
+        """``complete_and_claim`` in two halves: send the round trip now, and return the
+        function that reads its reply (call it once; it holds a pooled connection until then),
+        with the claimed jobs unpacked but not yet decoded.
 
         A worker claiming ahead (``queuebox.runner.prefetch``) runs a batch in between, so
         Redis works on the next batch while the worker works on this one.

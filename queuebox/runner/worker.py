@@ -17,7 +17,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from queuebox import config, registry
 from queuebox.backends.base import WORKER_LOST, Adapter, JobRecord
@@ -313,29 +313,28 @@ class Worker:
     def _ack_and_claim(self, acks: Sequence[tuple[str, str]]) -> tuple[list[bool], list[JobRecord]]:
         """Acknowledge ``acks`` and claim the next batch in one round trip (a worker on one
         queue of a store with ``complete_and_claim``)."""
-        if self._complete_and_claim is None or not self.settings.queues:
-            raise RuntimeError("complete_and_claim needs a store that has it and one queue")
-        return self._complete_and_claim(
-            acks,
-            keep=not self.settings.delete_successful_jobs,
-            worker_id=self.worker_id,
-            queue=self.settings.queues[0],
-            limit=self.settings.batch_size,
-            lease=self._lease,
-        )
+        if self._complete_and_claim is None:
+            raise RuntimeError("complete_and_claim needs a store that has it")
+        return self._complete_and_claim(acks, **self._next_batch())
 
     def _send_batch(self, acks: Sequence[tuple[str, str]]) -> Receive:
         """Send "acknowledge ``acks``, claim the next batch"; return the reply's reader."""
-        if self._send_claim is None or not self.settings.queues:
-            raise RuntimeError("send_complete_and_claim needs a store that has it and one queue")
-        return self._send_claim(
-            acks,
-            keep=not self.settings.delete_successful_jobs,
-            worker_id=self.worker_id,
-            queue=self.settings.queues[0],
-            limit=self.settings.batch_size,
-            lease=self._lease,
-        )
+        if self._send_claim is None:
+            raise RuntimeError("send_complete_and_claim needs a store that has it")
+        return self._send_claim(acks, **self._next_batch())
+
+    def _next_batch(self) -> dict[str, Any]:
+        """The options of ``complete_and_claim`` and ``send_complete_and_claim`` (which a
+        worker on one queue uses) besides the acknowledgements."""
+        if not self.settings.queues or len(self.settings.queues) != 1:
+            raise RuntimeError("claiming with the acknowledgements needs a worker on one queue")
+        return {
+            "keep": not self.settings.delete_successful_jobs,
+            "worker_id": self.worker_id,
+            "queue": self.settings.queues[0],
+            "limit": self.settings.batch_size,
+            "lease": self._lease,
+        }
 
     def _start_prefetch(self) -> None:
         """Inside run() and work_off(), with a batch in hand: acknowledge the last batch and
