@@ -26,7 +26,10 @@ LEASE = 2.0
 
 @pytest.mark.timeout(scale(150, 900))
 def test_random_sigkills_lose_nothing(project: Project) -> None:
-    project.configure(lease=LEASE, batch_size=BATCH, sleep_delay=0.5, max_attempts=50)
+    # Workers on the jobs' one queue: on Redis they claim the next batch while one runs.
+    project.configure(
+        queue="default", lease=LEASE, batch_size=BATCH, sleep_delay=0.5, max_attempts=50
+    )
     store = project.store.adapter
     ids = [record.id for record in store.schedule(new_jobs("Note", [JOB_SECONDS], JOBS))]
     workers = [project.worker(name=f"w{i}") for i in range(WORKERS)]
