@@ -76,3 +76,27 @@ def test_quick_redis(tmp_path: Path, redis_url: str) -> None:
 
 def test_quick_postgres(tmp_path: Path, postgres_url: str) -> None:
     _check(_run_quick(tmp_path, "postgres", "--postgres-url", postgres_url), "postgres")
+
+
+@pytest.mark.redis
+def test_the_enqueue_breakdown_measures_each_step(redis_url: str) -> None:
+    module = "benchmarks.enqueue_breakdown"
+    completed = subprocess.run(
+        [sys.executable, "-m", module, "--redis-url", redis_url, "--calls", "20"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    lines = completed.stdout.splitlines()
+    assert [line.split("  ")[0] for line in lines] == [
+        "PING",
+        "EVALSHA of an empty script, same keys and arguments",
+        "EVALSHA enqueue, same arguments",
+        "RedisAdapter.schedule([job])",
+        "BenchNoop.perform_later(1)",
+        "enqueue script, server time per call (INFO commandstats)",
+    ]
+    assert all(float(line.split()[-2 if "server" in line else -4]) > 0 for line in lines)

@@ -1,0 +1,100 @@
+"""Where the time of one Redis enqueue goes, against a PING.
+
+``python -m benchmarks.enqueue_breakdown [--redis-url URL] [--calls N]`` times, in
+alternating blocks of N calls (the best block of six counts), from the cheapest to the whole:
+
+1. ``PING`` (the round trip);
+2. ``EVALSHA`` of a script that does nothing, with the enqueue's nine keys and three arguments
+   (redis-py packing them, Redis parsing them);
+3. ``EVALSHA`` of the real enqueue script with the same arguments (its server work);
+4. ``RedisAdapter.schedule`` of one prepared job (the adapter's own client work);
+5. ``Job.perform_later`` (validation, the JSON payload, the returned record).
+
+Then it reads the enqueue script's own server time per call from ``INFO commandstats`` over
+one more block. The queue lives under a fresh key prefix, removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+import queuebox
+from benchmarks.jobs import QUEUE, BenchNoop
+from queuebox.backends.redis import RedisAdapter
+from queuebox.backends.redis_keys import pack_jobs
+
+__all__ = ["main", "measure"]
+
+
+def _best_of(
+    variants: dict[str, Callable[[], object]], calls: int, rounds: int = 6
+) -> dict[str, float]:
+    best = dict.fromkeys(variants, float("inf"))
+    for _ in range(rounds):
+        for name, call in variants.items():
+            started = time.perf_counter()
+            for _ in range(calls):
+                call()
+            best[name] = min(best[name], (time.perf_counter() - started) / calls * 1e6)
+    return best
+
+
+def measure(redis_url: str, calls: int) -> dict[str, float]:
+    """Microseconds per call of each step, and the enqueue script's server time."""
+    prefix = f"qbbench-{secrets.token_hex(4)}"
+    adapter = RedisAdapter.from_url(f"{redis_url}{'&' if '?' in redis_url else '?'}prefix={prefix}")
+    client: Any = adapter._client
+    queuebox.configure(adapter=adapter)
+    try:
+        BenchNoop.perform_later(0)  # registers the queue and loads the scripts
+        job = BenchNoop.set()._new_job((1,), {})
+        keys = list(adapter._keys(QUEUE))
+        args = [adapter._channel, QUEUE, pack_jobs([job])]
+        enqueue_sha = adapter._scripts.scripts["enqueue"].sha
+        nothing_sha = client.script_load("return {1, 1, 1}")
+        result = _best_of(
+            {
+                "PING": client.ping,
+                "EVALSHA of an empty script, same keys and arguments": lambda: client.evalsha(
+                    nothing_sha, len(keys), *keys, *args
+                ),
+                "EVALSHA enqueue, same arguments": lambda: client.evalsha(
+                    enqueue_sha, len(keys), *keys, *args
+                ),
+                "RedisAdapter.schedule([job])": lambda: adapter.schedule([job]),
+                "BenchNoop.perform_later(1)": lambda: BenchNoop.perform_later(1),
+            },
+            calls,
+        )
+        client.config_resetstat()
+        for _ in range(calls):
+            client.evalsha(enqueue_sha, len(keys), *keys, *args)
+        stats = client.info("commandstats").get("cmdstat_evalsha", {})
+        result["enqueue script, server time per call (INFO commandstats)"] = float(
+            stats.get("usec_per_call", 0.0)
+        )
+        return result
+    finally:
+        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+            client.delete(key)
+        adapter.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.enqueue_breakdown")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--calls", type=int, default=2000, help="calls per timed block")
+    options = parser.parse_args()
+    result = measure(options.redis_url, options.calls)
+    ping = result["PING"]
+    for name, micros in result.items():
+        ratio = f"  ({micros / ping:.2f}x PING)" if "server" not in name else ""
+        print(f"{name:66} {micros:8.1f} us{ratio}")
+
+
+if __name__ == "__main__":
+    main()
