@@ -297,8 +297,8 @@ class RedisAdapter(WaitingMixin, Adapter):
             replies = self._scripts.call_many(calls)
         records = []
         for queue, reply in zip(plan, replies, strict=True):
-            records += decode_claimed(queue, reply[1], int(reply[0]))
-        return claim_order(records)
+            records += decode_claimed(queue, reply[1], int(reply[0]))  # each in claim order
+        return records if len(plan) == 1 else claim_order(records)
 
     def _plan(self, names: list[str], limit: int) -> dict[str, int]:
         """How many jobs to claim from each queue: the best ``limit`` candidates overall."""

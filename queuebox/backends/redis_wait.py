@@ -27,7 +27,6 @@ from queuebox.backends.base import JobRecord
 from queuebox.backends.redis_keys import (
     QueueKeys,
     check_queue,
-    claim_order,
     decode_claimed,
     wake_list,
 )
@@ -83,7 +82,7 @@ class WaitingMixin:
             )
         if reply is None:  # the script cache was flushed, or the slot moved: the usual way
             return self.claim(worker_id, [queue], limit=limit, lease=lease)
-        return claim_order(decode_claimed(queue, reply[1], int(reply[0])))
+        return decode_claimed(queue, reply[1], int(reply[0]))
 
     def _block_then_claim(
         self, keys: QueueKeys, queue: str, *, worker_id: str, limit: int, lease: float, wait: float

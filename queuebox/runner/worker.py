@@ -190,16 +190,11 @@ class Worker:
 
     def run_once(self) -> int:
         """Claim one batch and run it; return how many jobs were claimed."""
-        # Jobs that came with a wake-up start at once: an idle queue has nothing to claim
-        # ahead, and sending the round trip first would only delay them.
-        woke = bool(self._pending)
         jobs = self._claim()
         for record in jobs:
             self._heartbeat.hold(record)
         if jobs:
             self._global_hooks = any(config.get_hooks(event) for event in config.HOOK_EVENTS)
-            if not woke:
-                self._start_prefetch()
         try:
             for index, record in enumerate(jobs):
                 if self.stop.stopping:
@@ -477,11 +472,16 @@ class Worker:
 
     def _claim(self) -> list[JobRecord]:
         if self._pending:
+            # Jobs that came with a wake-up start at once: an idle queue has nothing to claim
+            # ahead, and sending the round trip first would only delay them.
             jobs, self._pending = self._pending, []
             return jobs
-        prefetched = self._prefetched()
-        if prefetched:
-            return prefetched
+        jobs = self._prefetched() or self._claim_now()
+        if jobs:
+            self._start_prefetch()  # no-op when _prefetched already sent the next one
+        return jobs
+
+    def _claim_now(self) -> list[JobRecord]:
         if self._succeeded:  # deferred acknowledgements: send them with this claim
             try:
                 return self._flush_successes(claim=True)
