@@ -1,127 +1,89 @@
-"""The storage adapter contract.
+"""The storage adapter contract: one required core, and optional abilities declared as
+interfaces.
 
 An adapter stores job records, claims due jobs for workers atomically and applies the outcome
 a worker reports. It decides no policy: validation, backoff delays and the attempt limit come
 from the core, which passes their results in. ``docs/adapters.md`` documents every method;
-``queuebox.testing.AdapterContract`` is the test suite every adapter must pass.
+``queuebox.testing.AdapterContract`` is the test suite every adapter must pass, and each
+optional interface below has a contract class of its own in ``queuebox.testing``.
+
+``Adapter`` is the required core. A store that can do more subclasses the interfaces it
+implements as well (``class MyStore(Adapter, RecurringStore): ...``); the core finds them with
+``isinstance``, never by looking a method up by name, so a store that declares an interface
+and misses one of its methods fails when it is built.
 
 Rules every adapter follows:
 
 * Time is the store's clock (``now()`` in SQL, ``TIME`` in Lua), never the caller's.
 * ``claim`` is atomic: two workers never hold the same job at once.
-* Every worker-owned write (``complete``, ``reschedule``, ``fail``, ``release``, ``extend``)
-  applies only while the caller's ``lock_token`` is still the job's token, and returns
-  ``False``, changing nothing, when it is not.
+* Every worker-owned write (``complete``, ``reschedule``, ``fail``, ``release``, ``extend``,
+  ``mark_cancelled``) applies only while the caller's ``lock_token`` is still the job's token,
+  and returns ``False``, changing nothing, when it is not.
+* One record the store cannot read never makes a call raise: see ``unreadable_record``.
 """
 
 from __future__ import annotations
 
 import abc
-import enum
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, Self
 
+from queuebox.backends.records import (
+    EARLIEST_RUN_AT,
+    LATEST_RUN_AT,
+    UNREADABLE_NAME,
+    WORKER_LOST,
+    CancelOutcome,
+    JobRecord,
+    JobState,
+    NewJob,
+    QueueCounts,
+    Row,
+    reclaim_note,
+    record_from_row,
+    unreadable_record,
+)
+
 __all__ = [
     "ALL_QUEUES",
+    "EARLIEST_RUN_AT",
+    "LATEST_RUN_AT",
+    "UNREADABLE_NAME",
+    "WORKER_LOST",
     "Adapter",
+    "AsyncScheduling",
+    "Cancellation",
     "Capabilities",
+    "CancelOutcome",
+    "ClaimAhead",
+    "ClaimedBatch",
     "JobRecord",
     "JobState",
     "NewJob",
+    "PipelinedClaims",
+    "Purgeable",
     "QueueCounts",
+    "RecurringStore",
+    "Row",
+    "TransactionalEnqueue",
     "reclaim_note",
     "record_from_row",
+    "unreadable_record",
 ]
 
 #: Passed as ``queues`` to mean every queue.
 ALL_QUEUES: None = None
 
 
-class JobState(enum.StrEnum):
-    """Where a job is in its life, as seen from the store's clock at read time."""
-
-    SCHEDULED = "scheduled"  # waiting for its run_at
-    READY = "ready"  # due, unlocked: the next claim may take it
-    RUNNING = "running"  # locked by a worker (its lock may have expired, see lock_expires_at)
-    FAILED = "failed"  # failed_at set; kept for inspection, never claimed
-    COMPLETED = "completed"  # succeeded and kept (delete_successful_jobs=False)
-
-
-@dataclass(frozen=True, slots=True)
-class NewJob:
-    """A job the core has validated and encoded, ready to store.
-
-    ``handler`` is JSON text ``{"name": ..., "args": [...], "kwargs": {...}}``; adapters store
-    it as it is and never parse it. The job runs at ``run_at`` when given (an aware datetime),
-    else ``delay`` seconds after the store's current time. With a ``unique_key``, ``schedule``
-    stores nothing while a job of the same queue holding the same key is waiting or running,
-    and returns that job instead (stores that declare ``Capabilities.unique``). Keys are per
-    queue, so that a store can keep a queue's keys beside its jobs (one Redis Cluster slot).
-    """
-
-    name: str
-    handler: str
-    queue: str
-    priority: int
-    delay: float = 0.0
-    run_at: datetime | None = None
-    unique_key: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class JobRecord:
-    """One stored job. Datetimes are timezone-aware UTC.
-
-    ``lock_token`` is set only on the records ``claim`` returns, for the worker that holds it;
-    ``get`` and ``list_jobs`` leave it ``None`` so that the token never leaves the worker.
-    """
-
-    id: str
-    name: str
-    handler: str
-    queue: str
-    priority: int
-    run_at: datetime
-    attempts: int
-    state: JobState
-    created_at: datetime
-    updated_at: datetime
-    locked_at: datetime | None = None
-    locked_by: str | None = None
-    lock_expires_at: datetime | None = None
-    lock_token: str | None = None
-    last_error: str | None = None
-    failed_at: datetime | None = None
-    completed_at: datetime | None = None
-    #: Held while the job waits or runs; cleared when it fails or is kept as completed.
-    unique_key: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class QueueCounts:
-    """How many jobs one queue holds in each state."""
-
-    queue: str
-    scheduled: int = 0
-    ready: int = 0
-    running: int = 0
-    failed: int = 0
-    completed: int = 0
-
-    @property
-    def total(self) -> int:
-        return self.scheduled + self.ready + self.running + self.failed + self.completed
-
-
 @dataclass(frozen=True, slots=True)
 class Capabilities:
-    """What an adapter can do beyond the required contract.
+    """How an adapter's required methods behave, where stores may differ.
 
-    The contract suite skips a test only when the adapter declares it cannot do what the
-    test needs, never silently.
+    Only flags that something reads: the contract suite skips a test only when one of these
+    says the adapter cannot do what the test needs, never silently.
     """
 
     #: ``wait_for_work`` returns within milliseconds of an enqueue, even from another process.
@@ -130,17 +92,15 @@ class Capabilities:
     multiprocess: bool = True
     #: The store keeps completed jobs when asked to (``complete(..., keep=True)``).
     keep_completed: bool = True
-    #: ``schedule`` honours ``NewJob.unique_key``.
+    #: ``schedule`` honours ``NewJob.unique_key`` (read by ``perform_later`` for unique jobs).
     unique: bool = False
-    #: ``schedule_tick`` and ``recurring_ticks`` work (recurring jobs).
-    recurring: bool = False
-    extra: frozenset[str] = field(default_factory=frozenset)
 
 
 class Adapter(abc.ABC):
-    """Base class of every store. Subclasses implement the abstract methods."""
+    """The required core of every store. Subclasses implement the abstract methods."""
 
-    #: The URL schemes ``queuebox.backends.from_url`` maps to this adapter.
+    #: The URL schemes this adapter answers (``queuebox.backends.from_url``); a custom store
+    #: registers them through the ``queuebox.adapters`` entry point group.
     schemes: tuple[str, ...] = ()
     capabilities: Capabilities = Capabilities()
 
@@ -181,13 +141,14 @@ class Adapter(abc.ABC):
     ) -> list[JobRecord]:
         """Atomically lock and return up to ``limit`` due jobs for ``worker_id``.
 
-        A job is claimable when it is not failed or completed, ``run_at <= now``, and it is
-        unlocked or its lock expired (``lock_expires_at <= now``). Jobs come best first:
-        lower ``priority``, then earlier ``run_at``, then earlier enqueue, across
-        ``queues`` (``None`` means every queue). Each claimed job gets ``locked_at = now``,
-        ``locked_by = worker_id``, ``lock_expires_at = now + lease``, a fresh random
-        ``lock_token`` and ``attempts + 1``. Reclaiming an expired lock counts as an attempt;
-        the adapter notes it in ``last_error``.
+        A job is claimable when it is not failed, completed or cancelled, ``run_at <= now``,
+        and it is unlocked or its lock expired (``lock_expires_at <= now``). Jobs come best
+        first: lower ``priority``, then earlier ``run_at``, then earlier enqueue, across
+        ``queues`` (``None`` means every queue; names compare exactly, case included). Each
+        claimed job gets ``locked_at = now``, ``locked_by = worker_id``, ``lock_expires_at =
+        now + lease``, a fresh random ``lock_token`` and ``attempts + 1``. Reclaiming an
+        expired lock counts as an attempt; the adapter notes it in ``last_error``. A job the
+        store cannot read comes back as an ``unreadable_record`` holding its lock token.
         """
 
     @abc.abstractmethod
@@ -217,24 +178,10 @@ class Adapter(abc.ABC):
     def extend(self, job_id: str, lock_token: str, *, lease: float) -> bool:
         """Renew a held lock: ``lock_expires_at = now + lease``."""
 
-    # -- recurring jobs (stores that declare ``Capabilities.recurring``) -------------------
-
-    def schedule_tick(
-        self, key: str, tick: datetime, job: NewJob, *, store: bool = True
-    ) -> JobRecord | None:
-        """Record that the recurring job ``key`` reached ``tick``, and store ``job`` for it.
-
-        Atomically: when no tick is recorded for ``key``, or the recorded one is earlier than
-        ``tick``, record ``tick`` and, unless ``store`` is false, store ``job`` (honouring its
-        ``unique_key``); return the new record. Return ``None`` when ``tick`` (or a later one)
-        was already recorded, or when the unique key was held, so that each tick is stored
-        once however many workers try. A store may keep the tick beside ``job.queue``'s jobs.
-        """
-        raise NotImplementedError(f"{type(self).__name__} does not support recurring jobs")
-
-    def recurring_ticks(self) -> dict[str, datetime]:
-        """The last tick recorded for each recurring job key."""
-        raise NotImplementedError(f"{type(self).__name__} does not support recurring jobs")
+    def extend_many(self, locks: Sequence[tuple[str, str]], *, lease: float) -> list[bool]:
+        """``extend`` for several ``(job_id, lock_token)`` pairs: the heartbeat renews every
+        job a worker holds with one call; stores with round trips should batch it."""
+        return [self.extend(job_id, token, lease=lease) for job_id, token in locks]
 
     def wait_for_work(self, queues: Sequence[str] | None, timeout: float) -> None:
         """Block until work may be available on ``queues`` or ``timeout`` seconds pass.
@@ -268,9 +215,9 @@ class Adapter(abc.ABC):
 
     @abc.abstractmethod
     def retry(self, job_id: str) -> bool:
-        """Make a failed (or scheduled) job run now: clear ``failed_at``, ``attempts = 0``,
-        ``run_at = now``. A running job is not touched. ``False`` when there is no such job
-        or it is running."""
+        """Make a failed, cancelled, completed or scheduled job run now: clear ``failed_at``,
+        ``completed_at`` and ``cancelled_at``, ``attempts = 0``, ``run_at = now``. A job whose
+        lock is live is not touched. ``False`` when there is no such job or it is running."""
 
     @abc.abstractmethod
     def delete(self, job_id: str) -> bool:
@@ -293,54 +240,149 @@ class Adapter(abc.ABC):
         self.close()
 
 
-#: ``last_error`` of a job whose lock expired and was claimed again starts with this.
-WORKER_LOST = "WorkerLost"
+# -- optional interfaces ----------------------------------------------------------------------
+#
+# Each is a small ABC a store subclasses beside ``Adapter``. The contract class of the same
+# name in ``queuebox.testing`` (``RecurringStoreContract``, ...) checks it.
 
 
-def reclaim_note(previous_owner: str, expired_at: datetime | None) -> str:
-    """The ``last_error`` an adapter records when it reclaims an expired lock."""
-    when = expired_at.isoformat() if expired_at is not None else "an unknown time"
-    return (
-        f"{WORKER_LOST}: the lock held by worker {previous_owner} expired at {when} "
-        "before the job finished; the job was claimed again"
-    )
+class RecurringStore(abc.ABC):
+    """Recurring jobs (``cron`` / ``every``): each tick is stored once however many workers
+    try. Without it, a worker that imports recurring jobs refuses to start."""
+
+    @abc.abstractmethod
+    def schedule_tick(
+        self, key: str, tick: datetime, job: NewJob, *, store: bool = True
+    ) -> JobRecord | None:
+        """Record that the recurring job ``key`` reached ``tick``, and store ``job`` for it.
+
+        Atomically: when no tick is recorded for ``key``, or the recorded one is earlier than
+        ``tick``, record ``tick`` and, unless ``store`` is false, store ``job`` (honouring its
+        ``unique_key``); return the new record. Return ``None`` when ``tick`` (or a later one)
+        was already recorded, or when the unique key was held, so that each tick is stored
+        once however many workers try. A store may keep the tick beside ``job.queue``'s jobs.
+        """
+
+    @abc.abstractmethod
+    def recurring_ticks(self) -> dict[str, datetime]:
+        """The last tick recorded for each recurring job key."""
 
 
-class Row(Protocol):
-    """A database row read by column name (``sqlite3.Row``, a psycopg dict row)."""
+class TransactionalEnqueue(abc.ABC):
+    """``Job.set(connection=conn).perform_later(...)``: enqueue inside the caller's own
+    transaction, so the job exists if and only if the caller's transaction commits."""
 
-    def __getitem__(self, key: str, /) -> Any: ...
+    @abc.abstractmethod
+    def schedule_with(self, connection: Any, jobs: Sequence[NewJob]) -> list[JobRecord]:
+        """``schedule(jobs)`` through the caller's ``connection``, committing nothing."""
 
 
-def record_from_row(
-    row: Row, moment: Callable[[Any], datetime], *, with_token: bool = False
-) -> JobRecord:
-    """Build a record from a SQL row whose columns are named as the record's fields.
+class Cancellation(abc.ABC):
+    """``queuebox.cancel(job_id)``: stop a job for good, waiting or running.
 
-    ``moment`` turns the store's time values into aware UTC datetimes; the row also carries
-    the ``state`` the query derived from the store's clock.
+    A waiting job becomes cancelled at once. A running job gets ``cancelled_at`` and keeps
+    its lock; its worker learns of it from ``cancel_requested`` (called about once a second
+    while it holds jobs), stops the run and records it with ``mark_cancelled``. A cancelled job
+    is never claimed again, and its unique key is freed; ``retry`` runs it again.
     """
 
-    def maybe(value: Any) -> datetime | None:
-        return None if value is None else moment(value)
+    @abc.abstractmethod
+    def cancel(self, job_id: str) -> CancelOutcome:
+        """Cancel one job; see ``CancelOutcome`` for what each answer means. A running job
+        whose lock lapsed (its worker died) is cancelled at once (``CANCELLED``)."""
 
-    return JobRecord(
-        id=str(row["id"]),
-        name=row["name"],
-        handler=row["handler"],
-        queue=row["queue"],
-        priority=row["priority"],
-        run_at=moment(row["run_at"]),
-        attempts=row["attempts"],
-        state=JobState(row["state"]),
-        created_at=moment(row["created_at"]),
-        updated_at=moment(row["updated_at"]),
-        locked_at=maybe(row["locked_at"]),
-        locked_by=row["locked_by"],
-        lock_expires_at=maybe(row["lock_expires_at"]),
-        lock_token=row["lock_token"] if with_token else None,
-        last_error=row["last_error"],
-        failed_at=maybe(row["failed_at"]),
-        completed_at=maybe(row["completed_at"]),
-        unique_key=row["unique_key"],
-    )
+    @abc.abstractmethod
+    def cancel_requested(self, job_ids: Sequence[str]) -> set[str]:
+        """Which of ``job_ids`` (jobs this worker holds) were asked to stop. Read-only and
+        cheap: one round trip for all of them."""
+
+    @abc.abstractmethod
+    def mark_cancelled(self, job_id: str, lock_token: str, *, error: str | None = None) -> bool:
+        """The worker stopped a cancelled run (or the job cancelled itself): clear the lock
+        fields and the unique key, set ``cancelled_at`` if it is not set, record ``error``
+        when given, keep the job."""
+
+
+class AsyncScheduling(abc.ABC):
+    """``await X.aperform_later(...)`` without blocking the event loop: the store's own
+    asyncio client. Without it, the core runs ``schedule`` in a worker thread."""
+
+    @abc.abstractmethod
+    async def aschedule(self, jobs: Sequence[NewJob]) -> list[JobRecord]:
+        """``schedule(jobs)``, awaited: the same records, the same atomicity."""
+
+    async def aclose(self) -> None:  # noqa: B027 - stores without async resources need none
+        """Release the asyncio client(s) of the running event loop."""
+
+
+class ClaimedBatch(Protocol):
+    """Jobs claimed by a split round trip, not yet turned into records (``ClaimAhead``)."""
+
+    def __len__(self) -> int: ...
+
+    def records(self) -> list[JobRecord]:
+        """The jobs in claim order."""
+        ...
+
+
+class PipelinedClaims(abc.ABC):
+    """Fewer round trips for a worker on one queue: the acknowledgements of a batch travel
+    with the next claim, and an idle worker's wake-up brings the jobs with it.
+
+    Each method must behave exactly as the plain calls it replaces would, one after the
+    other; only the number of round trips changes (``PipelinedClaimsContract`` checks it).
+    """
+
+    @abc.abstractmethod
+    def complete_and_claim(
+        self,
+        acks: Sequence[tuple[str, str]],
+        *,
+        keep: bool = False,
+        worker_id: str,
+        queue: str,
+        limit: int,
+        lease: float,
+    ) -> tuple[list[bool], list[JobRecord]]:
+        """``complete_many(acks, keep=keep)`` then ``claim(worker_id, [queue], limit=limit,
+        lease=lease)``, in one round trip."""
+
+    @abc.abstractmethod
+    def wait_and_claim(
+        self, worker_id: str, queue: str, *, limit: int, lease: float, timeout: float
+    ) -> list[JobRecord]:
+        """``wait_for_work([queue], timeout)`` then that claim, returning as soon as jobs are
+        claimed (``[]`` when nothing came within ``timeout``)."""
+
+
+class ClaimAhead(PipelinedClaims):
+    """``complete_and_claim`` split in two halves, so that a worker with batches of several
+    jobs claims the next batch while it runs one (``queuebox.runner.claims.ClaimingAhead``)."""
+
+    @abc.abstractmethod
+    def send_complete_and_claim(
+        self,
+        acks: Sequence[tuple[str, str]],
+        *,
+        keep: bool = False,
+        worker_id: str,
+        queue: str,
+        limit: int,
+        lease: float,
+    ) -> Callable[[], tuple[list[bool], ClaimedBatch]]:
+        """Send ``complete_and_claim``'s round trip and return without waiting for it.
+
+        The acknowledgements and the claim take effect when this returns or soon after; the
+        returned function, called once and later, reads their outcome: one bool per
+        acknowledgement and the claimed batch.
+        """
+
+
+class Purgeable(abc.ABC):
+    """Delete everything the adapter keeps, counters and bookkeeping included, so that a
+    test starts from nothing (``clear`` deletes jobs only). Stores with a schema per test
+    (a fresh file, a fresh table) need not offer it."""
+
+    @abc.abstractmethod
+    def purge(self) -> None:
+        """Remove every job and every key or row the adapter owns; ids may be reused after."""

@@ -20,6 +20,7 @@ from queuebox.backends.base import (
     JobState,
     NewJob,
     QueueCounts,
+    RecurringStore,
     reclaim_note,
 )
 
@@ -86,11 +87,11 @@ class _Row:
         self.locked_at = self.locked_by = self.lock_expires_at = self.lock_token = None
 
 
-class MemoryAdapter(Adapter):
+class MemoryAdapter(Adapter, RecurringStore):
     """Jobs in a dict guarded by one lock. Nothing survives the process."""
 
     schemes = ("memory",)
-    capabilities = Capabilities(wakeup=True, multiprocess=False, unique=True, recurring=True)
+    capabilities = Capabilities(wakeup=True, multiprocess=False, unique=True)
 
     def __init__(self) -> None:
         self._rows: dict[int, _Row] = {}

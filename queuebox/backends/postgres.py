@@ -33,6 +33,8 @@ from queuebox.backends.base import (
     JobState,
     NewJob,
     QueueCounts,
+    RecurringStore,
+    TransactionalEnqueue,
 )
 from queuebox.backends.postgres_support import (
     URL_OPTIONS,
@@ -87,7 +89,7 @@ class _Stored:
     stored: bool
 
 
-class PostgresAdapter(Adapter):
+class PostgresAdapter(Adapter, RecurringStore, TransactionalEnqueue):
     """Jobs in one PostgreSQL table, claimed with ``FOR UPDATE SKIP LOCKED``.
 
     ``url`` is a ``postgresql://`` URL (or a libpq ``key=value`` string). Its query
@@ -96,7 +98,7 @@ class PostgresAdapter(Adapter):
     """
 
     schemes = ("postgresql", "postgres")
-    capabilities = Capabilities(wakeup=True, unique=True, recurring=True)
+    capabilities = Capabilities(wakeup=True, unique=True)
 
     def __init__(
         self,
@@ -115,7 +117,7 @@ class PostgresAdapter(Adapter):
         check_identifier("table", self.table, 48)
         self.wakeup = wakeup if wakeup is not None else parse_flag(options.get("wakeup", "on"))
         if not self.wakeup:
-            self.capabilities = Capabilities(wakeup=False, unique=True, recurring=True)
+            self.capabilities = Capabilities(wakeup=False, unique=True)
         try:
             given = conninfo_to_dict(conninfo)
         except psycopg.ProgrammingError as exc:

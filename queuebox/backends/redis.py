@@ -32,6 +32,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from queuebox.backends.base import (
     Adapter,
     Capabilities,
+    ClaimAhead,
+    Purgeable,
+    RecurringStore,
     JobRecord,
     JobState,
     NewJob,
@@ -80,13 +83,11 @@ _ACK_BATCH = 1000  # jobs per complete_many script call, for the same reason
 _TOKEN = re.compile(r"[A-Za-z0-9_\-]{1,200}")
 
 
-class RedisAdapter(WaitingMixin, Adapter):
+class RedisAdapter(WaitingMixin, Adapter, ClaimAhead, RecurringStore, Purgeable):
     """Jobs in Redis, one hash tag per queue. Thread-safe; each process builds its own."""
 
     schemes = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
-    capabilities = Capabilities(
-        wakeup=True, multiprocess=True, keep_completed=True, unique=True, recurring=True
-    )
+    capabilities = Capabilities(wakeup=True, multiprocess=True, keep_completed=True, unique=True)
 
     def __init__(
         self,

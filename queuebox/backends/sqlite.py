@@ -27,6 +27,7 @@ from queuebox.backends.base import (
     JobState,
     NewJob,
     QueueCounts,
+    RecurringStore,
     record_from_row,
 )
 from queuebox.backends.sql import load_queries
@@ -62,15 +63,13 @@ def _sql(name: str) -> str:
     return load_queries("sqlite")[name]
 
 
-class SQLiteAdapter(Adapter):
+class SQLiteAdapter(Adapter, RecurringStore):
     """Jobs in the table ``queuebox_jobs`` of one SQLite database file."""
 
     schemes = ("sqlite",)
     # No cross-process notification exists in SQLite: wait_for_work sleeps until the next
     # job or lock is due, and a job enqueued by another process waits for the next poll.
-    capabilities = Capabilities(
-        wakeup=False, multiprocess=True, keep_completed=True, unique=True, recurring=True
-    )
+    capabilities = Capabilities(wakeup=False, multiprocess=True, keep_completed=True, unique=True)
 
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 30.0) -> None:
         raw = os.fspath(path)

@@ -2,7 +2,7 @@
 
 Every worker that serves a recurring job's queue checks, about once a second, whether the
 job has reached a new tick, and asks the store to record that tick and store the run in one
-atomic step (``Adapter.schedule_tick``): however many workers and machines try, one stores it.
+atomic step (``RecurringStore.schedule_tick``): however many workers and machines try, one stores it.
 
 * Catch-up: after an outage, the ticks missed collapse into one run, stored as soon as a
   worker is back, with ``run_at`` the latest missed tick.
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from queuebox import config, registry
-from queuebox.backends.base import Adapter, NewJob
+from queuebox.backends.base import Adapter, NewJob, RecurringStore
 from queuebox.payload import encode_handler
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ def describe(adapter: Adapter) -> list[RecurringStatus]:
     jobs = registry.recurring()
     if not jobs:
         return []
-    ticks = adapter.recurring_ticks() if adapter.capabilities.recurring else {}
+    ticks = adapter.recurring_ticks() if isinstance(adapter, RecurringStore) else {}
     now = adapter.now()
     rows = []
     for job_class in jobs:
@@ -135,7 +135,8 @@ class RecurringScheduler:
         ]
         self._known: dict[str, datetime] | None = None
         self._next_check = 0.0
-        if self.jobs and not adapter.capabilities.recurring:
+        self.store = adapter if isinstance(adapter, RecurringStore) else None
+        if self.jobs and self.store is None:
             self.logger.error(
                 "the %s store cannot run recurring jobs; %s will not be scheduled",
                 type(adapter).__name__,
@@ -145,10 +146,11 @@ class RecurringScheduler:
 
     def run_due(self) -> int:
         """Store the runs that are due now; return how many were stored."""
-        if not self.jobs or time.monotonic() < self._next_check:
+        store = self.store
+        if store is None or not self.jobs or time.monotonic() < self._next_check:
             return 0
         if self._known is None:
-            self._known = self.adapter.recurring_ticks()
+            self._known = store.recurring_ticks()
         now = self.adapter.now()
         soonest = min(next_tick(job_class, now) for job_class in self.jobs)
         wait = min(CHECK_INTERVAL, (soonest - now).total_seconds())
@@ -162,7 +164,7 @@ class RecurringScheduler:
             self._known[job_class.name] = tick
             job = self._new_run(job_class, tick)
             # First sight (no tick recorded yet): record the tick, run from the next one.
-            record = self.adapter.schedule_tick(job_class.name, tick, job, store=known is not None)
+            record = store.schedule_tick(job_class.name, tick, job, store=known is not None)
             if record is not None:
                 stored += 1
                 self.logger.info(
