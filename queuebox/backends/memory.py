@@ -15,6 +15,8 @@ from datetime import UTC, datetime, timedelta
 
 from queuebox.backends.base import (
     Adapter,
+    Cancellation,
+    CancelOutcome,
     Capabilities,
     JobRecord,
     JobState,
@@ -46,20 +48,33 @@ class _Row:
     failed_at: datetime | None = None
     completed_at: datetime | None = None
     unique_key: str | None = None
+    cancelled_at: datetime | None = None
+
+    def lock_is_live(self, now: datetime) -> bool:
+        return self.lock_expires_at is not None and self.lock_expires_at > now
 
     def state(self, now: datetime) -> JobState:
         if self.completed_at is not None:
             return JobState.COMPLETED
         if self.failed_at is not None:
             return JobState.FAILED
+        if self.cancelled_at is not None and not self.lock_is_live(now):
+            return JobState.CANCELLED
         if self.locked_at is not None:
             return JobState.RUNNING
         return JobState.READY if self.run_at <= now else JobState.SCHEDULED
 
+    def finished(self) -> bool:
+        return (
+            self.completed_at is not None
+            or self.failed_at is not None
+            or self.cancelled_at is not None
+        )
+
     def claimable(self, now: datetime) -> bool:
-        if self.completed_at is not None or self.failed_at is not None or self.run_at > now:
+        if self.finished() or self.run_at > now:
             return False
-        return self.lock_expires_at is None or self.lock_expires_at <= now
+        return not self.lock_is_live(now)
 
     def record(self, now: datetime, *, with_token: bool = False) -> JobRecord:
         return JobRecord(
@@ -81,13 +96,14 @@ class _Row:
             failed_at=self.failed_at,
             completed_at=self.completed_at,
             unique_key=self.unique_key,
+            cancelled_at=self.cancelled_at,
         )
 
     def unlock(self) -> None:
         self.locked_at = self.locked_by = self.lock_expires_at = self.lock_token = None
 
 
-class MemoryAdapter(Adapter, RecurringStore):
+class MemoryAdapter(Adapter, RecurringStore, Cancellation):
     """Jobs in a dict guarded by one lock. Nothing survives the process."""
 
     schemes = ("memory",)
@@ -266,6 +282,48 @@ class MemoryAdapter(Adapter, RecurringStore):
             row.updated_at = now
             return True
 
+    def cancel(self, job_id: str) -> CancelOutcome:
+        with self._lock:
+            row = self._rows.get(_int_id(job_id))
+            if row is None:
+                return CancelOutcome.NOT_FOUND
+            now = self.now()
+            if row.completed_at is not None or row.failed_at is not None:
+                return CancelOutcome.FINISHED
+            if row.lock_is_live(now):
+                row.cancelled_at = row.cancelled_at or now
+                row.updated_at = now
+                return CancelOutcome.REQUESTED
+            if row.cancelled_at is not None:
+                return CancelOutcome.FINISHED
+            row.unlock()  # a lapsed lock: its worker is gone
+            self._free_unique_key(row)
+            row.cancelled_at = row.updated_at = now
+            return CancelOutcome.CANCELLED
+
+    def cancel_requested(self, job_ids: Sequence[str]) -> set[str]:
+        with self._lock:
+            return {
+                job_id
+                for job_id in job_ids
+                if (row := self._rows.get(_int_id(job_id))) is not None
+                and row.cancelled_at is not None
+            }
+
+    def mark_cancelled(self, job_id: str, lock_token: str, *, error: str | None = None) -> bool:
+        with self._lock:
+            row = self._owned(job_id, lock_token)
+            if row is None:
+                return False
+            now = self.now()
+            row.unlock()
+            self._free_unique_key(row)
+            row.cancelled_at = row.cancelled_at or now
+            row.updated_at = now
+            if error is not None:
+                row.last_error = error
+            return True
+
     def wait_for_work(self, queues: Sequence[str] | None, timeout: float) -> None:
         with self._lock:
             now = self.now()
@@ -273,9 +331,7 @@ class MemoryAdapter(Adapter, RecurringStore):
             due_times = [
                 row.run_at if row.lock_expires_at is None else max(row.run_at, row.lock_expires_at)
                 for row in self._rows.values()
-                if (wanted is None or row.queue in wanted)
-                and row.failed_at is None
-                and row.completed_at is None
+                if (wanted is None or row.queue in wanted) and not row.finished()
             ]
             if due_times:
                 soonest = (min(due_times) - now).total_seconds()
@@ -324,10 +380,12 @@ class MemoryAdapter(Adapter, RecurringStore):
     def retry(self, job_id: str) -> bool:
         with self._lock:
             row = self._rows.get(_int_id(job_id))
-            if row is None or row.locked_at is not None:
-                return False
             now = self.now()
-            row.failed_at = row.completed_at = None
+            if row is None or row.lock_is_live(now):
+                return False
+            if row.locked_at is not None:  # a lapsed lock of a cancelled or dead run
+                row.unlock()
+            row.failed_at = row.completed_at = row.cancelled_at = None
             row.attempts = 0
             row.run_at = row.updated_at = now
             self._work_added.notify_all()

@@ -1,100 +1,50 @@
-"""The adapter contract test suite, public so custom adapters can run it.
-
-Subclass ``AdapterContract`` in a pytest module and provide one fixture, ``adapter_factory``:
-a callable that returns a new adapter connected to one fresh, empty store (the same store on
-every call, so that forked processes can each open their own connection)::
-
-    import pytest
-    from queuebox.testing import AdapterContract
-
-    class TestMyAdapter(AdapterContract):
-        @pytest.fixture
-        def adapter_factory(self, tmp_path):
-            return lambda: MyAdapter(tmp_path / "jobs.db")
-
-Every built-in store passes this suite. A test is skipped only when the adapter's declared
-``capabilities`` say it cannot do what the test needs.
-"""
+"""The required core of the store contract: what every adapter must do."""
 
 from __future__ import annotations
 
 import functools
 import json
-import os
 import threading
 import time
-import traceback
-from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from queuebox.backends.base import WORKER_LOST, Adapter, JobRecord, JobState, NewJob
+from queuebox.backends.base import WORKER_LOST, Adapter, JobRecord, JobState
+from queuebox.testing.support import (
+    LEASE,
+    SHORT_LEASE,
+    AdapterFactory,
+    StoreFixtures,
+    claim_one,
+    claim_until_empty,
+    close_to,
+    fork,
+    new_job,
+    wait_all,
+)
 
-__all__ = ["AdapterContract", "AdapterFactory", "new_job"]
-
-AdapterFactory = Callable[[], Adapter]
-
-LEASE = 60.0
-SHORT_LEASE = 0.3  # long enough for one claim round trip on a loaded CI machine
-
-
-def new_job(
-    queue: str = "default",
-    priority: int = 50,
-    *,
-    name: str = "ContractJob",
-    args: list[object] | None = None,
-    delay: float = 0.0,
-    run_at: datetime | None = None,
-    unique_key: str | None = None,
-) -> NewJob:
-    handler = json.dumps(
-        {"name": name, "args": args or [], "kwargs": {}}, ensure_ascii=False, separators=(",", ":")
-    )
-    return NewJob(
-        name=name,
-        handler=handler,
-        queue=queue,
-        priority=priority,
-        delay=delay,
-        run_at=run_at,
-        unique_key=unique_key,
-    )
+__all__ = ["CoreContract"]
 
 
-def _close_to(actual: datetime | None, expected: datetime, tolerance: float = 5.0) -> bool:
-    return actual is not None and abs((actual - expected).total_seconds()) <= tolerance
-
-
-class AdapterContract:
-    """What every store must do. Subclasses provide the ``adapter_factory`` fixture."""
+class CoreContract(StoreFixtures):
+    """What every store must do: the required core of ``Adapter``. Subclasses provide the
+    ``adapter_factory`` fixture."""
 
     #: Jobs and processes of the exactly-once test; a subclass may raise them for a store
     #: that is fast enough to take more in a test run.
     concurrent_jobs = 600
     concurrent_processes = 4
 
-    @pytest.fixture
-    def adapter_factory(self) -> AdapterFactory:
-        raise NotImplementedError("subclasses of AdapterContract provide adapter_factory")
-
-    @pytest.fixture
-    def adapter(self, adapter_factory: AdapterFactory) -> Iterator[Adapter]:
-        adapter = adapter_factory()
-        try:
-            yield adapter
-        finally:
-            adapter.close()
-
     # -- helpers ----------------------------------------------------------------------------
 
     @staticmethod
-    def claim_one(adapter: Adapter, worker: str = "w1", **kwargs: object) -> JobRecord:
-        claimed = adapter.claim(worker, kwargs.pop("queues", None), limit=1, lease=LEASE)  # type: ignore[arg-type]
-        assert len(claimed) == 1, f"expected one claimable job, got {claimed!r}"
-        return claimed[0]
+    def claim_one(
+        adapter: Adapter, worker: str = "w1", *, queues: list[str] | None = None
+    ) -> JobRecord:
+        """Claim exactly one job (a failed assertion otherwise)."""
+        return claim_one(adapter, worker, queues=queues)
 
     # -- scheduling -------------------------------------------------------------------------
 
@@ -108,7 +58,7 @@ class AdapterContract:
         assert record.state is JobState.READY
         assert record.locked_at is None and record.locked_by is None and record.lock_token is None
         assert record.failed_at is None and record.last_error is None
-        assert _close_to(record.run_at, before)
+        assert close_to(record.run_at, before)
         assert record.run_at.tzinfo is not None
         assert adapter.get(record.id) == record
 
@@ -131,7 +81,7 @@ class AdapterContract:
     def test_delayed_job_is_scheduled_until_due(self, adapter: Adapter) -> None:
         record = adapter.schedule_one(new_job(delay=3600))
         assert record.state is JobState.SCHEDULED
-        assert _close_to(record.run_at, adapter.now() + timedelta(hours=1))
+        assert close_to(record.run_at, adapter.now() + timedelta(hours=1))
         assert adapter.claim("w1", None, limit=5, lease=LEASE) == []
 
     def test_delayed_job_becomes_claimable_when_due(self, adapter: Adapter) -> None:
@@ -144,7 +94,7 @@ class AdapterContract:
         now = adapter.now()
         future = adapter.schedule_one(new_job(run_at=now + timedelta(days=1)))
         past = adapter.schedule_one(new_job(run_at=now - timedelta(days=1)))
-        assert _close_to(future.run_at, now + timedelta(days=1), 1)
+        assert close_to(future.run_at, now + timedelta(days=1), 1)
         assert future.state is JobState.SCHEDULED and past.state is JobState.READY
         assert [job.id for job in adapter.claim("w1", None, limit=5, lease=LEASE)] == [past.id]
 
@@ -195,8 +145,8 @@ class AdapterContract:
         assert claimed.state is JobState.RUNNING
         assert claimed.locked_by == "worker-7"
         assert claimed.lock_token and len(claimed.lock_token) >= 16
-        assert _close_to(claimed.locked_at, now)
-        assert _close_to(claimed.lock_expires_at, now + timedelta(seconds=LEASE))
+        assert close_to(claimed.locked_at, now)
+        assert close_to(claimed.lock_expires_at, now + timedelta(seconds=LEASE))
         stored = adapter.get(record.id)
         assert stored is not None and stored.state is JobState.RUNNING
         assert stored.locked_by == "worker-7" and stored.attempts == 1
@@ -307,7 +257,7 @@ class AdapterContract:
         assert stored.attempts == 1 and stored.last_error == "E: boom"
         assert stored.locked_at is None and stored.locked_by is None
         assert stored.lock_expires_at is None and stored.failed_at is None
-        assert _close_to(stored.run_at, now + timedelta(seconds=81))
+        assert close_to(stored.run_at, now + timedelta(seconds=81))
         assert adapter.claim("w1", None, limit=1, lease=LEASE) == []
 
     def test_rescheduled_job_runs_again_and_keeps_counting(self, adapter: Adapter) -> None:
@@ -326,7 +276,7 @@ class AdapterContract:
         stored = adapter.get(record.id)
         assert stored is not None
         assert stored.state is JobState.FAILED
-        assert _close_to(stored.failed_at, now)
+        assert close_to(stored.failed_at, now)
         assert stored.last_error == "E: final" and stored.attempts == 1
         assert stored.locked_at is None and stored.locked_by is None
         assert adapter.claim("w1", None, limit=5, lease=LEASE) == []
@@ -355,10 +305,34 @@ class AdapterContract:
         assert adapter.extend(record.id, claimed.lock_token or "", lease=LEASE) is True
         stored = adapter.get(record.id)
         assert stored is not None
-        assert _close_to(stored.lock_expires_at, adapter.now() + timedelta(seconds=LEASE))
+        assert close_to(stored.lock_expires_at, adapter.now() + timedelta(seconds=LEASE))
         time.sleep(SHORT_LEASE + 0.3)
         assert adapter.claim("w2", None, limit=1, lease=LEASE) == []
         assert adapter.complete(record.id, claimed.lock_token or "") is True
+
+    def test_extend_many_renews_every_held_lock_in_order(self, adapter: Adapter) -> None:
+        records = adapter.schedule([new_job() for _ in range(3)])
+        held = adapter.claim("w1", None, limit=3, lease=SHORT_LEASE)
+        assert {job.id for job in held} == {record.id for record in records}
+        locks = [(job.id, job.lock_token or "") for job in held]
+        locks.insert(1, (held[0].id, "not-the-token"))
+        locks.append(("bogus", "x"))
+        assert adapter.extend_many(locks, lease=LEASE) == [True, False, True, True, False]
+        assert adapter.extend_many([], lease=LEASE) == []
+        time.sleep(SHORT_LEASE + 0.3)
+        assert adapter.claim("w2", None, limit=3, lease=LEASE) == [], "a renewed lock lapsed"
+        for job in held:
+            stored = adapter.get(job.id)
+            assert stored is not None
+            assert close_to(stored.lock_expires_at, adapter.now() + timedelta(seconds=LEASE))
+
+    def test_extend_many_refuses_a_lock_taken_over(self, adapter: Adapter) -> None:
+        adapter.schedule_one(new_job())
+        lost = adapter.claim("lost-worker", None, limit=1, lease=SHORT_LEASE)[0]
+        time.sleep(SHORT_LEASE + 0.3)
+        owner = self.claim_one(adapter, "w2")
+        assert adapter.extend_many([(lost.id, lost.lock_token or "")], lease=LEASE) == [False]
+        assert adapter.extend_many([(owner.id, owner.lock_token or "")], lease=LEASE) == [True]
 
     # -- administration ---------------------------------------------------------------------
 
@@ -480,216 +454,13 @@ class AdapterContract:
         records = adapter.schedule([new_job(f"q{i % 3}", 1 + i % 5) for i in range(total)])
         logs = [tmp_path / f"w{n}.log" for n in range(processes)]
         pids = [
-            _fork(
-                functools.partial(_claim_until_empty, adapter_factory, log), log.with_suffix(".err")
+            fork(
+                functools.partial(claim_until_empty, adapter_factory, log), log.with_suffix(".err")
             )
             for log in logs
         ]
-        _wait_all(pids, logs)
+        wait_all(pids, logs)
         claimed = [line for log in logs for line in log.read_text().split()]
         assert sorted(claimed) == sorted(record.id for record in records)
         assert len(set(claimed)) == total
         assert adapter.counts() == []
-
-    # -- unique jobs (Capabilities.unique) ----------------------------------------------------
-
-    @pytest.fixture
-    def unique_adapter(self, adapter: Adapter) -> Adapter:
-        if not adapter.capabilities.unique:
-            pytest.skip("the adapter declares unique=False")
-        return adapter
-
-    def test_unique_key_returns_the_waiting_job(self, unique_adapter: Adapter) -> None:
-        adapter = unique_adapter
-        first = adapter.schedule_one(new_job(args=[1], unique_key="report:7"))
-        second = adapter.schedule_one(new_job(args=[2], unique_key="report:7"))
-        other = adapter.schedule_one(new_job(args=[3], unique_key="report:8"))
-        plain = adapter.schedule([new_job(args=[4]), new_job(args=[4])])
-        elsewhere = adapter.schedule_one(new_job("other-queue", unique_key="report:7"))
-        assert first.unique_key == "report:7"
-        assert second.id == first.id and json.loads(second.handler)["args"] == [1]
-        assert other.id != first.id and plain[0].id != plain[1].id
-        assert elsewhere.id != first.id, "unique keys are per queue"
-        assert sum(c.total for c in adapter.counts()) == 5
-
-    def test_unique_key_within_one_batch(self, unique_adapter: Adapter) -> None:
-        records = unique_adapter.schedule(
-            [new_job(unique_key="k"), new_job(), new_job(unique_key="k")]
-        )
-        assert records[0].id == records[2].id != records[1].id
-        assert sum(c.total for c in unique_adapter.counts()) == 2
-
-    def test_unique_key_is_held_while_running_and_retrying(self, unique_adapter: Adapter) -> None:
-        adapter = unique_adapter
-        record = adapter.schedule_one(new_job(unique_key="k"))
-        claimed = self.claim_one(adapter)
-        assert adapter.schedule_one(new_job(unique_key="k")).id == record.id
-        adapter.reschedule(record.id, claimed.lock_token or "", delay=60, error="E")
-        assert adapter.schedule_one(new_job(unique_key="k")).id == record.id
-        assert sum(c.total for c in adapter.counts()) == 1
-
-    @pytest.mark.parametrize("outcome", ["complete", "keep", "fail", "fail-delete", "delete"])
-    def test_unique_key_is_freed_when_the_job_ends(
-        self, unique_adapter: Adapter, outcome: str
-    ) -> None:
-        adapter = unique_adapter
-        record = adapter.schedule_one(new_job(unique_key="k"))
-        token = self.claim_one(adapter).lock_token or ""
-        if outcome == "complete":
-            assert adapter.complete(record.id, token)
-        elif outcome == "keep":
-            if not adapter.capabilities.keep_completed:
-                pytest.skip("the adapter declares keep_completed=False")
-            assert adapter.complete(record.id, token, keep=True)
-        elif outcome == "fail":
-            assert adapter.fail(record.id, token, error="E")
-        elif outcome == "fail-delete":
-            assert adapter.fail(record.id, token, error="E", keep=False)
-        else:
-            assert adapter.delete(record.id)
-        kept = adapter.get(record.id)
-        assert kept is None or kept.unique_key is None
-        again = adapter.schedule_one(new_job(unique_key="k"))
-        assert again.id != record.id and again.unique_key == "k"
-        if kept is not None:  # a retried job does not take the key back
-            assert adapter.retry(record.id)
-
-    def test_clear_frees_unique_keys(self, unique_adapter: Adapter) -> None:
-        first = unique_adapter.schedule_one(new_job("a", unique_key="k"))
-        assert unique_adapter.clear(["a"]) == 1
-        assert unique_adapter.schedule_one(new_job("a", unique_key="k")).id != first.id
-
-    def test_concurrent_unique_enqueues_store_one_job(
-        self, unique_adapter: Adapter, adapter_factory: AdapterFactory, tmp_path: Path
-    ) -> None:
-        if not unique_adapter.capabilities.multiprocess:
-            pytest.skip("the adapter declares multiprocess=False")
-        logs = [tmp_path / f"p{n}.log" for n in range(4)]
-        pids = [
-            _fork(functools.partial(_enqueue_unique, adapter_factory, log), log.with_suffix(".err"))
-            for log in logs
-        ]
-        _wait_all(pids, logs)
-        ids = {line for log in logs for line in log.read_text().split()}
-        assert len(ids) == 1, f"one unique key gave several jobs: {ids}"
-        assert sum(c.total for c in unique_adapter.counts()) == 1
-
-    # -- recurring jobs (Capabilities.recurring) ----------------------------------------------
-
-    @pytest.fixture
-    def recurring_adapter(self, adapter: Adapter) -> Adapter:
-        if not adapter.capabilities.recurring:
-            pytest.skip("the adapter declares recurring=False")
-        return adapter
-
-    def test_each_tick_is_stored_once(self, recurring_adapter: Adapter) -> None:
-        adapter = recurring_adapter
-        tick = adapter.now().replace(microsecond=0) - timedelta(minutes=5)
-        first = adapter.schedule_tick("Nightly", tick, new_job(run_at=tick))
-        assert first is not None and first.run_at == tick
-        assert adapter.schedule_tick("Nightly", tick, new_job(run_at=tick)) is None
-        earlier = tick - timedelta(minutes=5)
-        assert adapter.schedule_tick("Nightly", earlier, new_job(run_at=earlier)) is None
-        later = tick + timedelta(minutes=5)
-        assert adapter.schedule_tick("Nightly", later, new_job(run_at=later)) is not None
-        assert adapter.recurring_ticks() == {"Nightly": later}
-        assert sum(c.total for c in adapter.counts()) == 2
-
-    def test_a_tick_can_be_recorded_without_a_job(self, recurring_adapter: Adapter) -> None:
-        tick = recurring_adapter.now().replace(microsecond=0)
-        assert recurring_adapter.schedule_tick("Hourly", tick, new_job(), store=False) is None
-        assert recurring_adapter.recurring_ticks() == {"Hourly": tick}
-        assert recurring_adapter.counts() == []
-
-    def test_a_tick_is_skipped_while_the_last_run_holds_its_key(
-        self, recurring_adapter: Adapter
-    ) -> None:
-        adapter = recurring_adapter
-        if not adapter.capabilities.unique:
-            pytest.skip("the adapter declares unique=False")
-        tick = adapter.now().replace(microsecond=0)
-        assert adapter.schedule_tick("Slow", tick, new_job(unique_key="recurring:Slow"))
-        later = tick + timedelta(seconds=1)
-        assert adapter.schedule_tick("Slow", later, new_job(unique_key="recurring:Slow")) is None
-        assert adapter.recurring_ticks()["Slow"] == later
-        assert sum(c.total for c in adapter.counts()) == 1
-
-    def test_concurrent_ticks_store_one_job(
-        self, recurring_adapter: Adapter, adapter_factory: AdapterFactory, tmp_path: Path
-    ) -> None:
-        if not recurring_adapter.capabilities.multiprocess:
-            pytest.skip("the adapter declares multiprocess=False")
-        tick = recurring_adapter.now().replace(microsecond=0)
-        logs = [tmp_path / f"p{n}.log" for n in range(4)]
-        pids = [
-            _fork(
-                functools.partial(_schedule_ticks, adapter_factory, tick, log),
-                log.with_suffix(".err"),
-            )
-            for log in logs
-        ]
-        _wait_all(pids, logs)
-        stored = [line for log in logs for line in log.read_text().split()]
-        assert len(stored) == 5, f"expected one job per tick, got {stored}"
-        assert sum(c.total for c in recurring_adapter.counts()) == 5
-
-
-def _wait_all(pids: list[int], logs: list[Path]) -> None:
-    for pid, log in zip(pids, logs, strict=True):
-        _, status = os.waitpid(pid, 0)
-        error = log.with_suffix(".err")
-        assert os.waitstatus_to_exitcode(status) == 0, error.exists() and error.read_text()
-
-
-def _enqueue_unique(adapter_factory: AdapterFactory, log: Path) -> None:
-    adapter = adapter_factory()
-    with log.open("w") as out:
-        for _ in range(25):
-            out.write(adapter.schedule_one(new_job(unique_key="race")).id + "\n")
-    adapter.close()
-
-
-def _schedule_ticks(adapter_factory: AdapterFactory, first_tick: datetime, log: Path) -> None:
-    adapter = adapter_factory()
-    with log.open("w") as out:
-        for n in range(5):
-            tick = first_tick + timedelta(minutes=n)
-            record = adapter.schedule_tick("Race", tick, new_job(run_at=tick))
-            if record is not None:
-                out.write(record.id + "\n")
-    adapter.close()
-
-
-def _fork(work: Callable[[], None], error_file: Path) -> int:
-    """Run ``work`` in a forked child, which exits without running inherited cleanup."""
-    pid = os.fork()
-    if pid:
-        return pid
-    code = 0
-    try:
-        work()
-    except BaseException:
-        code = 1
-        error_file.write_text(traceback.format_exc())
-    finally:
-        os._exit(code)
-
-
-def _claim_until_empty(adapter_factory: AdapterFactory, log: Path) -> None:
-    adapter = adapter_factory()
-    worker = f"proc-{os.getpid()}"
-    idle_rounds = 0
-    with log.open("w") as out:
-        while idle_rounds < 3:
-            jobs = adapter.claim(worker, None, limit=5, lease=LEASE)
-            if not jobs:
-                idle_rounds += 1
-                time.sleep(0.05)
-                continue
-            idle_rounds = 0
-            for job in jobs:
-                out.write(f"{job.id}\n")
-            out.flush()
-            results = adapter.complete_many([(job.id, job.lock_token or "") for job in jobs])
-            assert all(results), f"lost locks while completing {jobs!r}"
-    adapter.close()

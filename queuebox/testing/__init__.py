@@ -1,0 +1,79 @@
+"""The store contract test suite, public so that custom adapters run what the built-in
+stores run.
+
+Subclass ``AdapterContract`` in a pytest module and provide two fixtures:
+``adapter_factory``, a callable that returns a new adapter connected to one fresh, empty
+store (the same store on every call, so that threads and forked processes can each open
+their own), and ``unreachable_adapter_factory``, a callable that returns an adapter whose
+store cannot be reached (or ``None`` for a store that lives inside the process)::
+
+    import pytest
+    from queuebox.testing import AdapterContract
+
+    class TestMyAdapter(AdapterContract):
+        @pytest.fixture
+        def adapter_factory(self, tmp_path):
+            return lambda: MyAdapter(tmp_path / "jobs.db")
+
+        @pytest.fixture
+        def unreachable_adapter_factory(self):
+            return lambda: MyAdapter.from_url("mystore://127.0.0.1:1/nothing-listens")
+
+``AdapterContract`` runs the required core (``CoreContract``), the production failures
+(``RobustnessContract``) and the contract class of every optional interface: each of those
+tests is skipped, saying so, when the adapter does not declare the interface (or the
+``Capabilities`` flag) it needs. A store that declares ``TransactionalEnqueue`` also provides
+``transaction_factory`` (see ``TransactionalEnqueueContract``). The classes can be used one
+by one as well.
+"""
+
+from __future__ import annotations
+
+from queuebox.testing.cancellation import CancellationContract
+from queuebox.testing.core import CoreContract
+from queuebox.testing.extras import (
+    AsyncSchedulingContract,
+    PurgeableContract,
+    TransactionalEnqueueContract,
+    TransactionHandle,
+)
+from queuebox.testing.pipelined import ClaimAheadContract, PipelinedClaimsContract
+from queuebox.testing.robustness import RobustnessContract, UnreachableFactory
+from queuebox.testing.support import LEASE, SHORT_LEASE, AdapterFactory, new_job
+from queuebox.testing.unique_recurring import RecurringStoreContract, UniqueJobsContract
+
+__all__ = [
+    "LEASE",
+    "SHORT_LEASE",
+    "AdapterContract",
+    "AdapterFactory",
+    "AsyncSchedulingContract",
+    "CancellationContract",
+    "ClaimAheadContract",
+    "CoreContract",
+    "PipelinedClaimsContract",
+    "PurgeableContract",
+    "RecurringStoreContract",
+    "RobustnessContract",
+    "TransactionHandle",
+    "TransactionalEnqueueContract",
+    "UniqueJobsContract",
+    "UnreachableFactory",
+    "new_job",
+]
+
+
+class AdapterContract(
+    CoreContract,
+    RobustnessContract,
+    UniqueJobsContract,
+    RecurringStoreContract,
+    CancellationContract,
+    PipelinedClaimsContract,
+    ClaimAheadContract,
+    AsyncSchedulingContract,
+    TransactionalEnqueueContract,
+    PurgeableContract,
+):
+    """Everything a store is checked for: the core, robustness, and each optional interface
+    the adapter declares."""
