@@ -22,7 +22,8 @@ Messages say what was wrong and how to fix it.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
+import re
+from urllib.parse import unquote
 
 __all__ = [
     "BackendNotAvailable",
@@ -39,7 +40,11 @@ __all__ = [
     "StorageUnavailable",
     "UnknownJob",
     "ValidationError",
+    "is_secret_key",
+    "redact_text",
     "redact_url",
+    "scrub",
+    "url_secrets",
 ]
 
 
@@ -103,23 +108,99 @@ class LockLost(QueueboxError):
     pass
 
 
+#: Query parameters (and libpq ``key=value`` settings) whose value is a secret, compared
+#: without case, ``-`` or ``_``: drivers take a password from any of these.
+_SECRET_KEYS = frozenset({"password", "passwd", "pass", "pwd", "sslpassword", "auth", "apikey"})
+_SECRET_WORDS = ("password", "passwd", "secret", "token")
+_REDACTED = "***"
+_CONNINFO_SECRET = re.compile(
+    r"(?P<key>\b[A-Za-z_]*(?:password|passwd|secret|token)[A-Za-z_]*|\bpass|\bpwd)"
+    r"(?P<eq>\s*=\s*)(?P<value>'(?:[^'\\]|\\.)*'|[^\s']*)",
+    re.IGNORECASE,
+)
+_URL_IN_TEXT = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]*")
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether a URL query parameter or libpq setting named ``key`` holds a secret."""
+    folded = unquote(key).lower().replace("-", "").replace("_", "")
+    return folded in _SECRET_KEYS or any(word in folded for word in _SECRET_WORDS)
+
+
 def redact_url(url: str) -> str:
-    """Return ``url`` with any password replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable url>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:  # an IPv6 literal keeps its brackets
-        host = f"[{host}]"
-    netloc = f"{user}:***@{host}"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if port is not None:
-        netloc += f":{port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    """Return ``url`` with every secret in it replaced by ``***``.
+
+    That covers the password of the userinfo (``redis://:pw@host``,
+    ``postgresql://user:pw@h1,h2/db``), query parameters that carry one (``?password=``,
+    ``passwd``, ``pass``, ``sslpassword``, anything named like a password, secret or token),
+    and a libpq ``key=value`` string given instead of a URL (``host=db password=pw``).
+    """
+    if "://" not in url:
+        return _CONNINFO_SECRET.sub(_hide_conninfo_value, url)
+    scheme, netloc, path, query, fragment = _split(url)
+    userinfo, at, hosts = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.partition(':')[0]}:{_REDACTED}@{hosts}"
+    if query is not None:
+        path += "?" + "&".join(_hide_query_pair(pair) for pair in query.split("&"))
+    if fragment is not None:
+        path += "#" + "&".join(_hide_query_pair(pair) for pair in fragment.split("&"))
+    return f"{scheme}://{netloc}{path}"
+
+
+def redact_text(text: str) -> str:
+    """``text`` (an error message, a repr) with the secrets of every URL in it hidden."""
+    return _URL_IN_TEXT.sub(lambda match: redact_url(match.group()), text)
+
+
+def url_secrets(url: str) -> list[str]:
+    """The secret values ``url`` holds, raw and percent-decoded, longest first: to scrub them
+    from a message a driver wrote about the URL (which may quote them in any form)."""
+    found: list[str] = []
+    if "://" not in url:
+        found += [_unquote_conninfo(m.group("value")) for m in _CONNINFO_SECRET.finditer(url)]
+    else:
+        _, netloc, _, query, fragment = _split(url)
+        userinfo, at, _ = netloc.rpartition("@")
+        if at and ":" in userinfo:
+            found.append(userinfo.partition(":")[2])
+        for section in (query or "", fragment or ""):
+            for pair in section.split("&"):
+                key, eq, value = pair.partition("=")
+                if eq and is_secret_key(key):
+                    found.append(value)
+    values = {text for value in found for text in (value, unquote(value)) if text}
+    return sorted(values, key=len, reverse=True)
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` with every secret of ``url`` (and of any URL in it) replaced by ``***``."""
+    for secret in url_secrets(url):
+        text = text.replace(secret, _REDACTED)
+    return redact_text(text)
+
+
+def _split(url: str) -> tuple[str, str, str, str | None, str | None]:
+    """``scheme, netloc, path, query, fragment`` of ``scheme://...``, cut by hand so that the
+    URL is rebuilt exactly as written (``urlunsplit`` drops an empty host, ``sqlite:///x``)."""
+    scheme, _, rest = url.partition("://")
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    netloc, tail = rest[:end], rest[end:]
+    before, hash_sign, fragment = tail.partition("#")
+    path, question, query = before.partition("?")
+    return scheme, netloc, path, query if question else None, fragment if hash_sign else None
+
+
+def _hide_query_pair(pair: str) -> str:
+    key, eq, value = pair.partition("=")
+    return f"{key}={_REDACTED}" if eq and value and is_secret_key(key) else pair
+
+
+def _hide_conninfo_value(match: re.Match[str]) -> str:
+    return f"{match.group('key')}{match.group('eq')}{_REDACTED}"
+
+
+def _unquote_conninfo(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] == "'":
+        return re.sub(r"\\(.)", r"\1", value[1:-1])
+    return value

@@ -12,7 +12,14 @@ import queuebox
 from queuebox import config
 from queuebox.backends import from_url
 from queuebox.backends.memory import MemoryAdapter
-from queuebox.errors import BackendNotAvailable, ConfigurationError, redact_url
+from queuebox.errors import (
+    BackendNotAvailable,
+    ConfigurationError,
+    redact_text,
+    redact_url,
+    scrub,
+    url_secrets,
+)
 from queuebox.runner.settings import WorkerSettings, parse_worker_spec
 
 
@@ -144,10 +151,43 @@ def test_a_missing_client_library_names_the_extra(monkeypatch: pytest.MonkeyPatc
         from_url("postgresql://localhost/db")
 
 
-def test_redact_url() -> None:
-    assert redact_url("redis://:s3cret@host:6379/0") == "redis://:***@host:6379/0"
-    assert redact_url("postgresql://u:p@[::1]:5432/db") == "postgresql://u:***@[::1]:5432/db"
-    assert redact_url("sqlite:///queuebox.db") == "sqlite:///queuebox.db"
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("redis://:s3cret@host:6379/0", "redis://:***@host:6379/0"),
+        ("postgresql://u:s3cret@[::1]:5432/db", "postgresql://u:***@[::1]:5432/db"),
+        ("postgresql://u:s3cret@h1:5432,h2:5433/db", "postgresql://u:***@h1:5432,h2:5433/db"),
+        ("redis://host/0?password=s3cret", "redis://host/0?password=***"),
+        ("redis://host/0?db=1&PASSWORD=s3cret&x=1", "redis://host/0?db=1&PASSWORD=***&x=1"),
+        ("postgresql://u@h/db?password=s3cret", "postgresql://u@h/db?password=***"),
+        ("postgresql://u@h/db?sslpassword=s3cret", "postgresql://u@h/db?sslpassword=***"),
+        ("postgresql:///db?host=/run&passwd=s3cret", "postgresql:///db?host=/run&passwd=***"),
+        ("mysql://h/db?pass=s3cret&pwd=s3cret", "mysql://h/db?pass=***&pwd=***"),
+        ("amqp://h/?auth_token=s3cret", "amqp://h/?auth_token=***"),
+        ("redis://:p%40ss%3Aword@host/0", "redis://:***@host/0"),
+        ("host=db password=s3cret dbname=x", "host=db password=*** dbname=x"),
+        ("host=db password = 's3 c\\'ret' user=u", "host=db password = *** user=u"),
+        ("sqlite:///queuebox.db", "sqlite:///queuebox.db"),
+        ("sqlite:////abs/q.db?busy_timeout=5", "sqlite:////abs/q.db?busy_timeout=5"),
+        ("redis://user@host/0?passfile=/x", "redis://user@host/0?passfile=/x"),
+    ],
+)
+def test_redact_url_hides_every_place_a_password_sits(url: str, expected: str) -> None:
+    assert redact_url(url) == expected
+    assert "s3" not in redact_url(url) and "p%40ss" not in redact_url(url)
+
+
+def test_secrets_are_scrubbed_from_text_about_a_url() -> None:
+    url = "redis://:p%40ss@h/0?password=other"
+    assert url_secrets(url) == ["p%40ss", "other", "p@ss"]
+    message = "auth failed for p@ss (also tried other) at redis://:p%40ss@h/0?password=other"
+    assert (
+        scrub(message, url)
+        == "auth failed for *** (also tried ***) at redis://:***@h/0?password=***"
+    )
+    assert redact_text("Store('mysql://root:hunter2@db/x', pool=2)") == (
+        "Store('mysql://root:***@db/x', pool=2)"
+    )
 
 
 @pytest.mark.parametrize(
