@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -112,9 +112,8 @@ def test_the_job_is_failed_after_max_attempts(memory_store: MemoryAdapter) -> No
 
 
 def _make_due(adapter: MemoryAdapter, job_id: str) -> None:
-    # The in-memory store's rows are plain objects; moving run_at back is what time would do.
-    row = adapter._rows[int(job_id)]
-    row.run_at = adapter.now()
+    job = stored(adapter, job_id)
+    adapter.advance(max(0.0, (job.run_at - adapter.now()).total_seconds()))
 
 
 def test_job_class_max_attempts_overrides_the_worker(memory_store: MemoryAdapter) -> None:
@@ -178,21 +177,48 @@ def test_a_reclaim_past_max_attempts_fails_the_job(memory_store: MemoryAdapter) 
     assert calls == [] and summary.failed == 1
 
 
-def test_format_error_is_bounded_and_keeps_the_raising_frame() -> None:
-    def deep(n: int) -> None:
-        if n == 0:
-            raise KeyError("x" * 10_000)
-        deep(n - 1)
+def _ping(n: int) -> None:
+    if n == 0:
+        raise KeyError("x" * 10_000)
+    _pong(n - 1)
 
+
+def _pong(n: int) -> None:
+    _ping(n - 1)
+
+
+def test_format_error_is_bounded_and_keeps_the_raising_frame() -> None:
     try:
-        deep(200)
+        _ping(400)  # distinct frames in turn, which the traceback cannot fold
     except KeyError as exc:
         text = format_error(exc)
     assert len(text) <= MAX_ERROR_CHARS
     assert text.startswith("KeyError: ")
-    assert "[...]" in text.split("\n", 1)[0]
+    assert "[...]" in text.split("\n", 1)[0], "the long message is cut in the head"
     assert "older frames cut" in text
-    assert text.rstrip().endswith("x" * 20 + "'") or "KeyError" in text.splitlines()[-1]
+    lines = text.rstrip().splitlines()
+    assert lines[-1].startswith("KeyError: ") and lines[-1].endswith("[...]")
+    assert 'raise KeyError("x" * 10_000)' in lines[-2], "the frame that raised is kept"
+    assert text.count("in _ping") > 10, "frames are kept, not just the message"
+
+
+def test_format_error_keeps_chained_exceptions_and_survives_a_broken_str() -> None:
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    try:
+        try:
+            raise ValueError("the cause " + "y" * 9000)
+        except ValueError as cause:
+            raise Unprintable from cause
+    except Unprintable as exc:
+        text = format_error(exc)
+    assert len(text) <= MAX_ERROR_CHARS
+    head = text.split("\n", 1)[0]
+    assert head.endswith("Unprintable: <unprintable " + Unprintable.__qualname__ + ">")
+    assert "The above exception was the direct cause" in text
+    assert "ValueError: the cause" in text
 
 
 def test_warm_stop_releases_claimed_jobs_not_started(memory_store: MemoryAdapter) -> None:
@@ -403,221 +429,6 @@ def test_renewals_failing_past_the_lease_give_the_job_up() -> None:
     assert seen == [True], "the heartbeat kept the job after its lease lapsed"
 
 
-# -- stores that claim with the acknowledgement or with the wake-up (as Redis does) ------------
-
-
-class OneTripStore(MemoryAdapter):
-    """``complete_and_claim`` and ``wait_and_claim`` as the Redis store offers them, built on
-    the memory store, recording what each round trip carried."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.trips: list[tuple[str, int, int]] = []  # (call, acks sent, jobs claimed)
-
-    def complete_and_claim(
-        self,
-        acks: Sequence[tuple[str, str]],
-        *,
-        keep: bool = False,
-        worker_id: str,
-        queue: str,
-        limit: int,
-        lease: float,
-    ) -> tuple[list[bool], list[JobRecord]]:
-        results = super().complete_many(acks, keep=keep)
-        claimed = super().claim(worker_id, [queue], limit=limit, lease=lease)
-        self.trips.append(("complete_and_claim", len(acks), len(claimed)))
-        return results, claimed
-
-    def claim(
-        self, worker_id: str, queues: Any, *, limit: int = 1, lease: float
-    ) -> list[JobRecord]:
-        claimed = super().claim(worker_id, queues, limit=limit, lease=lease)
-        self.trips.append(("claim", 0, len(claimed)))
-        return claimed
-
-    def complete_many(self, acks: Sequence[tuple[str, str]], *, keep: bool = False) -> list[bool]:
-        self.trips.append(("complete_many", len(acks), 0))
-        return super().complete_many(acks, keep=keep)
-
-    def wait_and_claim(
-        self, worker_id: str, queue: str, *, limit: int, lease: float, timeout: float
-    ) -> list[JobRecord]:
-        self.wait_for_work([queue], timeout)
-        claimed = super().claim(worker_id, [queue], limit=limit, lease=lease)
-        self.trips.append(("wait_and_claim", 0, len(claimed)))
-        return claimed
-
-
-def _schedule(store: MemoryAdapter, count: int, queue: str = "q") -> None:
-    for n in range(count):
-        store.schedule_one(
-            NewJob(
-                name="Succeeds",
-                handler=f'{{"name":"Succeeds","args":[{n}]}}',
-                queue=queue,
-                priority=50,
-            )
-        )
-
-
-def test_work_off_acknowledges_each_batch_with_the_next_claim() -> None:
-    store = OneTripStore()
-    _schedule(store, 12)
-    summary = Worker(store, WorkerSettings(queues=("q",), batch_size=5)).work_off()
-    assert summary.succeeded == 12 and calls == list(range(12))
-    assert store.trips == [
-        ("claim", 0, 5),
-        ("complete_and_claim", 5, 5),
-        ("complete_and_claim", 5, 2),
-        ("complete_and_claim", 2, 0),
-    ]
-    assert store.counts() == []
-
-
-def test_run_once_alone_acknowledges_its_batch() -> None:
-    store = OneTripStore()
-    _schedule(store, 3)
-    assert Worker(store, WorkerSettings(queues=("q",), batch_size=5)).run_once() == 3
-    assert store.trips == [("claim", 0, 3), ("complete_many", 3, 0)]
-    assert store.counts() == []
-
-
-def test_a_worker_on_several_queues_claims_and_acknowledges_apart() -> None:
-    store = OneTripStore()
-    _schedule(store, 3)
-    Worker(store, WorkerSettings(queues=("q", "r"), batch_size=5)).work_off()
-    assert [trip[0] for trip in store.trips] == ["claim", "complete_many", "claim"]
-
-
-def test_an_idle_worker_claims_with_the_wake_up_and_acknowledges_before_stopping() -> None:
-    store = OneTripStore()
-    stop = StopFlag()
-    runner = Worker(store, WorkerSettings(queues=("q",), batch_size=5, sleep_delay=5), stop=stop)
-    thread = threading.Thread(target=runner.run)
-    thread.start()
-    time.sleep(0.1)
-    _schedule(store, 3)
-    deadline = time.monotonic() + 5
-    while len(calls) < 3 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    stop.request()
-    thread.join(5)
-    assert calls == [0, 1, 2] and runner.summary.succeeded == 3
-    assert ("wait_and_claim", 0, 3) in store.trips
-    assert store.counts() == [], "every success is acknowledged by the time run() returns"
-
-
-def test_jobs_claimed_with_a_wake_up_after_a_stop_request_are_given_back() -> None:
-    store = OneTripStore()
-    stop = StopFlag()
-    runner = Worker(store, WorkerSettings(queues=("q",), batch_size=5), stop=stop)
-    _schedule(store, 2)
-    runner._pending = store.claim(runner.worker_id, ["q"], limit=5, lease=60)
-    stop.request()
-    assert runner.run().released == 2 and calls == []
-    assert [c.ready for c in store.counts()] == [2]
-
-
-class ListBatch(list[JobRecord]):
-    def records(self) -> list[JobRecord]:
-        return list(self)
-
-
-class AheadStore(OneTripStore):
-    """``send_complete_and_claim`` as the Redis store offers it: the acknowledgements and the
-    claim happen when the round trip is sent (as on the server), the reply is read later."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.jobs_run_at_send: list[int] = []
-
-    def send_complete_and_claim(
-        self,
-        acks: Sequence[tuple[str, str]],
-        *,
-        keep: bool = False,
-        worker_id: str,
-        queue: str,
-        limit: int,
-        lease: float,
-    ) -> Callable[[], tuple[list[bool], ListBatch]]:
-        results = MemoryAdapter.complete_many(self, acks, keep=keep)
-        claimed = MemoryAdapter.claim(self, worker_id, [queue], limit=limit, lease=lease)
-        self.trips.append(("send", len(acks), len(claimed)))
-        self.jobs_run_at_send.append(len(calls))
-        return lambda: (results, ListBatch(claimed))
-
-
-def test_work_off_claims_the_next_batch_while_one_runs() -> None:
-    store = AheadStore()
-    _schedule(store, 12)
-    summary = Worker(store, WorkerSettings(queues=("q",), batch_size=5)).work_off()
-    assert summary.succeeded == 12 and calls == list(range(12))
-    assert store.trips == [
-        ("claim", 0, 5),
-        ("send", 0, 5),  # sent before the first batch ran...
-        ("send", 5, 2),  # ...each carrying the acknowledgements of the batch before
-        ("send", 5, 0),
-        ("complete_and_claim", 2, 0),  # the queue ran dry: the last batch's acknowledgements
-    ]
-    assert store.jobs_run_at_send == [0, 5, 10], "each round trip went out as a batch started"
-    assert store.counts() == []
-
-
-def test_batches_of_one_never_claim_ahead() -> None:
-    store = AheadStore()
-    _schedule(store, 3)
-    Worker(store, WorkerSettings(queues=("q",), batch_size=1)).work_off()
-    assert calls == [0, 1, 2] and "send" not in {trip[0] for trip in store.trips}
-
-
-def _schedule_calls(store: MemoryAdapter, name: str, count: int, queue: str) -> list[str]:
-    return [
-        store.schedule_one(
-            NewJob(name, f'{{"name":"{name}","args":[{n}]}}', queue=queue, priority=50)
-        ).id
-        for n in range(count)
-    ]
-
-
-def test_a_stop_gives_back_the_batch_claimed_ahead() -> None:
-    stop = StopFlag()
-
-    class StopsAfterOne(Job):
-        def perform(self, value: int) -> None:
-            calls.append(value)
-            stop.request()
-
-    store = AheadStore()
-    _schedule_calls(store, "StopsAfterOne", 10, "q")
-    summary = Worker(store, WorkerSettings(batch_size=3, queues=("q",)), stop=stop).run()
-    assert calls == [0]
-    # the two jobs left in the batch in hand, and the three claimed ahead
-    assert summary.succeeded == 1 and summary.released == 5
-    assert [(c.ready, c.running) for c in store.counts()] == [(9, 0)]
-
-
-def test_a_batch_claimed_ahead_behind_a_slow_batch_runs_only_what_it_still_owns() -> None:
-    store = AheadStore()
-
-    class SlowThenThief(Job):
-        def perform(self, value: int) -> None:
-            calls.append(value)
-            if value == 0:
-                time.sleep(0.5)  # the batch claimed ahead was locked for 0.3 s
-                stolen = store.claim("thief", ["q"], limit=10, lease=60)
-                calls.append(("stolen", sorted(job.id for job in stolen)))
-
-    ids = _schedule_calls(store, "SlowThenThief", 4, "q")
-    summary = Worker(store, WorkerSettings(queues=("q",), batch_size=2, lease=0.3)).work_off()
-    # [0, 1] ran; [2, 3] was claimed ahead, its locks lapsed while job 0 ran and the thief
-    # took them: the worker renews them before running them, finds them gone, runs neither
-    assert calls == [0, ("stolen", sorted(ids[2:])), 1]
-    assert summary.succeeded == 2 and summary.lock_lost == 2
-    assert {job.locked_by for job in store.list_jobs()} == {"thief"}
-
-
 def test_hooks_still_run_when_a_hook_is_added_between_batches(
     memory_store: MemoryAdapter,
 ) -> None:
@@ -631,45 +442,3 @@ def test_hooks_still_run_when_a_hook_is_added_between_batches(
     Succeeds.perform_later("b")
     runner.run_once()
     assert calls == ["a", "b"] and seen == ["b"]
-
-
-def test_jobs_that_came_with_a_wake_up_run_before_any_claim_ahead() -> None:
-    store = AheadStore()
-    runner = Worker(store, WorkerSettings(queues=("q",), batch_size=5))
-    _schedule(store, 2)
-    runner._pending = store.claim(runner.worker_id, ["q"], limit=5, lease=60)
-    runner._defer_acks = True  # as inside run()
-    assert runner.run_once() == 2 and calls == [0, 1]
-    assert [trip[0] for trip in store.trips] == ["claim"], "nothing was sent before they ran"
-
-
-class LosesOneReply(AheadStore):
-    """The second round trip claimed ahead reaches the store, but its reply is lost."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sends = 0
-
-    def send_complete_and_claim(self, acks: Any, **kwargs: Any) -> Any:
-        receive = super().send_complete_and_claim(acks, **kwargs)
-        self.sends += 1
-        if self.sends != 2:
-            return receive
-
-        def lost() -> Any:
-            raise StorageUnavailable("connection reset while reading the reply")
-
-        return lost
-
-
-def test_a_lost_reply_is_sent_again_and_the_batch_it_claimed_comes_back() -> None:
-    store = LosesOneReply()
-    _schedule(store, 9)
-    settings = WorkerSettings(queues=("q",), batch_size=3, lease=0.3)
-    Worker(store, settings).work_off()
-    # the lost round trip had locked jobs 6-8 for this worker: they wait for their lease
-    assert sorted(calls) == list(range(6))
-    time.sleep(0.4)
-    Worker(store, settings).work_off()
-    assert sorted(calls) == list(range(9)), "every job ran once: none lost, none twice"
-    assert store.counts() == []

@@ -117,13 +117,23 @@ class MemoryAdapter(Adapter, RecurringStore, Cancellation):
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._work_added = threading.Condition(self._lock)
+        self._clock_offset = timedelta(0)
 
     @classmethod
     def from_url(cls, url: str) -> MemoryAdapter:
         return cls()
 
     def now(self) -> datetime:
-        return datetime.now(UTC)
+        return datetime.now(UTC) + self._clock_offset
+
+    def advance(self, seconds: float) -> None:
+        """Move this store's clock forward, for tests: scheduled jobs fall due and leases
+        lapse as if ``seconds`` had passed."""
+        if not seconds >= 0:
+            raise ValueError(f"the clock only moves forward; {seconds!r} is not >= 0")
+        with self._lock:
+            self._clock_offset += timedelta(seconds=seconds)
+            self._work_added.notify_all()
 
     def schedule(self, jobs: Sequence[NewJob]) -> list[JobRecord]:
         with self._lock:

@@ -1,9 +1,9 @@
 """Lock renewal from a thread of its own, so a CPU-bound job cannot starve it.
 
 Every third of the lease the heartbeat extends the lock of each job the worker holds (the one
-running and the ones claimed in the same batch). It stops renewing a job once it has been held
-for ``max_runtime``: that lock then expires and another worker may take the job, which is how
-a run that never ends is given up on.
+running and the ones claimed in the same batch), all in one ``extend_many`` call. It stops
+renewing a job once it has been held for ``max_runtime``: that lock then expires and another
+worker may take the job, which is how a run that never ends is given up on.
 """
 
 from __future__ import annotations
@@ -77,40 +77,52 @@ class Heartbeat:
             with self._lock:
                 due = [held for held in self._held.values() if not held.lost]
             now = time.monotonic()
+            renew = []
             for held in due:
                 if now >= held.give_up_at:
                     self._give_up(held)
-                    continue
-                self._renew(held)
+                else:
+                    renew.append(held)
+            if renew:
+                self._renew(renew)
 
-    def _renew(self, held: _Held) -> None:
+    def _renew(self, batch: list[_Held]) -> None:
+        """Renew every lock in one call (``extend_many``: one round trip on most stores)."""
         try:
-            renewed = self._adapter.extend(held.record.id, held.token, lease=self._lease)
+            renewed = self._adapter.extend_many(
+                [(held.record.id, held.token) for held in batch], lease=self._lease
+            )
         except QueueboxError as exc:
-            if time.monotonic() - held.renewed_at < self._lease:
-                # The next beat tries again; the lease is three beats long.
-                self._logger.warning("could not renew the lock of job %s: %s", held.record.id, exc)
-                return
-            # The lease has lapsed: another worker may own the job now. Stop renewing on its
-            # behalf; this worker's outcome is written only if the token still matches.
-            held.lost = True
-            self._logger.error(
-                "job %s (%s): no renewal for longer than the lease (%.0fs); the lock has "
-                "lapsed and another worker may run the job",
-                held.record.id,
-                held.record.name,
-                self._lease,
-            )
+            for held in batch:
+                self._unrenewed(held, exc)
             return
-        held.renewed_at = time.monotonic()
-        if not renewed:
-            held.lost = True
-            self._logger.warning(
-                "job %s (%s): the lock was taken over by another worker; this worker's "
-                "outcome for it will be refused",
-                held.record.id,
-                held.record.name,
-            )
+        now = time.monotonic()
+        for held, applied in zip(batch, renewed, strict=True):
+            held.renewed_at = now
+            if not applied:
+                held.lost = True
+                self._logger.warning(
+                    "job %s (%s): the lock was taken over by another worker; this worker's "
+                    "outcome for it will be refused",
+                    held.record.id,
+                    held.record.name,
+                )
+
+    def _unrenewed(self, held: _Held, exc: QueueboxError) -> None:
+        if time.monotonic() - held.renewed_at < self._lease:
+            # The next beat tries again; the lease is three beats long.
+            self._logger.warning("could not renew the lock of job %s: %s", held.record.id, exc)
+            return
+        # The lease has lapsed: another worker may own the job now. Stop renewing on its
+        # behalf; this worker's outcome is written only if the token still matches.
+        held.lost = True
+        self._logger.error(
+            "job %s (%s): no renewal for longer than the lease (%.0fs); the lock has "
+            "lapsed and another worker may run the job",
+            held.record.id,
+            held.record.name,
+            self._lease,
+        )
 
     def _give_up(self, held: _Held) -> None:
         held.lost = True  # stop renewing: the lock expires within one lease

@@ -2,7 +2,8 @@
 
 Every worker that serves a recurring job's queue checks, about once a second, whether the
 job has reached a new tick, and asks the store to record that tick and store the run in one
-atomic step (``RecurringStore.schedule_tick``): however many workers and machines try, one stores it.
+atomic step (``RecurringStore.schedule_tick``): however many workers and machines try, one
+stores it.
 
 * Catch-up: after an outage, the ticks missed collapse into one run, stored as soon as a
   worker is back, with ``run_at`` the latest missed tick.

@@ -31,6 +31,9 @@ class WorkerSettings:
     #: A claimed job's lock lives this long unless renewed; the worker renews it every
     #: third of the lease while the job runs, so a dead worker's jobs return this soon.
     lease: float = 60.0
+    #: With batches of more than one job on one queue of a store that can split its round
+    #: trips (Redis), claim the next batch while this one runs (``runner/claims.py``).
+    claim_ahead: bool = True
 
     def __post_init__(self) -> None:
         if self.queues is not None:
@@ -41,6 +44,10 @@ class WorkerSettings:
         _check_whole("count", self.count, 1)
         _check_whole("max_attempts", self.max_attempts, 1)
         _check_whole("batch_size", self.batch_size, 1)
+        if type(self.claim_ahead) is not bool:
+            raise ConfigurationError(
+                f"claim_ahead={self.claim_ahead!r} is not valid: give true or false"
+            )
         for name in ("max_runtime", "sleep_delay", "lease"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float):

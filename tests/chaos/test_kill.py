@@ -65,7 +65,7 @@ def test_random_sigkills_lose_nothing(project: Project) -> None:
         attempts = [line.attempt for line in found]
         assert attempts == sorted(set(attempts)), f"{job}: attempts {attempts}"
     # What a killed worker ran without its acknowledgement reaching the store: the batch in
-    # hand, and on a store that claims ahead (queuebox.runner.prefetch) the batch before it,
+    # hand, and on a store that claims ahead (queuebox.runner.claims) the batch before it,
     # whose acknowledgement may still have been in flight.
     limit = 2 * BATCH if project.store.kind == "redis" else BATCH
     assert all(count <= limit for count in in_hand.values()), in_hand
