@@ -6,10 +6,19 @@ it; ``queuebox work`` runs it, retrying failures with ``attempts ** 4`` seconds 
 
 from __future__ import annotations
 
+from queuebox.admin import acancel, cancel
 from queuebox.backends import from_url
-from queuebox.backends.base import Adapter, JobRecord, JobState, NewJob, QueueCounts
+from queuebox.backends.base import (
+    Adapter,
+    CancelOutcome,
+    JobRecord,
+    JobState,
+    NewJob,
+    QueueCounts,
+)
 from queuebox.config import add_hook, configure, get_adapter, get_settings
 from queuebox.errors import QueueboxError
+from queuebox.interrupts import JobCancelled, JobTimeout
 from queuebox.job import Job, JobFunction, JobOptions, job
 from queuebox.runner.settings import WorkerSettings
 
@@ -17,17 +26,22 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Adapter",
+    "CancelOutcome",
     "Job",
+    "JobCancelled",
     "JobFunction",
     "JobOptions",
     "JobRecord",
     "JobState",
+    "JobTimeout",
     "NewJob",
     "QueueCounts",
     "QueueboxError",
     "WorkerSettings",
     "__version__",
+    "acancel",
     "add_hook",
+    "cancel",
     "configure",
     "from_url",
     "get_adapter",

@@ -8,13 +8,21 @@
 
 A ``before_perform`` hook that raises fails the attempt like ``perform`` raising would. An
 ``after_*`` hook that raises is logged and changes nothing: the outcome is decided by
-``perform``. A stop request (``ColdStop``, ``KeyboardInterrupt``) skips the after-hooks.
+``perform``. A stop (``ColdStop``, ``KeyboardInterrupt``, ``JobTimeout``, ``JobCancelled``)
+skips the after-hooks.
+
+The order is written once, as a plan (a generator of the calls to make); ``run_with_hooks``
+drives it for sync jobs and ``arun_with_hooks`` for async ones, where any hook may be a
+coroutine function. A sync job's async global hook runs on an event loop of its own.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import inspect
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from queuebox import config
@@ -22,24 +30,73 @@ from queuebox import config
 if TYPE_CHECKING:
     from queuebox.job import Job
 
-__all__ = ["run_with_hooks"]
+__all__ = ["arun_with_hooks", "run_with_hooks"]
+
+#: One call the plan asks for; the driver sends back its result or throws its exception.
+_Step = Callable[[], Any]
 
 
 def run_with_hooks(
     job: Job, args: Sequence[Any], kwargs: dict[str, Any], logger: logging.Logger
 ) -> Any:
+    plan = _plan(job, args, kwargs, logger)
+    result: Any = None
+    error: Exception | None = None
+    try:
+        while True:
+            try:
+                step = plan.send(result) if error is None else plan.throw(error)
+            except StopIteration as done:
+                return done.value
+            result, error = None, None
+            try:
+                result = step()
+                if inspect.isawaitable(result):  # an async global hook of a sync job
+                    result = asyncio.run(_awaited(result))
+            except Exception as exc:
+                error = exc
+    finally:
+        plan.close()
+
+
+async def arun_with_hooks(
+    job: Job, args: Sequence[Any], kwargs: dict[str, Any], logger: logging.Logger
+) -> Any:
+    plan = _plan(job, args, kwargs, logger)
+    result: Any = None
+    error: Exception | None = None
+    try:
+        while True:
+            try:
+                step = plan.send(result) if error is None else plan.throw(error)
+            except StopIteration as done:
+                return done.value
+            result, error = None, None
+            try:
+                result = step()
+                if inspect.isawaitable(result):
+                    result = await result
+            except Exception as exc:
+                error = exc
+    finally:
+        plan.close()
+
+
+def _plan(
+    job: Job, args: Sequence[Any], kwargs: dict[str, Any], logger: logging.Logger
+) -> Generator[_Step, Any, Any]:
     job.args, job.kwargs = list(args), dict(kwargs)
     try:
         for hook in config.get_hooks("before_perform"):
-            hook(job)
-        job.before_perform()
-        result = job.perform(*args, **kwargs)
+            yield functools.partial(hook, job)
+        yield job.before_perform
+        result = yield functools.partial(job.perform, *args, **kwargs)
     except Exception as error:
-        _after(job, "after_perform", job.after_perform, (), logger)
-        _after(job, "after_failure", job.after_failure, (error,), logger)
+        yield from _after(job, "after_perform", job.after_perform, (), logger)
+        yield from _after(job, "after_failure", job.after_failure, (error,), logger)
         raise
-    _after(job, "after_perform", job.after_perform, (), logger)
-    _after(job, "after_success", job.after_success, (), logger)
+    yield from _after(job, "after_perform", job.after_perform, (), logger)
+    yield from _after(job, "after_success", job.after_success, (), logger)
     return result
 
 
@@ -49,15 +106,17 @@ def _after(
     own_hook: Callable[..., object],
     extra: tuple[Any, ...],
     logger: logging.Logger,
-) -> None:
-    for hook in (own_hook, *(_bound(global_hook, job) for global_hook in config.get_hooks(event))):
+) -> Generator[_Step, Any, None]:
+    hooks: list[Callable[..., object]] = [own_hook]
+    hooks += [functools.partial(hook, job) for hook in config.get_hooks(event)]
+    for hook in hooks:
         try:
-            hook(*extra)
+            yield functools.partial(hook, *extra)
         except Exception:
             logger.exception(
                 "%s hook of %s raised; the job's outcome is unchanged", event, job.name
             )
 
 
-def _bound(hook: Callable[..., object], job: Job) -> Callable[..., object]:
-    return lambda *extra: hook(job, *extra)
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable

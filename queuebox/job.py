@@ -12,20 +12,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import inspect
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import math
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, Generic, ParamSpec, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, ParamSpec, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from queuebox import config, registry
-from queuebox.backends.base import Adapter, JobRecord, NewJob
+from queuebox.backends.base import Adapter, AsyncScheduling, JobRecord, NewJob, TransactionalEnqueue
 from queuebox.errors import ConfigurationError, InvalidArguments, InvalidSchedule
-from queuebox.hooks import run_with_hooks
+from queuebox.hooks import arun_with_hooks, run_with_hooks
+from queuebox.job_calls import CallCheck, call_check
 from queuebox.payload import encode_handler
 from queuebox.validation import (
     check_job_name,
@@ -40,10 +43,7 @@ __all__ = ["Job", "JobFunction", "JobOptions", "job"]
 P = ParamSpec("P")
 R = TypeVar("R")
 _DEFAULT_OPTIONS: dict[type[Job], JobOptions] = {}
-
-
-class _TransactionalAdapter(Protocol):
-    def schedule_with(self, connection: Any, jobs: Sequence[NewJob]) -> list[JobRecord]: ...
+_HOOK_NAMES = ("before_perform", "after_perform", "after_success", "after_failure")
 
 
 class Job:
@@ -59,6 +59,11 @@ class Job:
     priority: ClassVar[int] = 50
     #: Overrides the worker's ``max_attempts`` for this job.
     max_attempts: ClassVar[int | None] = None
+    #: Overrides the worker's ``max_runtime`` (seconds) for this job: a run that takes
+    #: longer is stopped and retried (``queuebox.JobTimeout``).
+    max_runtime: ClassVar[float | None] = None
+    #: Whether ``perform`` is ``async def`` (set when the class is defined).
+    is_async: ClassVar[bool] = False
     #: Overrides the configured store for this job.
     adapter: ClassVar[Adapter | None] = None
     #: Overrides the configured logger for this job.
@@ -79,6 +84,9 @@ class Job:
     kwargs: dict[str, Any]
     #: Whether a failure of this attempt will be retried (for ``after_failure``).
     will_retry: bool = False
+    #: Set by the worker when someone cancelled this job while it runs: a job that checks
+    #: it can stop cleanly before ``queuebox.JobCancelled`` is raised inside it.
+    cancelled: bool = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -94,6 +102,8 @@ class Job:
             raise ConfigurationError(
                 f"{where}: max_attempts={cls.max_attempts!r} must be a whole number >= 1"
             )
+        _check_max_runtime(cls, where)
+        _check_async(cls, where)
         _check_recurring(cls, where)
         if cls.perform is not Job.perform:
             registry.register(cls)
@@ -102,16 +112,16 @@ class Job:
         raise NotImplementedError(f"{type(self).__name__} must define perform()")
 
     # Lifecycle hooks: override in a subclass. ``self.args`` / ``self.kwargs`` hold the call.
-    def before_perform(self) -> None:
+    def before_perform(self) -> Awaitable[None] | None:
         """Runs before ``perform``; raising fails the attempt."""
 
-    def after_perform(self) -> None:
+    def after_perform(self) -> Awaitable[None] | None:
         """Runs after ``perform``, whether it raised or not; raising is only logged."""
 
-    def after_success(self) -> None:
+    def after_success(self) -> Awaitable[None] | None:
         """Runs after ``perform`` returned; raising is only logged."""
 
-    def after_failure(self, error: BaseException) -> None:
+    def after_failure(self, error: BaseException) -> Awaitable[None] | None:
         """Runs after ``perform`` (or ``before_perform``) raised; ``self.will_retry`` says
         whether another attempt will follow. Raising is only logged."""
 
@@ -156,9 +166,45 @@ class Job:
     @classmethod
     def perform_now(cls, /, *args: Any, **kwargs: Any) -> Any:
         """Run the job inline with its hooks, without storing it. Arguments are checked as
-        for ``perform_later``; an exception propagates after the failure hooks ran."""
-        encode_handler(cls.name, args, kwargs, max_bytes=config.get_settings().max_payload_bytes)
+        for ``perform_later``; an exception propagates after the failure hooks ran. An async
+        job runs on an event loop of its own (inside a running loop, await
+        ``aperform_now`` instead)."""
+        cls._check_call(args, kwargs)
+        if cls.is_async:
+            _refuse_inside_a_loop(f"{cls.name}.perform_now", f"await {cls.name}.aperform_now")
+            return asyncio.run(cls.aperform_now(*args, **kwargs))
         return run_with_hooks(cls(), args, kwargs, cls.logger or config.get_logger())
+
+    @classmethod
+    async def aperform_now(cls, /, *args: Any, **kwargs: Any) -> Any:
+        """``perform_now`` from async code: an async job runs on the running loop; a sync
+        job runs in a worker thread, so that its blocking code never blocks the loop."""
+        cls._check_call(args, kwargs)
+        logger = cls.logger or config.get_logger()
+        if cls.is_async:
+            return await arun_with_hooks(cls(), args, kwargs, logger)
+        return await asyncio.to_thread(run_with_hooks, cls(), args, kwargs, logger)
+
+    @classmethod
+    async def aperform_later(cls, /, *args: Any, **kwargs: Any) -> JobRecord:
+        """``perform_later`` from async code, without blocking the event loop."""
+        return await JobOptions(job_class=cls).aperform_later(*args, **kwargs)
+
+    @classmethod
+    async def aperform_later_many(
+        cls, calls: Iterable[Sequence[Any] | tuple[Sequence[Any], Mapping[str, Any]]]
+    ) -> list[JobRecord]:
+        """``perform_later_many`` from async code, without blocking the event loop."""
+        return await JobOptions(job_class=cls).aperform_later_many(calls)
+
+    @classmethod
+    def _check_call(cls, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Refuse arguments that ``perform`` cannot take, or that are not JSON values."""
+        checker = _CALL_CHECKS.get(cls)
+        if checker is None:
+            checker = _CALL_CHECKS[cls] = call_check(cls)
+        checker(args, kwargs)
+        encode_handler(cls.name, args, kwargs, max_bytes=config.get_settings().max_payload_bytes)
 
 
 @dataclass(frozen=True)
@@ -200,6 +246,12 @@ class JobOptions:
     def perform_later(self, /, *args: Any, **kwargs: Any) -> JobRecord:
         return self._store([self._new_job(args, kwargs)])[0]
 
+    async def aperform_later(self, /, *args: Any, **kwargs: Any) -> JobRecord:
+        """``perform_later`` for asyncio code: the same checks and the same stored record,
+        through the store's asyncio client (``AsyncScheduling``) or, for a store without
+        one, a worker thread; the event loop is never blocked."""
+        return (await self._astore([self._new_job(args, kwargs)]))[0]
+
     def perform_later_many(
         self, calls: Iterable[Sequence[Any] | tuple[Sequence[Any], Mapping[str, Any]]]
     ) -> list[JobRecord]:
@@ -209,6 +261,19 @@ class JobOptions:
         ``kwargs`` is a mapping. Every call is checked before anything is stored, so a bad
         one stores nothing.
         """
+        new_jobs = self._new_jobs(calls)
+        return self._store(new_jobs) if new_jobs else []
+
+    async def aperform_later_many(
+        self, calls: Iterable[Sequence[Any] | tuple[Sequence[Any], Mapping[str, Any]]]
+    ) -> list[JobRecord]:
+        """``perform_later_many`` for asyncio code (see ``aperform_later``)."""
+        new_jobs = self._new_jobs(calls)
+        return await self._astore(new_jobs) if new_jobs else []
+
+    def _new_jobs(
+        self, calls: Iterable[Sequence[Any] | tuple[Sequence[Any], Mapping[str, Any]]]
+    ) -> list[NewJob]:
         new_jobs = []
         max_bytes = config.get_settings().max_payload_bytes
         for index, call in enumerate(calls):
@@ -230,7 +295,7 @@ class JobOptions:
                 new_jobs.append(self._new_job(args, kwargs, max_bytes))
             except InvalidArguments as exc:
                 raise type(exc)(f"calls[{index}]: {exc}") from None
-        return self._store(new_jobs) if new_jobs else []
+        return new_jobs
 
     def _new_job(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], max_bytes: int | None = None
@@ -238,6 +303,10 @@ class JobOptions:
         job_class = self.job_class
         if max_bytes is None:
             max_bytes = config.get_settings().max_payload_bytes
+        checker = _CALL_CHECKS.get(job_class)
+        if checker is None:
+            checker = _CALL_CHECKS[job_class] = call_check(job_class)
+        checker(args, kwargs)
         handler = encode_handler(job_class.name, args, kwargs, max_bytes=max_bytes)
         unique_key = job_class.unique_key(*args, **kwargs)
         if unique_key is not None and (not isinstance(unique_key, str) or not unique_key):
@@ -255,25 +324,43 @@ class JobOptions:
             unique_key=unique_key,
         )
 
-    def _store(self, new_jobs: list[NewJob]) -> list[JobRecord]:
+    def _adapter_for(self, new_jobs: list[NewJob]) -> Adapter:
         adapter = self.job_class.adapter or config.get_adapter()
         if not adapter.capabilities.unique and any(job.unique_key for job in new_jobs):
             raise ConfigurationError(
                 f"{self.job_class.name} is a unique job, and the {type(adapter).__name__} "
                 "store does not support unique jobs"
             )
+        return adapter
+
+    def _store(self, new_jobs: list[NewJob]) -> list[JobRecord]:
+        adapter = self._adapter_for(new_jobs)
         if self.connection is None:
             records = adapter.schedule(new_jobs)
+        elif isinstance(adapter, TransactionalEnqueue):
+            records = adapter.schedule_with(self.connection, new_jobs)
         else:
-            schedule_with: Callable[[Any, Sequence[NewJob]], list[JobRecord]] | None = getattr(
-                adapter, "schedule_with", None
+            raise ConfigurationError(
+                f"the {type(adapter).__name__} store cannot enqueue inside your own "
+                "transaction; connection= works with stores that declare TransactionalEnqueue "
+                "(PostgreSQL)"
             )
-            if schedule_with is None:
-                raise ConfigurationError(
-                    f"the {type(adapter).__name__} store cannot enqueue inside your own "
-                    "transaction; connection= works with the PostgreSQL store"
-                )
-            records = schedule_with(self.connection, new_jobs)
+        return self._logged(records)
+
+    async def _astore(self, new_jobs: list[NewJob]) -> list[JobRecord]:
+        if self.connection is not None:
+            raise ConfigurationError(
+                f"{self.job_class.name}: connection= is for perform_later inside your own "
+                "transaction (a sync connection); aperform_later does not take it"
+            )
+        adapter = self._adapter_for(new_jobs)
+        if isinstance(adapter, AsyncScheduling):
+            records = await adapter.aschedule(new_jobs)
+        else:
+            records = await asyncio.to_thread(adapter.schedule, new_jobs)
+        return self._logged(records)
+
+    def _logged(self, records: list[JobRecord]) -> list[JobRecord]:
         logger = self.job_class.logger or config.get_logger()
         if not logger.isEnabledFor(logging.DEBUG):
             return records  # skip formatting what would not be logged (run_at.isoformat())
@@ -323,9 +410,19 @@ class JobFunction(Generic[P, R]):
     ) -> list[JobRecord]:
         return self.job_class.perform_later_many(calls)
 
-    def perform_now(self, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        result: R = self.job_class.perform_now(*args, **kwargs)
-        return result
+    def perform_now(self, /, *args: P.args, **kwargs: P.kwargs) -> Any:
+        return self.job_class.perform_now(*args, **kwargs)
+
+    async def aperform_later(self, /, *args: P.args, **kwargs: P.kwargs) -> JobRecord:
+        return await self.job_class.aperform_later(*args, **kwargs)
+
+    async def aperform_later_many(
+        self, calls: Iterable[Sequence[Any] | tuple[Sequence[Any], Mapping[str, Any]]]
+    ) -> list[JobRecord]:
+        return await self.job_class.aperform_later_many(calls)
+
+    async def aperform_now(self, /, *args: P.args, **kwargs: P.kwargs) -> Any:
+        return await self.job_class.aperform_now(*args, **kwargs)
 
 
 def job(
@@ -334,19 +431,31 @@ def job(
     queue: str = "default",
     priority: int = 50,
     max_attempts: int | None = None,
+    max_runtime: float | None = None,
 ) -> Callable[[Callable[P, R]], JobFunction[P, R]]:
-    """Register a plain function as a job: ``@queuebox.job(queue="email")``."""
+    """Register a plain function (or ``async def`` function) as a job:
+    ``@queuebox.job(queue="email")``."""
 
     def register(function: Callable[P, R]) -> JobFunction[P, R]:
-        def perform(self: Job, /, *args: Any, **kwargs: Any) -> Any:
-            return function(*args, **kwargs)
+        perform: Callable[..., Any]
+        if inspect.iscoroutinefunction(function):
+
+            async def perform(self: Job, /, *args: Any, **kwargs: Any) -> Any:
+                return await function(*args, **kwargs)
+
+        else:
+
+            def perform(self: Job, /, *args: Any, **kwargs: Any) -> Any:
+                return function(*args, **kwargs)
 
         attributes: dict[str, Any] = {
             "name": name or getattr(function, "__name__", ""),
             "queue": queue,
             "priority": priority,
             "max_attempts": max_attempts,
+            "max_runtime": max_runtime,
             "perform": perform,
+            "__wrapped_function__": staticmethod(function),
             "__module__": getattr(function, "__module__", __name__),
             "__doc__": function.__doc__,
         }
@@ -354,6 +463,44 @@ def job(
         return JobFunction(function, job_class)
 
     return register
+
+
+_CALL_CHECKS: dict[type[Job], CallCheck] = {}
+
+
+def _check_max_runtime(cls: type[Job], where: str) -> None:
+    value = cls.max_runtime
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigurationError(f"{where}: max_runtime={value!r} must be seconds (a number)")
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigurationError(f"{where}: max_runtime={value!r} must be seconds above 0")
+
+
+def _check_async(cls: type[Job], where: str) -> None:
+    """``async def perform`` makes an async job, whose hooks may be async too; a sync job's
+    own hooks must be sync (its worker thread has no event loop to await them on)."""
+    cls.is_async = inspect.iscoroutinefunction(cls.perform)
+    if cls.is_async:
+        return
+    for hook in _HOOK_NAMES:
+        if inspect.iscoroutinefunction(getattr(cls, hook)):
+            raise ConfigurationError(
+                f"{where}: {hook} is async but perform is not; make perform async def too, "
+                "or the hook a plain def"
+            )
+
+
+def _refuse_inside_a_loop(what: str, instead: str) -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise ConfigurationError(
+        f"{what} runs an async job on an event loop of its own, and one is already running "
+        f"in this thread: use {instead}(...) instead"
+    )
 
 
 def _check_recurring(cls: type[Job], where: str) -> None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import math
 import re
 import sys
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeGuard
 
+from queuebox.backends.records import EARLIEST_RUN_AT, LATEST_RUN_AT
 from queuebox.errors import (
     InvalidArguments,
     InvalidPriority,
@@ -77,21 +78,36 @@ def check_job_name(name: object) -> str:
 
 
 def check_wait(wait: object) -> float:
-    """Seconds from now, as a non-negative finite float."""
+    """Seconds from now, as a non-negative finite float that keeps the run time within what
+    every store can hold (until ``LATEST_RUN_AT``)."""
     if isinstance(wait, timedelta):
         seconds = wait.total_seconds()
     elif isinstance(wait, int | float) and not isinstance(wait, bool):
-        seconds = float(wait)
+        try:
+            seconds = float(wait)
+        except OverflowError:
+            seconds = math.inf
     else:
         raise InvalidSchedule(
             f"wait={wait!r} is not valid: give a number of seconds or a datetime.timedelta"
         )
-    if not math.isfinite(seconds) or seconds < 0:
+    if math.isnan(seconds) or seconds < 0:
         raise InvalidSchedule(f"wait={wait!r} is not valid: it must be zero or more seconds")
+    # A day of margin: the store adds the wait to its own clock, which may run ahead of ours.
+    longest = (LATEST_RUN_AT - datetime.now(UTC)).total_seconds() - 86400
+    if seconds > longest:
+        shown = f"{seconds:.3g}" if math.isfinite(seconds) else "a number too large for a float"
+        if isinstance(wait, timedelta | float) or len(str(wait)) < 40:
+            shown = repr(wait)
+        raise InvalidSchedule(
+            f"wait={shown} is too long: a job must run by {LATEST_RUN_AT:%Y-%m-%d} UTC, so "
+            f"wait at most {longest:.0f} seconds (about {longest / 31_557_600:.0f} years)"
+        )
     return seconds
 
 
 def check_wait_until(when: object) -> datetime:
+    """An aware datetime within what every store can hold, converted to UTC."""
     if not isinstance(when, datetime):
         raise InvalidSchedule(
             f"wait_until={when!r} is not valid: give a timezone-aware datetime.datetime"
@@ -101,7 +117,16 @@ def check_wait_until(when: object) -> datetime:
             f"wait_until={when!r} has no time zone, so it is ambiguous: "
             "give an aware datetime, e.g. datetime(2027, 1, 1, 3, tzinfo=timezone.utc)"
         )
-    return when
+    try:
+        moment = when.astimezone(UTC)
+    except OverflowError:  # year 1 east of UTC, or year 9999 west of it
+        moment = None
+    if moment is None or not EARLIEST_RUN_AT <= moment <= LATEST_RUN_AT:
+        raise InvalidSchedule(
+            f"wait_until={when.isoformat()} is out of range: give a time between "
+            f"{EARLIEST_RUN_AT:%Y-%m-%d %H:%M:%S} and {LATEST_RUN_AT:%Y-%m-%d %H:%M:%S} UTC"
+        )
+    return moment
 
 
 def check_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:

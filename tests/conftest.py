@@ -1,14 +1,24 @@
 """Shared fixtures: the real servers integration tests need, and a clean job registry.
 
-Integration tests ask for ``redis_url`` or ``postgres_url``. Without a reachable server they
-are skipped with the reason, so a laptop still runs the SQLite and in-memory tests; when the
-``CI`` environment variable is set, a missing server fails the test instead.
+Test tiers are chosen by the fixtures a test asks for, not by where it lives:
+
+* a test that asks for ``redis_url`` or ``postgres_url`` (directly or through another
+  fixture, such as ``any_store``'s server params) is an integration test, marked ``redis`` /
+  ``postgres`` and ``integration``;
+* tests under ``tests/chaos`` are marked ``chaos`` (their own tier, run on its own:
+  ``pytest -m chaos``);
+* every other test is marked ``unit``: ``pytest -m unit`` needs no server and skips nothing
+  for a missing one.
+
+Without a reachable server integration tests are skipped with the reason, so a laptop still
+runs the SQLite and in-memory tests; when ``CI`` is set, a missing server fails them instead.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -16,6 +26,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from queuebox import config, registry
+from queuebox.backends import from_url
+from queuebox.backends.base import Adapter, Purgeable
 from queuebox.backends.memory import MemoryAdapter
 
 REDIS_URL = os.environ.get("QUEUEBOX_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -41,6 +53,23 @@ def _server(name: str, url: str, default_port: int, env_var: str) -> str:
     if os.environ.get("CI"):
         pytest.fail(f"{message} (CI is set, so a missing server is a failure)")
     pytest.skip(message)
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by the markers added here
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        needs = set(getattr(item, "fixturenames", ()))
+        if "redis_url" in needs:
+            item.add_marker(pytest.mark.redis)
+        if "postgres_url" in needs:
+            item.add_marker(pytest.mark.postgres)
+        if "tests/chaos/" in item.nodeid.replace("\\", "/"):
+            item.add_marker(pytest.mark.chaos)
+        markers = {marker.name for marker in item.iter_markers()}
+        if "chaos" in markers:
+            continue
+        tier = "integration" if markers & {"redis", "postgres"} else "unit"
+        item.add_marker(getattr(pytest.mark, tier))
 
 
 @pytest.fixture(scope="session")
@@ -77,3 +106,41 @@ def memory_store() -> MemoryAdapter:
     adapter = MemoryAdapter()
     config.configure(adapter=adapter)
     return adapter
+
+
+@pytest.fixture(
+    params=[
+        "memory",
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("redis", marks=pytest.mark.redis),
+    ]
+)
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Adapter]:
+    """Each store in turn, fresh and empty, configured as queuebox's store for the test."""
+    name = request.param
+    tag = "t" + uuid.uuid4().hex[:12]
+    if name == "memory":
+        adapter: Adapter = MemoryAdapter()
+    elif name == "sqlite":
+        adapter = from_url(f"sqlite:///{tmp_path / 'store.db'}")
+    elif name == "postgres":
+        adapter = from_url(f"{request.getfixturevalue('postgres_url')}?schema={tag}")
+    else:
+        adapter = from_url(f"{request.getfixturevalue('redis_url')}?prefix={tag}")
+    config.configure(adapter=adapter)
+    try:
+        yield adapter
+    finally:
+        if isinstance(adapter, Purgeable):
+            adapter.purge()
+        adapter.close()
+        if name == "postgres":
+            _drop_schema(request.getfixturevalue("postgres_url"), tag)
+
+
+def _drop_schema(url: str, schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')  # our own name

@@ -6,14 +6,15 @@ import decimal
 import enum
 import uuid
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 import queuebox
-from queuebox import Job
+from queuebox import Job, JobState
+from queuebox.backends.base import Adapter
 from queuebox.backends.memory import MemoryAdapter
 from queuebox.errors import (
     InvalidArguments,
@@ -238,3 +239,117 @@ def test_valid_edge_values_are_accepted(memory_store: MemoryAdapter) -> None:
     record = Target.set(queue="a.b-c_D9", priority=100).perform_later(*values, k=_deep(60))
     assert record.priority == 100
     assert Target.set(priority=1, wait=0).perform_later().priority == 1
+
+
+# -- run times every store can hold --------------------------------------------------------
+
+EAST = timezone(timedelta(hours=14))
+WEST = timezone(timedelta(hours=-10))
+
+OUT_OF_RANGE: list[tuple[str, Callable[[], object], str]] = [
+    ("year 1 east of UTC", lambda: Target.set(wait_until=datetime(1, 1, 1, tzinfo=EAST)), "range"),
+    (
+        "year 9999 west of UTC",
+        lambda: Target.set(wait_until=datetime(9999, 12, 31, 23, tzinfo=WEST)),
+        "range",
+    ),
+    ("before 1970", lambda: Target.set(wait_until=datetime(1969, 12, 31, tzinfo=UTC)), "1970"),
+    ("1e15 s", lambda: Target.set(wait=1e15), "too long"),
+    ("10**400 s", lambda: Target.set(wait=10**400), "too long"),
+    ("timedelta.max", lambda: Target.set(wait=timedelta.max), "too long"),
+    ("10**20 s", lambda: Target.set(wait=10**20), "too long"),
+]
+
+
+@pytest.mark.parametrize(
+    ("action", "expected"),
+    [case[1:] for case in OUT_OF_RANGE],
+    ids=[case[0] for case in OUT_OF_RANGE],
+)
+def test_run_times_outside_what_stores_hold_are_refused_on_every_store(
+    any_store: Adapter, action: Callable[[], object], expected: str
+) -> None:
+    def attempt() -> None:
+        options = action()
+        assert isinstance(options, queuebox.JobOptions)
+        options.perform_later()
+
+    with pytest.raises(InvalidSchedule) as caught:
+        attempt()
+    assert expected in str(caught.value)
+    assert "9999-12-31" in str(caught.value), "the message says the allowed range"
+    assert any_store.counts() == [], "nothing was stored"
+
+
+def test_the_edges_of_the_range_are_stored_on_every_store(any_store: Adapter) -> None:
+    earliest = Target.set(wait_until=datetime(1970, 1, 1, tzinfo=UTC)).perform_later()
+    latest = Target.set(wait_until=datetime(9999, 12, 30, tzinfo=UTC)).perform_later()
+    long_wait = Target.set(wait=100 * 365 * 86400).perform_later()
+    assert earliest.state is JobState.READY and latest.state is JobState.SCHEDULED
+    assert any_store.get(latest.id) == latest
+    assert long_wait.run_at.year >= 2120
+    assert [job.id for job in any_store.claim("w", None, limit=5, lease=60)] == [earliest.id]
+
+
+def test_wait_until_is_stored_in_utc(memory_store: MemoryAdapter) -> None:
+    paris = timezone(timedelta(hours=2))
+    record = Target.set(wait_until=datetime(2027, 6, 1, 12, tzinfo=paris)).perform_later()
+    assert record.run_at == datetime(2027, 6, 1, 10, tzinfo=UTC)
+    assert record.run_at.utcoffset() == timedelta(0)
+
+
+# -- calls that perform cannot take --------------------------------------------------------
+
+
+class TakesTwo(Job):
+    def perform(self, order_id: int, email: str) -> None: ...
+
+
+class TakesDefaults(Job):
+    def perform(self, order_id: int, *, notify: bool = True) -> None: ...
+
+
+@queuebox.job(name="takes_one_function")
+def takes_one(user_id: int) -> None: ...
+
+
+BAD_CALLS: list[tuple[str, Callable[[], object], str]] = [
+    ("missing", lambda: TakesTwo.perform_later(1), "missing a required argument: 'email'"),
+    ("too many", lambda: TakesTwo.perform_later(1, "a", 3), "too many positional"),
+    ("unexpected", lambda: TakesTwo.perform_later(1, "a", cc="b"), "unexpected keyword"),
+    ("keyword-only", lambda: TakesDefaults.perform_later(1, True), "too many positional"),
+    ("function", cast(Callable[[], object], takes_one.perform_later), "argument: 'user_id'"),
+    (
+        "function kw",
+        lambda: takes_one.perform_later(1, x=2),  # type: ignore[call-arg]
+        "unexpected keyword argument 'x'",
+    ),
+    ("bulk", lambda: TakesTwo.perform_later_many([[1, "a"], [2]]), "calls[1]"),
+    ("set", lambda: TakesTwo.set(queue="q").perform_later(), "takes (order_id, email)"),
+    ("perform_now", lambda: TakesTwo.perform_now(1), "missing a required argument"),
+]
+
+
+@pytest.mark.parametrize(
+    ("action", "expected"),
+    [case[1:] for case in BAD_CALLS],
+    ids=[case[0] for case in BAD_CALLS],
+)
+def test_a_call_perform_cannot_take_is_refused_and_nothing_is_stored(
+    memory_store: MemoryAdapter, action: Callable[[], object], expected: str
+) -> None:
+    with pytest.raises(InvalidArguments) as caught:
+        action()
+    assert expected in str(caught.value)
+    message = str(caught.value)
+    assert any(name in message for name in ("TakesTwo", "TakesDefaults", "takes_one_function"))
+    assert memory_store.counts() == []
+
+
+def test_calls_perform_can_take_are_stored(memory_store: MemoryAdapter) -> None:
+    TakesTwo.perform_later(1, "a")
+    TakesTwo.perform_later(order_id=1, email="a")
+    TakesDefaults.perform_later(1)
+    TakesDefaults.perform_later(1, notify=False)
+    takes_one.perform_later(user_id=3)
+    assert sum(c.total for c in memory_store.counts()) == 5

@@ -1,6 +1,8 @@
 """Stop requests: the first SIGINT/SIGTERM is a warm stop, the second a cold one. The pool and
 the supervisor send SIGUSR1 (warm) and SIGUSR2 (cold) instead, so that their requests and a
-service manager's SIGTERM never add up to a cold stop.
+service manager's SIGTERM never add up to a cold stop. SIGHUP (the terminal or SSH session
+went away) is a warm stop too, and never counts towards a cold one: without a handler it
+would kill the worker and leave its claimed jobs locked for a lease.
 
 A warm stop lets the job in hand finish, gives back claimed jobs not yet started, and exits.
 A cold stop interrupts the running job (``ColdStop`` is raised inside it, in the main thread)
@@ -94,6 +96,7 @@ def handle_stop_signals(flag: StopFlag) -> Iterator[StopFlag]:
 
     previous = {signum: signal.signal(signum, on_signal) for signum in STOP_SIGNALS}
     previous[WARM_STOP_SIGNAL] = signal.signal(WARM_STOP_SIGNAL, on_warm_stop)
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_warm_stop)
     previous[COLD_STOP_SIGNAL] = signal.signal(COLD_STOP_SIGNAL, on_cold_stop)
     try:
         yield flag

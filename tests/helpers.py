@@ -1,0 +1,108 @@
+"""Helpers that several test modules share: a project folder with job modules, worker
+processes started from it, and waiting for what they write."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from queuebox.backends.base import Adapter, NewJob
+
+__all__ = ["JOBS_MODULE", "Process", "enqueue", "ledger", "wait_until", "write_project"]
+
+#: Jobs for worker processes: each writes a line to ``ledger.txt`` in the project folder.
+JOBS_MODULE = textwrap.dedent(
+    """
+    import asyncio
+    import os
+    import time
+    from queuebox import Job
+
+    def note(line):
+        fd = os.open("ledger.txt", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        os.write(fd, (line + "\\n").encode())
+        os.close(fd)
+
+    class Record(Job):
+        def perform(self, tag):
+            note(f"{self.record.id} {self.record.queue} {os.getpid()} {tag}")
+
+    class Sleep(Job):
+        def perform(self, seconds):
+            note(f"start {self.record.id} {os.getpid()} {time.time()}")
+            time.sleep(seconds)
+            note(f"done {self.record.id} {os.getpid()} {time.time()}")
+
+    class AsyncSleep(Job):
+        async def perform(self, seconds):
+            note(f"start {self.record.id} {os.getpid()} {time.time()}")
+            await asyncio.sleep(seconds)
+            note(f"done {self.record.id} {os.getpid()} {time.time()}")
+    """
+)
+
+
+def write_project(folder: Path, url: str = "sqlite:///jobs.db", extra: str = "") -> Path:
+    """A project folder: ``proc_jobs.py`` (``JOBS_MODULE``) and a ``queuebox.toml`` naming it."""
+    (folder / "proc_jobs.py").write_text(JOBS_MODULE)
+    (folder / "queuebox.toml").write_text(
+        f'url = "{url}"\napp = ["proc_jobs"]\n[[workers]]\nqueue = "*"\nsleep_delay = 0.2\n' + extra
+    )
+    return folder
+
+
+def enqueue(
+    store: Adapter, name: str, args: list[object], queue: str = "default", n: int = 1
+) -> list[str]:
+    handler = json.dumps({"name": name, "args": args, "kwargs": {}})
+    jobs = [NewJob(name=name, handler=handler, queue=queue, priority=50) for _ in range(n)]
+    return [record.id for record in store.schedule(jobs)]
+
+
+class Process:
+    """``python -m queuebox ARGS...`` in a project folder, its output in a log file."""
+
+    def __init__(self, project: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.log = project / f"worker-{time.monotonic_ns()}.log"
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("QUEUEBOX_")}
+        with self.log.open("wb") as out:
+            self.popen = subprocess.Popen(
+                [sys.executable, "-m", "queuebox", *args],
+                cwd=project,
+                env={**clean, **(env or {})},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def signal(self, signum: int) -> None:
+        self.popen.send_signal(signum)
+
+    def wait(self, timeout: float = 30) -> int:
+        return self.popen.wait(timeout)
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 30, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or condition}")
+        time.sleep(0.05)
+
+
+def ledger(project: Path) -> list[str]:
+    path = project / "ledger.txt"
+    return path.read_text().splitlines() if path.exists() else []
