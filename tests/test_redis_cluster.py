@@ -18,14 +18,12 @@ from typing import Any
 
 import pytest
 import redis
-from test_redis_support import isolated_prefix, url_with
+from test_redis_support import UNREACHABLE_URL, isolated_prefix, url_with
 
 from queuebox.backends import from_url
 from queuebox.backends.redis import RedisAdapter
 from queuebox.backends.redis_keys import QueueKeys, registry_key
-from queuebox.testing import AdapterContract, AdapterFactory, new_job
-
-pytestmark = pytest.mark.redis
+from queuebox.testing import AdapterContract, AdapterFactory, UnreachableFactory, new_job
 
 SLOT_RANGES = [(0, 5460), (5461, 10922), (10923, 16383)]
 
@@ -64,7 +62,9 @@ def _wait_until(check: object, timeout: float, what: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def cluster_url(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The cluster's URL. It asks for ``redis_url`` as well, which puts these tests in the
+    Redis server tier: a machine with Redis to test against has its ``redis-server``."""
     binary = shutil.which("redis-server")
     if binary is None:
         message = "the Redis Cluster tests need the redis-server binary on PATH"
@@ -145,13 +145,19 @@ class TestRedisClusterContract(AdapterContract):
         url = url_with(cluster_url, prefix=cluster_prefix)
         return lambda: RedisAdapter.from_url(url)
 
+    @pytest.fixture
+    def unreachable_adapter_factory(self) -> UnreachableFactory:
+        """A cluster client connects when it is built, to find the nodes: an unreachable
+        cluster fails there, so the calls are checked on an unreachable single node."""
+        return lambda: RedisAdapter.from_url(UNREACHABLE_URL)
+
 
 def test_each_queue_lives_in_one_slot_and_queues_spread(
     cluster_url: str, cluster_prefix: str
 ) -> None:
     adapter = from_url(url_with(cluster_url, prefix=cluster_prefix))
     assert isinstance(adapter, RedisAdapter)
-    client: Any = adapter._client
+    client: Any = adapter.client
     try:
         queues = ["default", "email", "reports", "a", "b", "c"]
         tick = adapter.now().replace(microsecond=0)
@@ -187,7 +193,7 @@ def test_each_queue_lives_in_one_slot_and_queues_spread(
 
 def test_script_cache_flushed_on_every_node(cluster_url: str, cluster_prefix: str) -> None:
     adapter = RedisAdapter.from_url(url_with(cluster_url, prefix=cluster_prefix))
-    client = adapter._client
+    client = adapter.client
     try:
         adapter.schedule([new_job(q) for q in ("x", "y", "z")])
         client.script_flush()  # every primary
@@ -215,7 +221,7 @@ def test_wait_and_claim_blocks_on_the_queues_own_node(
         thread.start()
         time.sleep(0.1)
         if flush:  # every primary: the pipelined claim meets NOSCRIPT, then claims anew
-            waiter._client.script_flush()
+            waiter.client.script_flush()
         enqueued = time.monotonic()
         stored = producer.schedule([new_job(queue, args=[1]), new_job(queue, args=[2])])
         thread.join(5)
@@ -243,7 +249,7 @@ def test_split_round_trips_go_to_the_queues_own_node(cluster_url: str, cluster_p
             adapter.schedule([new_job(queue, args=[n]) for n in range(3)])
             first = adapter.claim("w1", [queue], limit=1, lease=60)
             if queue == "reports":
-                adapter._client.script_flush()  # every primary: NOSCRIPT, then run again
+                adapter.client.script_flush()  # every primary: NOSCRIPT, then run again
             receive = adapter.send_complete_and_claim(
                 [(first[0].id, first[0].lock_token or "")],
                 worker_id="w1",

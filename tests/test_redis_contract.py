@@ -7,10 +7,10 @@ from collections.abc import Iterator
 
 import fakeredis
 import pytest
-from test_redis_support import isolated_prefix, url_with
+from test_redis_support import UNREACHABLE_URL, fake_redis, isolated_prefix, url_with
 
 from queuebox.backends.redis import RedisAdapter
-from queuebox.testing import AdapterContract, AdapterFactory
+from queuebox.testing import AdapterContract, AdapterFactory, UnreachableFactory
 
 
 @pytest.fixture
@@ -19,12 +19,15 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
         yield prefix
 
 
-@pytest.mark.redis
 class TestRedisContract(AdapterContract):
     @pytest.fixture
     def adapter_factory(self, redis_url: str, redis_prefix: str) -> AdapterFactory:
         url = url_with(redis_url, prefix=redis_prefix)
         return lambda: RedisAdapter.from_url(url)
+
+    @pytest.fixture
+    def unreachable_adapter_factory(self) -> UnreachableFactory:
+        return lambda: RedisAdapter.from_url(UNREACHABLE_URL)
 
 
 class TestFakeRedisContract(AdapterContract):
@@ -36,8 +39,15 @@ class TestFakeRedisContract(AdapterContract):
         server = fakeredis.FakeServer()
 
         def make() -> RedisAdapter:
-            adapter = RedisAdapter(fakeredis.FakeRedis(server=server), prefix="qbfake")
+            adapter = RedisAdapter(fake_redis(server), prefix="qbfake")
             adapter.capabilities = dataclasses.replace(adapter.capabilities, multiprocess=False)
             return adapter
 
         return make
+
+    @pytest.fixture
+    def unreachable_adapter_factory(self) -> UnreachableFactory:
+        """A fakeredis server that refuses connections, as one that went away does."""
+        server = fakeredis.FakeServer()
+        server.connected = False
+        return lambda: RedisAdapter(fake_redis(server), prefix="qbfake")

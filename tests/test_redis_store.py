@@ -17,8 +17,6 @@ from queuebox.backends.redis import RedisAdapter
 from queuebox.backends.redis_keys import QueueKeys
 from queuebox.testing import new_job
 
-pytestmark = pytest.mark.redis
-
 
 @pytest.fixture
 def store_url(redis_url: str) -> Iterator[str]:
@@ -54,7 +52,7 @@ class RoundTrips:
 
 
 def test_script_cache_flushed_mid_run(adapter: RedisAdapter) -> None:
-    client = adapter._client
+    client = adapter.client
     records = adapter.schedule([new_job("a", args=[i]) for i in range(6)] + [new_job("b", 1)])
     client.script_flush()
     claimed = adapter.claim("w1", ["a", "b"], limit=3, lease=60)  # peek + claim pipelines
@@ -188,13 +186,13 @@ def test_heartbeat_thread_extends_while_the_main_thread_works(adapter: RedisAdap
 def test_memory_per_waiting_job(adapter: RedisAdapter, capsys: pytest.CaptureFixture[str]) -> None:
     """MEMORY USAGE summed over the queue's keys, per job, for 10,000 ready jobs with one small
     argument each (docs/redis.md reports the same measure)."""
-    client = adapter._client
+    client = adapter.client
     adapter.schedule_one(new_job("mem", args=[0]))
     adapter.clear(["mem"])
     jobs = 10_000
     for _ in range(jobs // 1000):
         adapter.schedule([new_job("mem", args=[42]) for _ in range(1000)])
-    keys = QueueKeys.of(adapter._prefix, "mem")
+    keys = QueueKeys.of(adapter.prefix, "mem")
     base = keys.meta[: -len("meta")]
     names = [key for key in keys if key != keys.meta]
     buckets = [base + "r:" + m.decode() for m in client.zrange(keys.ridx, 0, -1)]
@@ -211,12 +209,12 @@ def test_memory_per_waiting_unique_job(
     adapter: RedisAdapter, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The same measure for jobs with a unique key each, the ``unique`` hash included."""
-    client = adapter._client
+    client = adapter.client
     jobs = 10_000
     for batch in range(jobs // 1000):
         unique = (f"report:{batch * 1000 + i}" for i in range(1000))
         adapter.schedule([new_job("memu", args=[42], unique_key=key) for key in unique])
-    keys = QueueKeys.of(adapter._prefix, "memu")
+    keys = QueueKeys.of(adapter.prefix, "memu")
     base = keys.meta[: -len("meta")]
     names = [key for key in keys if key != keys.meta]
     names += [base + "r:" + m.decode() for m in client.zrange(keys.ridx, 0, -1)]
@@ -266,7 +264,7 @@ def test_a_round_trip_split_in_two_sends_now_and_reads_later(
 def test_a_split_round_trip_survives_a_flushed_script_cache(adapter: RedisAdapter) -> None:
     adapter.schedule([new_job("q", args=[i]) for i in range(3)])
     first = adapter.claim("w1", ["q"], limit=1, lease=60)
-    adapter._client.script_flush()
+    adapter.client.script_flush()
     receive = adapter.send_complete_and_claim(
         [(first[0].id, first[0].lock_token or "")], worker_id="w1", queue="q", limit=5, lease=60
     )

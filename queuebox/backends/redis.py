@@ -8,82 +8,62 @@ layout, the scripts, the URL options and the memory a waiting job takes.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import secrets
-import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import redis
 from redis.cluster import RedisCluster
-from redis.exceptions import (
-    ClusterDownError,
-    ReadOnlyError,
-    RedisClusterException,
-    TryAgainError,
-)
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from queuebox.backends.base import (
     Adapter,
     Capabilities,
     ClaimAhead,
-    Purgeable,
-    RecurringStore,
     JobRecord,
     JobState,
     NewJob,
+    Purgeable,
     QueueCounts,
+    RecurringStore,
 )
-from queuebox.backends.redis_keys import (
-    DEFAULT_PREFIX,
+from queuebox.backends.redis_client import sync_client, translated_errors
+from queuebox.backends.redis_codec import (
     ClaimedBatch,
-    QueueKeys,
     ack_results,
-    check_prefix,
-    check_queue,
+    claim_call,
     claim_order,
-    decode_claimed,
     decode_record,
-    enqueue_values,
+    enqueue_batches,
     from_ms,
     new_record,
     pack_jobs,
-    parse_job_id,
-    registry_key,
-    split_url,
+    scheduled_records,
     to_ms,
+)
+from queuebox.backends.redis_keys import (
+    DEFAULT_PREFIX,
+    KeyCache,
+    check_queue,
+    parse_job_id,
     wake_channel,
 )
+from queuebox.backends.redis_registry import QueueRegistry
 from queuebox.backends.redis_scripts import Call, ScriptRunner
-from queuebox.backends.redis_wait import WaitingMixin
-from queuebox.errors import ConfigurationError, StorageUnavailable, redact_url
-from queuebox.validation import is_queue_name
+from queuebox.backends.redis_url import parse_url
+from queuebox.backends.redis_wait import Waiting
+from queuebox.errors import redact_url
 
 __all__ = ["RedisAdapter"]
 
-_UNAVAILABLE = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    ClusterDownError,
-    TryAgainError,
-    ReadOnlyError,
-    RedisClusterException,
-)
-_ENQUEUE_BATCH = 500  # jobs per enqueue script call: bounds how long one call blocks Redis
-_KEY_CACHE_MAX = 10_000  # queues whose key names are kept built
-_ACK_BATCH = 1000  # jobs per complete_many script call, for the same reason
+_ACK_BATCH = 1000  # jobs per complete_many script call: bounds how long one call blocks Redis
 #: Lock tokens are minted by claim.lua from a random hex secret and the job number; an ack
 #: with any other text cannot match, and complete_many.lua could not parse it.
 _TOKEN = re.compile(r"[A-Za-z0-9_\-]{1,200}")
 
 
-class RedisAdapter(WaitingMixin, Adapter, ClaimAhead, RecurringStore, Purgeable):
+class RedisAdapter(Adapter, ClaimAhead, RecurringStore, Purgeable):
     """Jobs in Redis, one hash tag per queue. Thread-safe; each process builds its own."""
 
     schemes = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
@@ -104,77 +84,64 @@ class RedisAdapter(WaitingMixin, Adapter, ClaimAhead, RecurringStore, Purgeable)
         registry before it reads it again.
         """
         self._client: Any = client
-        self._prefix = check_prefix(prefix)
+        self._keys = KeyCache(prefix)
         self._url = redact_url(url) if url else f"redis ({type(client).__name__})"
         self._owns_client = owns_client
-        self._registry_ttl = registry_ttl
         self._scripts = ScriptRunner(client)
-        self._channel = wake_channel(self._prefix)
-        self._registry = registry_key(self._prefix)
-        self._known: set[str] = set()
-        self._key_cache: dict[str, QueueKeys] = {}
-        self._known_at = float("-inf")
-        self._lock = threading.Lock()
-        self._wait_lock = threading.Lock()
-        self._pubsub: Any = None
-        self._pid = os.getpid()
+        self._channel = wake_channel(self._keys.prefix)
+        self._registry = QueueRegistry(client, self._keys, registry_ttl)
+        self._waiting = Waiting(
+            client,
+            self._scripts,
+            self._keys,
+            self._registry,
+            self._channel,
+            claim=self.claim,
+            translated_errors=self._translated_errors,
+        )
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisAdapter:
         """Build from a URL; ``?prefix=`` and ``?registry_ttl=`` are the adapter's own options,
         every other query parameter goes to redis-py (``socket_timeout``, ``ssl_cert_reqs``...).
         """
-        client_url, cluster, settings = split_url(url)
+        parsed = parse_url(url)
+        settings: dict[str, Any] = {"prefix": parsed.prefix}
+        if parsed.registry_ttl is not None:
+            settings["registry_ttl"] = parsed.registry_ttl
         settings.update(options)
-        try:
-            client: redis.Redis | RedisCluster
-            if cluster:
-                client = RedisCluster.from_url(client_url)
-            else:
-                client = redis.Redis.from_url(client_url)
-        except _UNAVAILABLE as exc:
-            raise StorageUnavailable(f"cannot connect to Redis: {exc}", url=url) from exc
-        except (ValueError, TypeError) as exc:
-            raise ConfigurationError(f"bad Redis URL {redact_url(url)}: {exc}") from exc
-        return cls(client, url=url, owns_client=True, **settings)
+        return cls(sync_client(parsed), url=parsed.shown, owns_client=True, **settings)
+
+    # -- what tests and tools may look at ---------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        """The redis-py client (``redis.Redis`` or ``RedisCluster``) the adapter uses."""
+        return self._client
+
+    @property
+    def prefix(self) -> str:
+        """The first part of every key name (see ``redis_keys.QueueKeys``)."""
+        return self._keys.prefix
+
+    @property
+    def registry_ttl(self) -> float:
+        return self._registry.ttl
+
+    @property
+    def wake_channel(self) -> str:
+        """The pub/sub channel the scripts publish wake-ups on."""
+        return self._channel
+
+    @property
+    def url(self) -> str:
+        """The store's URL without its password, as messages name it."""
+        return self._url
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _guard(self) -> Iterator[None]:
-        try:
-            yield
-        except _UNAVAILABLE as exc:
-            raise StorageUnavailable(f"Redis is unavailable: {exc}", url=self._url) from exc
-
-    def _keys(self, queue: str) -> QueueKeys:
-        keys = self._key_cache.get(queue)
-        if keys is None:
-            keys = QueueKeys.of(self._prefix, queue)
-            if len(self._key_cache) < _KEY_CACHE_MAX:
-                self._key_cache[queue] = keys
-        return keys
-
-    def _queues(self, queues: Sequence[str] | None) -> list[str]:
-        """The queue names to work on, sorted; ``None`` means every registered queue."""
-        if queues is not None:
-            return sorted({check_queue(queue) for queue in queues})
-        with self._lock:
-            fresh = time.monotonic() - self._known_at < self._registry_ttl
-            if fresh:
-                return sorted(self._known)
-        names = self._client.smembers(self._registry)
-        decoded = {n.decode() if isinstance(n, bytes) else str(n) for n in names}
-        with self._lock:
-            self._known |= {name for name in decoded if is_queue_name(name)}
-            self._known_at = time.monotonic()
-            return sorted(self._known)
-
-    def _register(self, queues: Sequence[str]) -> None:
-        """Add new queues to the registry, then mark them so enqueues stop asking."""
-        for queue in queues:
-            self._client.sadd(self._registry, queue)
-            self._client.hset(self._keys(queue).meta, "reg", 1)
+    def _translated_errors(self) -> contextlib.AbstractContextManager[None]:
+        return translated_errors(self._url)
 
     def _time_ms(self) -> int:
         seconds, micros = self._client.time()
@@ -183,57 +150,19 @@ class RedisAdapter(WaitingMixin, Adapter, ClaimAhead, RecurringStore, Purgeable)
     # -- time and scheduling ----------------------------------------------------------------
 
     def now(self) -> datetime:
-        with self._guard():
+        with self._translated_errors():
             seconds, micros = self._client.time()
         return datetime.fromtimestamp(int(seconds), UTC).replace(microsecond=int(micros))
 
     def schedule(self, jobs: Sequence[NewJob]) -> list[JobRecord]:
         if not jobs:
             return []
-        by_queue: dict[str, list[int]] = {}
-        for index, job in enumerate(jobs):
-            queue = job.queue
-            if queue not in by_queue:
-                check_queue(queue)
-                by_queue[queue] = []
-            by_queue[queue].append(index)
-        calls: list[Call] = []
-        batches: list[tuple[str, list[int]]] = []
-        for queue, indexes in by_queue.items():
-            for start in range(0, len(indexes), _ENQUEUE_BATCH):
-                batch = indexes[start : start + _ENQUEUE_BATCH]
-                packed = pack_jobs([jobs[index] for index in batch])
-                calls.append(("enqueue", self._keys(queue), [self._channel, queue, packed]))
-                batches.append((queue, batch))
-        with self._guard():
+        calls, batches = enqueue_batches(jobs, self._keys, self._channel)
+        with self._translated_errors():
             replies = self._scripts.call_many(calls)
-            self._registered([(q, reply) for (q, _), reply in zip(batches, replies, strict=True)])
-        records: list[JobRecord | None] = [None] * len(jobs)
-        for (queue, batch), reply in zip(batches, replies, strict=True):
-            now_ms, number = int(reply[0]), int(reply[2])
-            held = {
-                int(reply[i]) - 1: (int(reply[i + 1]), reply[i + 2])
-                for i in range(3, len(reply), 3)
-            }
-            times: dict[int, datetime] = {}
-            for position, index in enumerate(batch):
-                job = jobs[index]
-                if position in held:  # not stored: its unique key's holder instead
-                    holder, raw = held[position]
-                    records[index] = decode_record(queue, holder, raw, now_ms, times=times)
-                    continue
-                run_at = (
-                    now_ms + round(job.delay * 1000) if job.run_at is None else to_ms(job.run_at)
-                )
-                records[index] = new_record(job, number, run_at, now_ms, "", times=times)
-                number += 1
-        return [record for record in records if record is not None]
-
-    def _registered(self, replies: Sequence[tuple[str, Any]]) -> None:
-        """Register the queues whose enqueue or tick script said they were not yet."""
-        self._register(sorted({queue for queue, reply in replies if not reply[1]}))
-        with self._lock:
-            self._known.update(queue for queue, _ in replies)
+            queues = [queue for queue, _ in batches]
+            self._registry.register(list(zip(queues, replies, strict=True)))
+        return scheduled_records(jobs, batches, replies)
 
     # -- recurring jobs ---------------------------------------------------------------------
 
@@ -243,20 +172,21 @@ class RedisAdapter(WaitingMixin, Adapter, ClaimAhead, RecurringStore, Purgeable)
         """Record ``tick`` for ``key`` in ``job.queue``'s ``ticks`` hash and store ``job``, in
         one ``tick.lua`` call; ``None`` when the tick was not newer or the unique key held."""
         queue = check_queue(job.queue)
-        args = [self._channel, queue, key, to_ms(tick), int(store), *enqueue_values(job)]
-        with self._guard():
+        args: list[bytes | str | int] = [self._channel, queue, key, to_ms(tick), int(store)]
+        args.append(pack_jobs([job]))
+        with self._translated_errors():
             reply = self._scripts.call("tick", self._keys(queue), args)
-            self._registered([(queue, reply)])
+            self._registry.register([(queue, reply)])
         if not int(reply[2]) or not store or reply[5]:
             return None
-        return new_record(job, int(reply[3]), int(reply[4]), int(reply[0]), b"")
+        return new_record(job, int(reply[3]), int(reply[4]), int(reply[0]))
 
     def recurring_ticks(self) -> dict[str, datetime]:
         """The ``ticks`` hashes of every registered queue, read in one pipeline (per node on a
         cluster); a key recorded in several queues (its job moved) gives its latest tick."""
         latest: dict[str, int] = {}
-        with self._guard():
-            names = self._all_registered()
+        with self._translated_errors():
+            names = self._registry.everything()
             if not names:
                 return {}
             pipe = self._client.pipeline(transaction=False)
@@ -281,24 +211,16 @@ class RedisAdapter(WaitingMixin, Adapter, ClaimAhead, RecurringStore, Purgeable)
     ) -> list[JobRecord]:
         if limit < 1:
             return []
-        lease_ms = max(1, round(lease * 1000))
-        with self._guard():
-            names = self._queues(queues)
+        with self._translated_errors():
+            names = self._registry.names(queues)
             if not names:
                 return []
             plan = {names[0]: limit} if len(names) == 1 else self._plan(names, limit)
-            calls: list[Call] = [
-                (
-                    "claim",
-                    self._keys(queue),
-                    [worker_id, count, lease_ms, secrets.token_hex(16)],
-                )
-                for queue, count in plan.items()
-            ]
+            calls = [claim_call(self._keys(q), worker_id, n, lease) for q, n in plan.items()]
             replies = self._scripts.call_many(calls)
         records = []
         for queue, reply in zip(plan, replies, strict=True):
-            records += decode_claimed(queue, reply[1], int(reply[0]))  # each in claim order
+            records += ClaimedBatch.unpack(queue, reply).records()  # each in claim order
         return records if len(plan) == 1 else claim_order(records)
 
     def _plan(self, names: list[str], limit: int) -> dict[str, int]:
@@ -317,7 +239,7 @@ class RedisAdapter(WaitingMixin, Adapter, ClaimAhead, RecurringStore, Purgeable)
         if parsed is None or not isinstance(token, str) or not token:
             return False
         queue, number = parsed
-        with self._guard():
+        with self._translated_errors():
             return bool(self._scripts.call(script, self._keys(queue), [number, token, *args]))
 
     def complete(self, job_id: str, lock_token: str, *, keep: bool = False) -> bool:
@@ -329,7 +251,7 @@ class RedisAdapter(WaitingMixin, Adapter, ClaimAhead, RecurringStore, Purgeable)
         store never hands out (see ``_TOKEN``) is refused here, without a call."""
         results, calls, batches = self._ack_calls(acks, keep)
         if calls:
-            with self._guard():
+            with self._translated_errors():
                 replies = self._scripts.call_many(calls)
             ack_results(results, batches, replies)
         return results
@@ -370,21 +292,17 @@ class RedisAdapter(WaitingMixin, Adapter, ClaimAhead, RecurringStore, Purgeable)
         Redis works on the next batch while the worker works on this one.
         """
         results, calls, batches = self._ack_calls(acks, keep)
-        calls.append(self._claim_call(worker_id, queue, limit, lease))
-        with self._guard():
+        calls.append(claim_call(self._keys(check_queue(queue)), worker_id, limit, lease))
+        with self._translated_errors():
             pending = self._scripts.send_many(calls)
 
         def receive() -> tuple[list[bool], ClaimedBatch]:
-            with self._guard():
+            with self._translated_errors():
                 replies = pending.read()
-            return _claim_reply(queue, results, batches, replies)
+            ack_results(results, batches, replies[:-1])  # the claim's reply is the last
+            return results, ClaimedBatch.unpack(queue, replies[-1])
 
         return receive
-
-    def _claim_call(self, worker_id: str, queue: str, limit: int, lease: float) -> Call:
-        lease_ms = max(1, round(lease * 1000))
-        token = secrets.token_hex(16)
-        return ("claim", self._keys(check_queue(queue)), [worker_id, limit, lease_ms, token])
 
     def _ack_calls(
         self, acks: Sequence[tuple[str, str]], keep: bool
@@ -424,6 +342,18 @@ class RedisAdapter(WaitingMixin, Adapter, ClaimAhead, RecurringStore, Purgeable)
     def extend(self, job_id: str, lock_token: str, *, lease: float) -> bool:
         return self._owned_call("extend", job_id, lock_token, max(1, round(lease * 1000)))
 
+    # -- waiting ----------------------------------------------------------------------------
+
+    def wait_for_work(self, queues: Sequence[str] | None, timeout: float) -> None:
+        self._waiting.wait_for_work(queues, timeout)
+
+    def wait_and_claim(
+        self, worker_id: str, queue: str, *, limit: int, lease: float, timeout: float
+    ) -> list[JobRecord]:
+        return self._waiting.wait_and_claim(
+            worker_id, queue, limit=limit, lease=lease, timeout=timeout
+        )
+
     # -- inspection and administration ------------------------------------------------------
 
     def get(self, job_id: str) -> JobRecord | None:
@@ -431,7 +361,7 @@ class RedisAdapter(WaitingMixin, Adapter, ClaimAhead, RecurringStore, Purgeable)
         if parsed is None:
             return None
         queue, number = parsed
-        with self._guard():
+        with self._translated_errors():
             raw = self._client.hget(self._keys(queue).jobs, str(number))
             if raw is None:
                 return None
@@ -448,9 +378,9 @@ class RedisAdapter(WaitingMixin, Adapter, ClaimAhead, RecurringStore, Purgeable)
         """Reads each queue's records with HSCAN: an inspection tool, O(jobs in the queues)."""
         wanted = None if states is None else set(states)
         found: list[JobRecord] = []
-        with self._guard():
+        with self._translated_errors():
             now_ms = self._time_ms()
-            for queue in self._queues(queues):
+            for queue in self._registry.names(queues):
                 if len(found) >= offset + limit:
                     break
                 records = [
@@ -462,8 +392,8 @@ class RedisAdapter(WaitingMixin, Adapter, ClaimAhead, RecurringStore, Purgeable)
         return found[offset : offset + limit]
 
     def counts(self) -> list[QueueCounts]:
-        with self._guard():
-            names = self._queues(None)
+        with self._translated_errors():
+            names = self._registry.names(None)
             replies = self._scripts.call_many([("counts", self._keys(q), []) for q in names])
         counts = []
         for queue, reply in zip(names, replies, strict=True):
@@ -478,7 +408,7 @@ class RedisAdapter(WaitingMixin, Adapter, ClaimAhead, RecurringStore, Purgeable)
         if parsed is None:
             return False
         queue, number = parsed
-        with self._guard():
+        with self._translated_errors():
             return bool(self._scripts.call(script, self._keys(queue), [number, *args]))
 
     def retry(self, job_id: str) -> bool:
@@ -489,37 +419,32 @@ class RedisAdapter(WaitingMixin, Adapter, ClaimAhead, RecurringStore, Purgeable)
         return self._by_id("delete", job_id)
 
     def clear(self, queues: Sequence[str] | None = None) -> int:
-        with self._guard():
-            names = self._queues(queues) if queues is not None else self._all_registered()
+        with self._translated_errors():
+            names = (
+                self._registry.names(queues) if queues is not None else self._registry.everything()
+            )
             replies = self._scripts.call_many([("clear", self._keys(q), []) for q in names])
         return sum(int(reply) for reply in replies)
 
-    def _all_registered(self) -> list[str]:
-        with self._lock:
-            self._known_at = float("-inf")  # read the registry itself, not the cache
-        return self._queues(None)
-
     def migrate(self) -> None:
         """Load every script into the server's script cache (they also load on first use)."""
-        with self._guard():
+        with self._translated_errors():
             self._scripts.load_all()
 
     def purge(self) -> None:
         """Delete every key under this adapter's prefix that it knows of: the jobs of every
         registered queue, their counters, recurring ticks and the registry. Job ids may be
         reused after."""
-        with self._guard():
-            names = self._all_registered()
+        with self._translated_errors():
+            names = self._registry.everything()
             self._scripts.call_many([("clear", self._keys(q), []) for q in names])
             for queue in names:
                 self._client.delete(self._keys(queue).meta, self._keys(queue).ticks)
-            self._client.delete(self._registry)
-        with self._lock:
-            self._known.clear()
+            self._client.delete(self._registry.key)
+        self._registry.forget()
 
     def close(self) -> None:
-        with self._wait_lock:
-            self._drop_pubsub()
+        self._waiting.close()
         if self._owns_client:
             with contextlib.suppress(Exception):
                 self._client.close()
@@ -528,12 +453,3 @@ class RedisAdapter(WaitingMixin, Adapter, ClaimAhead, RecurringStore, Purgeable)
 def _number(job: str) -> int:
     parsed = parse_job_id(job)
     return parsed[1] if parsed else 0
-
-
-def _claim_reply(
-    queue: str, results: list[bool], batches: list[list[int]], replies: list[Any]
-) -> tuple[list[bool], ClaimedBatch]:
-    """Fill ``results`` from the acknowledgement replies; the claim's reply is the last."""
-    ack_results(results, batches, replies[:-1])
-    now_ms, blob = replies[-1]
-    return results, ClaimedBatch.unpack(queue, blob, int(now_ms))

@@ -1,4 +1,4 @@
-"""How idle workers of the Redis store wait for work, apart from ``redis.py`` to keep it small.
+"""How idle workers of the Redis store wait for work: an object the adapter holds.
 
 Two ways, both cut short by new work within milliseconds (see ``docs/redis.md``):
 
@@ -14,52 +14,54 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import threading
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
 from queuebox.backends.base import JobRecord
-from queuebox.backends.redis_keys import (
-    QueueKeys,
-    check_queue,
-    decode_claimed,
-    wake_list,
-)
+from queuebox.backends.redis_codec import ClaimedBatch, claim_call
+from queuebox.backends.redis_keys import KeyCache, check_queue, wake_list
+from queuebox.backends.redis_registry import QueueRegistry
 from queuebox.backends.redis_scripts import REDIRECTIONS, ScriptRunner
 from queuebox.errors import StorageUnavailable
-from queuebox.validation import is_queue_name
 
-__all__ = ["WaitingMixin"]
+__all__ = ["ClaimFunction", "Waiting"]
 
 _MIN_BLOCK = 0.001  # seconds: a shorter wait claims at once instead of blocking
 
+#: ``claim(worker_id, queues, limit=..., lease=...)``: the adapter's plain claim.
+ClaimFunction = Callable[..., list[JobRecord]]
 
-class WaitingMixin:
-    """The waiting half of ``RedisAdapter`` (which defines the attributes below)."""
 
-    _client: Any
-    _prefix: str
-    _channel: str
-    _scripts: ScriptRunner
-    _lock: threading.Lock
-    _wait_lock: threading.Lock
-    _known: set[str]
-    _pubsub: Any
-    _pid: int
+class Waiting:
+    """The waits of one adapter: its wake subscription (one per process, reopened after a
+    fork) and the lock that lets one thread at a time wait on it."""
 
-    if TYPE_CHECKING:  # defined by RedisAdapter
-
-        def _guard(self) -> contextlib.AbstractContextManager[None]: ...
-        def _keys(self, queue: str) -> QueueKeys: ...
-        def _queues(self, queues: Sequence[str] | None) -> list[str]: ...
-        def claim(
-            self, worker_id: str, queues: Sequence[str] | None, *, limit: int = 1, lease: float
-        ) -> list[JobRecord]: ...
+    def __init__(
+        self,
+        client: Any,
+        scripts: ScriptRunner,
+        keys: KeyCache,
+        registry: QueueRegistry,
+        channel: str,
+        *,
+        claim: ClaimFunction,
+        translated_errors: Callable[[], contextlib.AbstractContextManager[None]],
+    ) -> None:
+        self._client = client
+        self._scripts = scripts
+        self._keys = keys
+        self._registry = registry
+        self._channel = channel
+        self._claim = claim
+        self._translated_errors = translated_errors
+        self._lock = threading.Lock()
+        self._pubsub: Any = None
+        self._pid = os.getpid()
 
     # -- one queue: block on its wake list, claim in the same round trip --------------------
 
@@ -70,43 +72,32 @@ class WaitingMixin:
         ``timeout`` seconds (less when a scheduled job or an expired lock falls due sooner);
         ``[]`` when nothing could be claimed by then."""
         keys = self._keys(check_queue(queue))
-        with self._guard():
+        with self._translated_errors():
             now_ms, ready, soonest = self._scripts.call("due", keys, [])
             wait = max(0.0, timeout)
             if soonest:
                 wait = min(wait, (int(soonest) - int(now_ms)) / 1000)
             if int(ready) or wait < _MIN_BLOCK:
-                return self.claim(worker_id, [queue], limit=limit, lease=lease)
-            reply = self._block_then_claim(
-                keys, queue, worker_id=worker_id, limit=limit, lease=lease, wait=wait
-            )
+                return self._claim(worker_id, [queue], limit=limit, lease=lease)
+            reply = self._block_then_claim(queue, claim_call(keys, worker_id, limit, lease), wait)
         if reply is None:  # the script cache was flushed, or the slot moved: the usual way
-            return self.claim(worker_id, [queue], limit=limit, lease=lease)
-        return decode_claimed(queue, reply[1], int(reply[0]))
+            return self._claim(worker_id, [queue], limit=limit, lease=lease)
+        return ClaimedBatch.unpack(queue, reply).records()
 
-    def _block_then_claim(
-        self, keys: QueueKeys, queue: str, *, worker_id: str, limit: int, lease: float, wait: float
-    ) -> Any:
+    def _block_then_claim(self, queue: str, call: Any, wait: float) -> Any:
+        _, keys, args = call
         client = self._client
         if isinstance(client, RedisCluster):
             # redis-py refuses EVALSHA in cluster pipelines: use the node's own connection
             # (the wake list and the queue's keys share one hash slot, so one node).
             cluster: Any = client
-            client = cluster.get_redis_connection(cluster.get_node_from_key(keys.meta))
+            client = cluster.get_redis_connection(cluster.get_node_from_key(keys[0]))
         socket_timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
         if socket_timeout:  # block for less than the socket waits for a reply
             wait = min(wait, float(socket_timeout) / 2)
         pipe = client.pipeline(transaction=False)
-        pipe.blpop([wake_list(self._prefix, queue)], timeout=round(wait, 3))
-        pipe.evalsha(
-            self._scripts.scripts["claim"].sha,
-            len(keys),
-            *keys,
-            worker_id,
-            limit,
-            max(1, round(lease * 1000)),
-            secrets.token_hex(16),
-        )
+        pipe.blpop([wake_list(self._keys.prefix, queue)], timeout=round(wait, 3))
+        pipe.evalsha(self._scripts.scripts["claim"].sha, len(keys), *keys, *args)
         _, reply = pipe.execute(raise_on_error=False)
         if isinstance(reply, NoScriptError):
             self._scripts.load_all()
@@ -123,16 +114,16 @@ class WaitingMixin:
         """Block on the wake channel until an enqueue (or release, retry, error) on one of
         ``queues``, the next scheduled run_at or lock expiry, or ``timeout``."""
         deadline = time.monotonic() + max(0.0, timeout)
-        if not self._wait_lock.acquire(timeout=max(0.0, timeout)):
+        if not self._lock.acquire(timeout=max(0.0, timeout)):
             return
         try:
-            with self._guard():
+            with self._translated_errors():
                 self._wait(queues, deadline)
         except StorageUnavailable:
-            self._drop_pubsub()
+            self._drop_subscription()
             raise
         finally:
-            self._wait_lock.release()
+            self._lock.release()
 
     def _wait(self, queues: Sequence[str] | None, deadline: float) -> None:
         if self._pubsub is None or self._pid != os.getpid():
@@ -142,7 +133,7 @@ class WaitingMixin:
         wanted = None if queues is None else {check_queue(queue) for queue in queues}
         while self._pubsub.get_message(timeout=0) is not None:
             pass  # stale news: the check below reads the current state instead
-        names = self._queues(queues)
+        names = self._registry.names(queues)
         replies = self._scripts.call_many([("due", self._keys(q), []) for q in names])
         for reply in replies:
             now_ms, ready, soonest = int(reply[0]), int(reply[1]), reply[2]
@@ -157,14 +148,16 @@ class WaitingMixin:
             data = message["data"]
             queue = data.decode() if isinstance(data, bytes) else str(data)
             if wanted is None:
-                if is_queue_name(queue):
-                    with self._lock:
-                        self._known.add(queue)
+                self._registry.note(queue)
                 return
             if queue in wanted:
                 return
 
-    def _drop_pubsub(self) -> None:
+    def close(self) -> None:
+        with self._lock:
+            self._drop_subscription()
+
+    def _drop_subscription(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None and self._pid == os.getpid():
             with contextlib.suppress(Exception):

@@ -8,14 +8,14 @@
 -- number), adds an attempt, and locks each until now + lease. A job keeps its unique key
 -- while it runs and when its lock is reclaimed.
 -- A record that cannot be read is put in the failed set as it is, and not claimed.
--- Returns {now, one msgpack array of job number, record, job number, record... (the records
--- as stored, see lib.lua)}: one reply value, which the client unpacks in one call.
+-- Returns {now, how many jobs were claimed, then one string: job number, record, job number,
+-- record... each a msgpack value (the records as stored, see lib.lua)}: the client unpacks
+-- them all in one call.
 local now = now_ms()
 promote_and_reclaim(now)
 local limit = tonumber(ARGV[2])
 local expires = now + tonumber(ARGV[3])
-local locked = pack_int(now) .. pack(ARGV[1]) .. pack_int(expires)
-local expiry, prefix = int(expires), ARGV[4] .. '-'
+local worker, expiry, prefix = ARGV[1], int(expires), ARGV[4] .. '-'
 local out = {}
 local taken = 0
 while taken < limit do
@@ -31,7 +31,7 @@ while taken < limit do
     local raw = raws[i]
     local member = int(n)
     local ok, packed = false, nil
-    if raw then ok, packed = pcall(lock_record, raw, now, locked, prefix .. member) end
+    if raw then ok, packed = pcall(lock_record, raw, now, worker, expires, prefix .. member) end
     if raw and not ok then
       -- A record that is not what lib.lua writes (hand-edited, corrupted): keep it in the
       -- failed set rather than in no set, and go on with the other jobs of the batch.
@@ -42,12 +42,11 @@ while taken < limit do
       saved[k + 1], saved[k + 2] = member, packed
       running[k + 1], running[k + 2] = expiry, member
       local o = #out
-      out[o + 1], out[o + 2] = pack_int(n), packed
+      out[o + 1], out[o + 2] = cmsgpack.pack(n), packed
     end
   end
   call_chunked('HSET', Q.jobs, saved, 500)
   call_chunked('ZADD', Q.running, running, 500)
 end
 if redis.call('EXISTS', Q.ridx) == 0 then redis.call('DEL', Q.wake) end
-local header = #out < 16 and string.char(144 + #out) or ('\221' .. be(#out, 4))
-return {int(now), header .. table.concat(out)}
+return {int(now), taken, table.concat(out)}

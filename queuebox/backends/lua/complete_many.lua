@@ -18,19 +18,22 @@ for i = 1, #members, 500 do
   local raws = redis.call('HMGET', Q.jobs, tunpack(members, i, last))
   for j = i, last do
     local member, raw = members[j], raws[j - i + 1]
-    local token, unique = false, false
-    if raw and not ended[member] then token, unique = token_and_unique(raw) end
-    if token and token == tokens[j] then
+    local ok, t = false, nil
+    if raw and not ended[member] then
+      -- a job to delete needs only its token and unique key read; one to keep is rewritten
+      ok, t = pcall(keep and decode_job or cmsgpack.unpack, raw)
+    end
+    if ok and type(t) == 'table' and t[11] and t[11] == tokens[j] then
+      local unique = t[15]
       ended[member] = true
       finished[#finished + 1] = member
       if unique and redis.call('HGET', Q.unique, unique) == member then
         redis.call('HDEL', Q.unique, unique)
       end
       if keep then
-        local r = decode_job(raw)
-        unlock(r)
-        r[6], r[14], r[15] = now, now, false
-        save_job(tonumber(member), r)
+        unlock(t)
+        t[6], t[14], t[15] = now, now, false
+        save_job(tonumber(member), t)
         redis.call('ZADD', Q.done, int(now), member)
       end
       out[j] = '1'

@@ -2,8 +2,8 @@
 -- KEYS: the nine keys of the queue (see lib.lua).
 -- ARGV[1] wake channel, ARGV[2] queue name (published on the channel), ARGV[3] the jobs,
 -- packed by the client as one msgpack array of five values per job: name, handler, priority
--- (copied as they are into the record: its first three fields), its delay in ms or '@'
--- followed by its run_at in ms, its unique key ('' for none, else '=' followed by the key).
+-- (the record's first three fields), its delay in ms or '@' followed by its run_at in ms,
+-- its unique key (false for none).
 -- Numbers and times come from the server (the queue's counter and TIME), never the client.
 -- A job whose unique key is held by a waiting or running job of the queue (in KEYS[8]) is not
 -- stored; the holder is returned instead (also when the holder came earlier in this batch).
@@ -14,20 +14,11 @@
 local now = now_ms()
 local batch = new_batch()
 local out = {int(now), batch.registered, int(batch.start + 1)}
-local jobs = ARGV[3]
-local first = string.byte(jobs, 1)
-local count, pos = first - 144, 2
-if first == 220 then count, pos = rd(jobs, 2, 2), 4 end
-if first == 221 then count, pos = rd(jobs, 2, 4), 6 end
-for position = 1, count / 5 do
-  local start = pos
-  pos = skip(jobs, skip(jobs, pos))
-  local priority, when, unique
-  priority, pos = unpack_at(jobs, pos)
-  local head = string.sub(jobs, start, pos - 1)
-  when, pos = unpack_at(jobs, pos)
-  unique, pos = unpack_at(jobs, pos)
-  local n, _, held = insert(batch, now, head, when, unique, priority)
+local jobs = cmsgpack.unpack(ARGV[3])
+for position = 1, #jobs / 5 do
+  local i = position * 5 - 5
+  local n, _, held = insert(batch, now, jobs[i + 1], jobs[i + 2], jobs[i + 3], jobs[i + 4],
+                            jobs[i + 5])
   if held ~= '' then
     out[#out + 1] = position
     out[#out + 1] = int(n)

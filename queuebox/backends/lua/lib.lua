@@ -23,18 +23,19 @@
 -- arrives. Scripts that make jobs ready push up to WAKE_MAX tokens; a claim that leaves no
 -- ready job deletes the list, so stale tokens do not pile up.
 --
--- A record is a msgpack array: 1 name, 2 handler, 3 priority, 4 created_at, 5 run_at - created_at,
--- 6 updated_at - created_at, 7 attempts, 8 locked_at, 9 locked_by, 10 lock_expires_at,
--- 11 lock_token, 12 last_error (text, or {previous owner, expiry} after a reclaim),
--- 13 failed_at, 14 completed_at, 15 unique_key (only while the job waits or runs: cleared
--- when it ends, so kept failed and completed records hold none). Times are integer
--- milliseconds from TIME; absent is nil, and trailing nils are left out (records written
--- before field 15 existed simply end earlier). The small msgpack codec below covers exactly
--- these values, so the scripts need no cmsgpack module.
+-- A record is a msgpack array packed with Redis's built-in cmsgpack: 1 name, 2 handler,
+-- 3 priority, 4 created_at, 5 run_at - created_at, 6 updated_at - created_at, 7 attempts,
+-- 8 locked_at, 9 locked_by, 10 lock_expires_at, 11 lock_token, 12 last_error (text, or
+-- {previous owner, expiry} after a reclaim), 13 failed_at, 14 completed_at, 15 unique_key
+-- (only while the job waits or runs: cleared when it ends, so kept failed and completed
+-- records hold none). Times are integer milliseconds from TIME. An absent value is false
+-- (a Lua table with nil in it would pack as a map); records written by earlier versions hold
+-- nil there, which reads the same. Trailing absent values are left out, so a waiting job
+-- without a unique key packs 7 values.
 
 local BUCKET = 64
 local PRIORITY_SHIFT = 4398046511104 -- 2^42: ready scores are priority * 2^42 + run_at
-local RUN_AT_MAX = PRIORITY_SHIFT - 1
+local READY_RUN_AT_MAX = PRIORITY_SHIFT - 1 -- the largest run_at a ready score can hold
 local FIELDS = 15
 local KEPT_FIELDS = 7
 local tunpack = table.unpack or unpack -- Lua 5.1 in Redis, 5.4 in some test servers
@@ -69,132 +70,22 @@ local function wake(channel, queue, ready)
   end
 end
 
--- msgpack ----------------------------------------------------------------------------------
-
-local function be(v, nbytes) -- big-endian bytes of an integer 0 <= v < 2^53
-  if nbytes == 1 then return string.char(v) end
-  if nbytes == 2 then return string.char(math.floor(v / 256), v % 256) end
-  local lo = v % 4294967296
-  local low = string.char(math.floor(lo / 16777216), math.floor(lo / 65536) % 256,
-                          math.floor(lo / 256) % 256, lo % 256)
-  if nbytes == 4 then return low end
-  return be(math.floor(v / 4294967296), 4) .. low
-end
-
-local function pack_int(v)
-  if v >= 0 then
-    if v < 128 then return string.char(v) end
-    if v < 256 then return '\204' .. be(v, 1) end
-    if v < 65536 then return '\205' .. be(v, 2) end
-    if v < 4294967296 then return '\206' .. be(v, 4) end
-    return '\207' .. be(v, 8)
-  end
-  if v >= -32 then return string.char(256 + v) end
-  if v >= -2147483648 then return '\210' .. be(v + 4294967296, 4) end
-  local hi = math.floor(v / 4294967296)
-  return '\211' .. be(hi + 4294967296, 4) .. be(v - hi * 4294967296, 4)
-end
-
-local function pack(v)
-  local kind = type(v)
-  if kind == 'number' then return pack_int(v) end
-  if kind == 'string' then
-    local n = #v
-    if n < 32 then return string.char(160 + n) .. v end
-    if n < 256 then return '\217' .. be(n, 1) .. v end
-    if n < 65536 then return '\218' .. be(n, 2) .. v end
-    return '\219' .. be(n, 4) .. v
-  end
-  if kind == 'table' then
-    local n = #v
-    local out = {n < 16 and string.char(144 + n) or ('\220' .. be(n, 2))}
-    for i = 1, n do out[i + 1] = pack(v[i]) end
-    return table.concat(out)
-  end
-  if v == true then return '\195' end
-  return '\192'
-end
-
-local function rd(s, pos, nbytes)
-  if nbytes == 1 then return string.byte(s, pos) end
-  if nbytes == 2 then
-    local a, b = string.byte(s, pos, pos + 1)
-    return a * 256 + b
-  end
-  local a, b, c, d = string.byte(s, pos, pos + 3)
-  local v = ((a * 256 + b) * 256 + c) * 256 + d
-  if nbytes == 4 then return v end
-  return v * 4294967296 + rd(s, pos + 4, 4)
-end
-
-local unpack_at
-local function unpack_array(s, pos, n)
-  local out = {}
-  for i = 1, n do out[i], pos = unpack_at(s, pos) end
-  return out, pos
-end
-
-unpack_at = function(s, pos) -- value (nil becomes false), next position
-  local c = string.byte(s, pos)
-  if c < 128 then return c, pos + 1 end
-  if c >= 224 then return c - 256, pos + 1 end
-  if c >= 160 and c < 192 then return string.sub(s, pos + 1, pos + c - 160), pos + 1 + c - 160 end
-  if c >= 144 and c < 160 then return unpack_array(s, pos + 1, c - 144) end
-  if c == 192 or c == 194 then return false, pos + 1 end
-  if c == 195 then return true, pos + 1 end
-  if c == 204 then return rd(s, pos + 1, 1), pos + 2 end
-  if c == 205 then return rd(s, pos + 1, 2), pos + 3 end
-  if c == 206 then return rd(s, pos + 1, 4), pos + 5 end
-  if c == 207 then return rd(s, pos + 1, 8), pos + 9 end
-  if c == 210 then
-    local v = rd(s, pos + 1, 4)
-    if v >= 2147483648 then v = v - 4294967296 end
-    return v, pos + 5
-  end
-  if c == 211 then
-    local hi = rd(s, pos + 1, 4)
-    if hi >= 2147483648 then hi = hi - 4294967296 end
-    return hi * 4294967296 + rd(s, pos + 5, 4), pos + 9
-  end
-  local width = ({[217] = 1, [218] = 2, [219] = 4})[c]
-  if width then
-    local n = rd(s, pos + 1, width)
-    local from = pos + 1 + width
-    return string.sub(s, from, from + n - 1), from + n
-  end
-  if c == 220 then return unpack_array(s, pos + 3, rd(s, pos + 1, 2)) end
-  error('queuebox: unexpected msgpack byte ' .. c)
-end
-
-local function skip(s, pos) -- the position after the msgpack value at pos; builds nothing
-  local c = string.byte(s, pos)
-  if c < 128 or c >= 224 or c == 192 or c == 194 or c == 195 then return pos + 1 end
-  if c >= 160 and c < 192 then return pos + 1 + c - 160 end
-  if c >= 144 and c < 160 then
-    pos = pos + 1
-    for _ = 1, c - 144 do pos = skip(s, pos) end
-    return pos
-  end
-  if c == 204 then return pos + 2 end
-  if c == 205 then return pos + 3 end
-  if c == 206 or c == 210 then return pos + 5 end
-  if c == 207 or c == 211 then return pos + 9 end
-  if c == 217 then return pos + 2 + rd(s, pos + 1, 1) end
-  if c == 218 then return pos + 3 + rd(s, pos + 1, 2) end
-  if c == 219 then return pos + 5 + rd(s, pos + 1, 4) end
-  if c == 220 then
-    local n = rd(s, pos + 1, 2)
-    pos = pos + 3
-    for _ = 1, n do pos = skip(s, pos) end
-    return pos
-  end
-  error('queuebox: unexpected msgpack byte ' .. c)
-end
-
 -- records ----------------------------------------------------------------------------------
 
+-- The values every script computes with (created_at, the two deltas, attempts) must be
+-- numbers, or the record is not one lib.lua wrote. Returns t.
+local function numeric(t)
+  if type(t) ~= 'table' or type(t[4]) ~= 'number' or type(t[5]) ~= 'number'
+      or type(t[6]) ~= 'number' or type(t[7]) ~= 'number' then
+    error('queuebox: not a job record')
+  end
+  return t
+end
+
+-- The record of packed bytes, its run_at and updated_at made absolute. Raises for bytes that
+-- are not a record (see load_job).
 local function decode_job(raw)
-  local r = unpack_at(raw, 1)
+  local r = numeric(cmsgpack.unpack(raw))
   for i = 1, FIELDS do
     if r[i] == nil then r[i] = false end
   end
@@ -214,7 +105,7 @@ local function load_job(n)
   return nil, true
 end
 
-local function save_job(n, r) -- returns the packed record
+local function pack_job(r)
   local t = {}
   for i = 1, FIELDS do t[i] = r[i] end
   t[5] = r[5] - r[4]
@@ -224,45 +115,30 @@ local function save_job(n, r) -- returns the packed record
     t[last] = nil
     last = last - 1
   end
-  local raw = pack(t)
+  return cmsgpack.pack(t)
+end
+
+local function save_job(n, r) -- returns the packed record
+  local raw = pack_job(r)
   redis.call('HSET', Q.jobs, int(n), raw)
   return raw
 end
 
--- The claim's change to a packed record, copying its first five fields (name, handler,
--- priority, created_at, run_at) and its last four as bytes: updated_at = now, one more attempt,
--- then locked_at, locked_by and lock_expires_at (already packed in locked, the same for every
--- job of one claim) and token. Returns the new packed record.
-local function lock_record(raw, now, locked, token)
-  local n = string.byte(raw, 1) - 144
-  if n < KEPT_FIELDS or n > FIELDS then error('queuebox: not a job record') end
-  local pos = 2
-  for _ = 1, 3 do pos = skip(raw, pos) end
-  local created, attempts
-  created, pos = unpack_at(raw, pos)
-  pos = skip(raw, pos)
-  local head_end = pos - 1
-  pos = skip(raw, pos)
-  attempts, pos = unpack_at(raw, pos)
-  for _ = 8, math.min(n, 11) do pos = skip(raw, pos) end
-  return string.char(144 + math.max(n, 11)) .. string.sub(raw, 2, head_end)
-    .. pack_int(now - created) .. pack_int(attempts + 1) .. locked .. pack(token)
-    .. string.sub(raw, pos)
-end
-
--- The lock token (field 11) and unique key (field 15) of a packed record, unpacking nothing
--- else; false for an absent one.
-local function token_and_unique(raw)
-  local n = string.byte(raw, 1) - 144
-  if n < 11 then return false, false end
-  local pos = 2
-  for _ = 1, 10 do pos = skip(raw, pos) end
-  local token, unique
-  token, pos = unpack_at(raw, pos)
-  if n < 15 then return token, false end
-  for _ = 12, 14 do pos = skip(raw, pos) end
-  unique = unpack_at(raw, pos)
-  return token, unique
+-- The packed record of a claimed job: updated_at = now, one more attempt, locked by worker
+-- until expires with token. Raises for bytes that are not a record. The claim's hot path:
+-- it changes the unpacked values in place rather than through decode_job and pack_job.
+local function lock_record(raw, now, worker, expires, token)
+  local t = numeric(cmsgpack.unpack(raw))
+  t[6], t[7] = now - t[4], t[7] + 1
+  t[8], t[9], t[10], t[11] = now, worker, expires, token
+  for i = 12, FIELDS do -- what follows the lock fields: absent as false, none trailing
+    if t[i] == nil then t[i] = false end
+  end
+  for i = FIELDS, 12, -1 do
+    if t[i] ~= false then break end
+    t[i] = nil
+  end
+  return cmsgpack.pack(t)
 end
 
 -- redis.call(command, key, the values of list) in chunks of at most per values (even, so that
@@ -384,7 +260,7 @@ end
 
 local function place(n, r, now) -- put an unlocked, unfinished job where claim finds it
   if r[5] <= now then
-    local run_at = math.max(0, math.min(r[5], RUN_AT_MAX))
+    local run_at = math.max(0, math.min(r[5], READY_RUN_AT_MAX))
     bs_add(Q.ridx, Q.rbucket, ready_group(r[3]), r[3] * PRIORITY_SHIFT, n, run_at)
   else
     bs_add(Q.sidx, Q.sbucket, '', 0, n, r[5])
@@ -446,7 +322,7 @@ local function batch_place(batch, n, priority, run_at, now)
     batch.ready = batch.ready + 1
     idx, bprefix, offset = Q.ridx, Q.rbucket, priority * PRIORITY_SHIFT
     member = ready_group(priority) .. enc(math.floor(n / BUCKET))
-    score = math.max(0, math.min(run_at, RUN_AT_MAX))
+    score = math.max(0, math.min(run_at, READY_RUN_AT_MAX))
   else
     idx, bprefix, offset = Q.sidx, Q.sbucket, 0
     member = enc(math.floor(n / BUCKET))
@@ -476,36 +352,39 @@ local function flush_batch(batch)
   end
 end
 
--- Add one new job to batch: head is its name, handler and priority already msgpack-packed by
--- the client (the record's first three fields), when its delay in ms or '@' then its run_at
--- in ms, unique_arg its unique key ('' or false for none, else '=' then the key); priority is
--- read from head unless given. Not stored when a waiting or running job of the queue (or an
--- earlier one of the batch) holds the unique key.
+-- Add one new job to batch, from the five values the client packs for it (see
+-- redis_codec.pack_jobs): name, handler, priority, when (its delay in ms, or '@' then its
+-- run_at in ms) and unique (its unique key, or false). Not stored when a waiting or running
+-- job of the queue (or an earlier one of the batch) holds the unique key.
 -- Returns the job number, its run_at, and the holder's packed record ('' when stored).
-local function insert(batch, now, head, when, unique_arg, priority)
-  local key = false
-  if unique_arg and unique_arg ~= '' then
-    key = string.sub(unique_arg, 2)
+local function insert(batch, now, name, handler, priority, when, unique)
+  local key = unique or false
+  if key then
     local holder = redis.call('HGET', Q.unique, key)
     local raw = holder and (batch.pending[holder] or redis.call('HGET', Q.jobs, holder))
     if raw then
-      local r = decode_job(raw)
-      if r[15] == key and not r[13] and not r[14] then return tonumber(holder), r[5], raw end
+      local ok, r = pcall(decode_job, raw)
+      if ok and r[15] == key and not r[13] and not r[14] then
+        return tonumber(holder), r[5], raw
+      end
     end
   end
   batch.seq = batch.seq + 1
   local n = batch.seq
   local run_at
-  if type(when) == 'string' and string.sub(when, 1, 1) == '@' then
+  if type(when) == 'string' then
     run_at = tonumber(string.sub(when, 2))
   else
-    run_at = now + tonumber(when)
+    run_at = now + when
   end
-  priority = priority or unpack_at(head, skip(head, skip(head, 1)))
-  -- the record as save_job would pack it: updated_at - created_at and attempts are 0, and
-  -- fields 8 to 14 are absent (nil) before the unique key, or left out with it
-  local raw = (key and '\159' or '\151') .. head .. pack_int(now) .. pack_int(run_at - now) .. '\0\0'
-  if key then raw = raw .. string.rep('\192', 7) .. pack(key) end
+  -- the record as pack_job would pack it, built here at once: this is the enqueue's hot path
+  local raw
+  if key then
+    raw = cmsgpack.pack({name, handler, priority, now, run_at - now, 0, 0,
+                         false, false, false, false, false, false, false, key})
+  else
+    raw = cmsgpack.pack({name, handler, priority, now, run_at - now, 0, 0})
+  end
   local records = batch.records
   records[#records + 1] = int(n)
   records[#records + 1] = raw

@@ -2,8 +2,8 @@
 -- KEYS: the nine keys of the queue the run goes to (see lib.lua); the tick is kept in
 -- KEYS[9] (recurring key -> last tick in ms).
 -- ARGV[1] wake channel, ARGV[2] queue name, ARGV[3] recurring job key, ARGV[4] tick in ms,
--- ARGV[5] '1' to store the run ('0' only records the tick), then the run's three values as in
--- enqueue.lua (packed name, handler and priority; delay or '@' run_at; unique key).
+-- ARGV[5] '1' to store the run ('0' only records the tick), ARGV[6] the run, packed as one job
+-- of enqueue.lua's ARGV[3].
 -- Nothing changes when the recorded tick is the same or later. A run whose unique key is held
 -- is not stored (the tick is still recorded).
 -- Returns {now, registered (as in enqueue.lua), 1 when the tick was recorded else 0, and when
@@ -16,7 +16,7 @@ redis.call('HSET', Q.ticks, ARGV[3], ARGV[4])
 out[3] = 1
 if ARGV[5] ~= '1' then return out end
 local batch = new_batch()
-local n, run_at, held = insert(batch, now, ARGV[6], ARGV[7], ARGV[8])
+local n, run_at, held = insert(batch, now, tunpack(cmsgpack.unpack(ARGV[6])))
 flush_batch(batch)
 out[4], out[5], out[6] = int(n), int(run_at), held
 if held == '' then wake(ARGV[1], ARGV[2], batch.ready) end

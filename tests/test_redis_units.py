@@ -1,0 +1,161 @@
+"""Unit tests of the Redis store's pieces that need no server: its script files, job ids,
+key names, URLs, and the test side's cmsgpack for fakeredis."""
+
+from __future__ import annotations
+
+import importlib.resources
+import re
+from pathlib import Path
+
+import msgpack
+import pytest
+from test_redis_support import UNREACHABLE_URL, fake_redis
+
+from queuebox.backends import from_url
+from queuebox.backends.redis import RedisAdapter
+from queuebox.backends.redis_keys import QueueKeys, parse_job_id
+from queuebox.backends.redis_scripts import LIBRARY, SCRIPT_NAMES, load_scripts
+from queuebox.errors import ConfigurationError, InvalidQueueName, StorageUnavailable
+
+# -- scripts ------------------------------------------------------------------------------------
+
+LUA_DIR = Path(str(importlib.resources.files("queuebox.backends").joinpath("lua")))
+SOURCES = Path(__file__).parent.parent / "queuebox" / "backends"
+
+
+def test_every_script_used_exists_and_every_file_is_used() -> None:
+    files = {path.name for path in LUA_DIR.glob("*.lua")}
+    assert files == {f"{name}.lua" for name in SCRIPT_NAMES} | {LIBRARY}
+    code = "".join(path.read_text() for path in SOURCES.glob("redis*.py"))
+    called = set(re.findall(r'\(\s*"([a-z_]+)",\s*(?:self\._keys|keys|queue_keys|job)\b', code))
+    called |= set(re.findall(r'_owned_call\(\s*"([a-z]+)"', code))
+    called |= set(re.findall(r'_by_id\(\s*"([a-z]+)"', code))
+    assert called == set(SCRIPT_NAMES)
+    scripts = load_scripts()
+    assert set(scripts) == set(SCRIPT_NAMES)
+
+
+@pytest.mark.parametrize("name", [*SCRIPT_NAMES, "lib"])
+def test_each_script_opens_with_a_comment_naming_its_keys_and_argv(name: str) -> None:
+    text = (LUA_DIR / f"{name}.lua").read_text()
+    assert text.startswith(f"-- {name}"), "each Lua file opens with a comment naming it"
+    header = text.split("\n\n", 1)[0] if name == "lib" else text[: text.find("\nlocal")]
+    assert "KEYS" in header
+    if name != "lib":
+        assert "ARGV" in header
+
+
+# -- ids, keys and URLs -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "bogus",
+        "",
+        "1' OR '1'='1",
+        "999999999",
+        "-1",
+        "q/0",
+        "q/01",
+        "q/-1",
+        "/1",
+        "q/1/",
+        "q /1",
+        "a{b}/1",
+        "q/" + "9" * 30,
+        None,
+        42,
+        "x" * 65 + "/1",
+    ],
+)
+def test_bad_ids_parse_to_none(value: object) -> None:
+    assert parse_job_id(value) is None
+
+
+def test_good_ids() -> None:
+    assert parse_job_id("email/42") == ("email", 42)
+    assert parse_job_id("reports.daily-v2_x/1") == ("reports.daily-v2_x", 1)
+
+
+def test_queue_keys_share_one_hash_tag() -> None:
+    keys = QueueKeys.of("app", "email")
+    assert all(key.startswith("app:{email}:") for key in keys)
+    with pytest.raises(InvalidQueueName):
+        QueueKeys.of("app", "a}b")
+    with pytest.raises(InvalidQueueName):
+        QueueKeys.of("app", "*")
+
+
+def test_bad_prefix_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError):
+        RedisAdapter.from_url("redis://127.0.0.1:6379/0?prefix=a{b}")
+
+
+def test_url_options_are_split_between_adapter_and_client() -> None:
+    adapter = from_url("redis://127.0.0.1:6399/3?prefix=myapp&socket_timeout=2&registry_ttl=0.5")
+    assert isinstance(adapter, RedisAdapter)
+    assert adapter.prefix == "myapp" and adapter.registry_ttl == 0.5
+    kwargs = adapter.client.connection_pool.connection_kwargs
+    assert kwargs["db"] == 3 and kwargs["socket_timeout"] == 2.0
+    adapter.close()
+    unix = from_url("unix:///tmp/queuebox-test.sock?db=2&prefix=u")
+    assert isinstance(unix, RedisAdapter)
+    assert unix.client.connection_pool.connection_kwargs["path"] == "/tmp/queuebox-test.sock"
+    unix.close()
+
+
+def test_connection_loss_names_the_url_without_its_password() -> None:
+    adapter = RedisAdapter.from_url(UNREACHABLE_URL)
+    with pytest.raises(StorageUnavailable) as caught:
+        adapter.claim("w1", ["default"], limit=1, lease=30)
+    message = str(caught.value)
+    assert "s3cret-pw" not in message and "redis://:***@127.0.0.1:1/0" in message
+    with pytest.raises(StorageUnavailable):
+        adapter.wait_for_work(["default"], 0.1)
+    with pytest.raises(StorageUnavailable):
+        adapter.now()
+    adapter.close()
+
+
+# -- the test side's cmsgpack (tests/lua/cmsgpack.lua), which fakeredis's Lua lacks -----------
+
+#: Values a record can hold, and the other msgpack types, as cmsgpack reads and packs them
+#: again: (value, what comes back). A nil ends a Lua array, as in Redis.
+CODEC_VALUES: list[tuple[object, object]] = [
+    *((n, n) for n in (0, 1, 127, 128, 255, 256, 65_535, 65_536, 2**32 - 1, 2**32, 2**53)),
+    *((n, n) for n in (-1, -32, -33, -128, -129, -32_768, -32_769, -(2**31), -(2**31) - 1)),
+    (1_714_000_000_123, 1_714_000_000_123),
+    (-62_135_596_800_000, -62_135_596_800_000),
+    (1.5, 1.5),
+    (-0.25, -0.25),
+    (1e300, 1e300),
+    (True, True),
+    (False, False),
+    ("", ""),
+    ("x" * 31, "x" * 31),
+    ("é" * 16, "é" * 16),
+    ("y" * 255, "y" * 255),
+    ("z" * 65_536, "z" * 65_536),
+    ([], []),
+    ([1, "two", False, [3.5, None]], [1, "two", False, [3.5]]),
+    ({"a": 1}, {"a": 1}),
+]
+
+#: Unpacks ARGV[1] and packs it again; packs ARGV[2], a plain string.
+ROUND_TRIP = "return {cmsgpack.pack(cmsgpack.unpack(ARGV[1])), cmsgpack.pack(ARGV[2])}"
+
+
+@pytest.mark.parametrize(("value", "expected"), CODEC_VALUES, ids=lambda v: repr(v)[:20])
+def test_the_test_codec_reads_and_writes_msgpack(value: object, expected: object) -> None:
+    client = fake_redis()
+    repacked, text = client.eval(ROUND_TRIP, 0, msgpack.packb(value), "plain text")
+    assert msgpack.unpackb(repacked, raw=False) == expected
+    assert msgpack.unpackb(text, raw=False) == "plain text"
+
+
+@pytest.mark.parametrize("garbage", [b"\xc1", b"\x93\x01", b"\xd9\x05ab", b"\xcd\x01"])
+def test_the_test_codec_refuses_what_is_not_msgpack(garbage: bytes) -> None:
+    client = fake_redis()
+    script = "local ok = pcall(cmsgpack.unpack, ARGV[1]) return ok and 1 or 0"
+    assert client.eval(script, 0, garbage) == 0
