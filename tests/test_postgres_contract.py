@@ -6,14 +6,21 @@ Each test gets a fresh schema, dropped afterwards, so tests never see each other
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from types import SimpleNamespace
+from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
 
 from queuebox.backends import from_url
-from queuebox.testing import AdapterContract, AdapterFactory
+from queuebox.testing import (
+    AdapterContract,
+    AdapterFactory,
+    TransactionHandle,
+    UnreachableFactory,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -38,3 +45,21 @@ class TestPostgresAdapter(AdapterContract):
     @pytest.fixture
     def adapter_factory(self, pg_url: str) -> AdapterFactory:
         return lambda: from_url(pg_url)
+
+    @pytest.fixture
+    def unreachable_adapter_factory(self) -> UnreachableFactory:
+        # Port 1 on the loopback: nothing listens there, so every connection is refused.
+        return lambda: from_url("postgresql://app:s3cret@127.0.0.1:1/test?connect_timeout=2")
+
+    @pytest.fixture
+    def transaction_factory(self, postgres_url: str) -> Iterator[Callable[[], TransactionHandle]]:
+        opened: list[psycopg.Connection[Any]] = []
+
+        def begin() -> TransactionHandle:
+            conn = psycopg.connect(postgres_url)  # not autocommit: a transaction until commit
+            opened.append(conn)
+            return SimpleNamespace(connection=conn, commit=conn.commit, rollback=conn.rollback)
+
+        yield begin
+        for conn in opened:
+            conn.close()

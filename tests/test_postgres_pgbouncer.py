@@ -19,8 +19,10 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
@@ -35,7 +37,13 @@ from queuebox.backends.postgres import PostgresAdapter
 from queuebox.runner.settings import WorkerSettings
 from queuebox.runner.signals import StopFlag
 from queuebox.runner.worker import Worker
-from queuebox.testing import AdapterContract, AdapterFactory, new_job
+from queuebox.testing import (
+    AdapterContract,
+    AdapterFactory,
+    TransactionHandle,
+    UnreachableFactory,
+    new_job,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -134,6 +142,23 @@ class TestPostgresThroughPgBouncer(AdapterContract):
     @pytest.fixture
     def adapter_factory(self, store_url: str) -> AdapterFactory:
         return lambda: from_url(store_url)
+
+    @pytest.fixture
+    def unreachable_adapter_factory(self) -> UnreachableFactory:
+        return lambda: from_url("postgresql://127.0.0.1:1/test?wakeup=off&connect_timeout=2")
+
+    @pytest.fixture
+    def transaction_factory(self, bouncer_url: str) -> Iterator[Callable[[], TransactionHandle]]:
+        opened: list[psycopg.Connection[Any]] = []
+
+        def begin() -> TransactionHandle:
+            conn = psycopg.connect(bouncer_url)  # a transaction until commit, as apps do
+            opened.append(conn)
+            return SimpleNamespace(connection=conn, commit=conn.commit, rollback=conn.rollback)
+
+        yield begin
+        for conn in opened:
+            conn.close()
 
 
 def test_workers_poll_when_wakeups_are_off(store_url: str) -> None:

@@ -1,47 +1,41 @@
-"""Helpers of the PostgreSQL store that hold no state: URL options, identifiers, job ids,
-rows to records, and the check that an idle connection is still alive."""
+"""Helpers of the PostgreSQL store: URL options, identifiers, the check that an idle
+connection is still alive, and the LISTEN connection that wakes waiting workers."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import re
+import logging
 import select
-import threading
 import time
-from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg.rows import DictRow
 
-from queuebox.backends.base import JobRecord, record_from_row
-from queuebox.errors import ConfigurationError, redact_url
+from queuebox.backends.sql.waiting import ChangeWatch, Wake, sleep_until
+from queuebox.errors import ConfigurationError, StorageUnavailable, redact_url
 
 __all__ = [
     "URL_OPTIONS",
+    "NotifyWatch",
     "check_identifier",
     "close_quietly",
     "display_url",
-    "fetch_one",
     "identifier",
     "parse_flag",
-    "parse_job_id",
     "short_channel",
-    "sleep_until",
     "split_url",
-    "to_record",
-    "to_utc",
     "usable",
 ]
 
+_log = logging.getLogger("queuebox.backends.postgres")
+
 #: Query parameters of a store URL that configure queuebox; the others go to libpq.
 URL_OPTIONS = frozenset({"schema", "table", "wakeup"})
-_MAX_ID = 2**63 - 1
-_ID = re.compile(r"[0-9]{1,19}")
 _FLAGS = {"1": True, "true": True, "yes": True, "on": True}
 _FLAGS |= {"0": False, "false": False, "no": False, "off": False}
 
@@ -117,27 +111,56 @@ def close_quietly(conn: psycopg.Connection[Any] | None) -> None:
             conn.close()
 
 
-def sleep_until(deadline: float) -> None:
-    threading.Event().wait(max(0.0, deadline - time.monotonic()))
+class NotifyWatch(ChangeWatch):
+    """A connection that LISTENs on the store's channel; every enqueue, retry, release and
+    reschedule sends a NOTIFY whose payload is the job's queue. Opened by the first wait;
+    when it cannot be opened or breaks, waiting falls back to the due time (polling)."""
 
+    def __init__(self, connect: Callable[[], psycopg.Connection[Any]], listen: sql.Composed):
+        super().__init__()
+        self._connect, self._listen = connect, listen
+        self._listener: psycopg.Connection[Any] | None = None
 
-def fetch_one(cursor: psycopg.Cursor[DictRow]) -> DictRow:
-    row = cursor.fetchone()
-    if row is None:  # pragma: no cover - these queries always return a row
-        raise RuntimeError("the query returned no row")
-    return row
+    @property
+    def listening(self) -> bool:
+        return self._listener is not None
 
+    def arm(self) -> None:
+        """Make sure the listener is there, drained of notifications the due time covers."""
+        conn = self._listener
+        if conn is not None and usable(conn):
+            while conn.pgconn.notifies() is not None:
+                pass
+            return
+        self.close()
+        try:
+            conn = self._connect()
+        except (StorageUnavailable, ConfigurationError) as exc:
+            _log.warning("queuebox: cannot LISTEN, polling instead: %s", exc)
+            return
+        try:
+            conn.execute(self._listen)
+        except psycopg.Error as exc:
+            _log.warning("queuebox: cannot LISTEN, polling instead: %s", exc)
+            close_quietly(conn)
+            return
+        self._listener = conn
 
-def parse_job_id(job_id: object) -> int | None:
-    if not isinstance(job_id, str) or not _ID.fullmatch(job_id):
-        return None
-    key = int(job_id)
-    return key if 0 < key <= _MAX_ID else None
+    def wait(self, queues: frozenset[str] | None, until: float) -> Wake:
+        listener = self._listener
+        if listener is None:
+            sleep_until(until)
+            return Wake.TIMEOUT
+        try:
+            for note in listener.notifies(timeout=max(0.0, until - time.monotonic())):
+                if queues is None or note.payload in queues:
+                    return Wake.WORK
+        except psycopg.Error as exc:  # return early: the next wait listens again
+            _log.warning("queuebox: lost the LISTEN connection: %s", exc)
+            self.close()
+            return Wake.WORK
+        return Wake.TIMEOUT
 
-
-def to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
-
-
-def to_record(row: DictRow, *, with_token: bool = False) -> JobRecord:
-    return record_from_row(row, to_utc, with_token=with_token)
+    def close(self) -> None:
+        listener, self._listener = self._listener, None
+        close_quietly(listener)

@@ -1,31 +1,28 @@
-"""Named SQL queries, one ``.sql`` file per dialect, shipped in the wheel.
-
-A file holds queries under headers of the form ``-- name: claim_jobs``; the text up to the
-next header is the query. Loading them with ``importlib.resources`` works from a wheel, a
-zip or a source checkout alike.
+"""The SQL base: job logic written once (``SQLStore``) over named queries, one ``.sql``
+file per dialect, shipped in the wheel. SQLite and PostgreSQL are dialects of it;
+``docs/sql-base.md`` shows how to write another (MySQL/MariaDB, SQL Server, Oracle).
 """
 
 from __future__ import annotations
 
-import functools
-import importlib.resources
-import re
+from queuebox.backends.sql.extras import SQLRecurring
+from queuebox.backends.sql.inserts import Stored
+from queuebox.backends.sql.queries import is_empty, load_queries, parse_queries
+from queuebox.backends.sql.rows import UnreadableColumn, read_records, record_from_row
+from queuebox.backends.sql.store import SQLStore
+from queuebox.backends.sql.waiting import ChangeCounterWatch, ChangeWatch, Wake
 
-__all__ = ["load_queries"]
-
-_HEADER = re.compile(r"^--\s*name:\s*(?P<name>[a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
-
-
-@functools.cache
-def load_queries(dialect: str) -> dict[str, str]:
-    """Return ``{name: sql}`` for ``queuebox/backends/sql/<dialect>.sql``."""
-    text = importlib.resources.files(__package__).joinpath(f"{dialect}.sql").read_text("utf-8")
-    headers = list(_HEADER.finditer(text))
-    queries: dict[str, str] = {}
-    for header, following in zip(headers, [*headers[1:], None], strict=True):
-        end = following.start() if following is not None else len(text)
-        name = header.group("name")
-        if name in queries:
-            raise RuntimeError(f"{dialect}.sql defines the query {name!r} twice")
-        queries[name] = text[header.end() : end].strip()
-    return queries
+__all__ = [
+    "ChangeCounterWatch",
+    "ChangeWatch",
+    "SQLRecurring",
+    "SQLStore",
+    "Stored",
+    "UnreadableColumn",
+    "Wake",
+    "is_empty",
+    "load_queries",
+    "parse_queries",
+    "read_records",
+    "record_from_row",
+]

@@ -1,44 +1,105 @@
--- Named queries of the PostgreSQL store (queuebox.backends.postgres).
+-- Named queries of the PostgreSQL dialect (queuebox/backends/postgres.py) of the SQL base
+-- (queuebox/backends/sql/store.py); see docs/postgres.md and docs/sql-base.md.
 --
 -- Placeholders in braces are identifiers and literals the adapter fills in with
 -- psycopg.sql (never string formatting of user input):
 --   {jobs}       the jobs table, schema-qualified when a schema is configured
 --   {migrations} the table that records which schema versions were applied
 --   {recurring}  the table of the last tick each recurring job reached
---   {schema}     the configured schema
+--   {schema_literal} the configured schema as a string literal (NULL when none)
+--   {migrations_literal} the name of {migrations}, {migrate_key} the advisory lock's key
 --   {due_index} {next_index} {queue_index} {unique_index} {next_statistics}  index and
 --                statistics names
 --   {channel}    the LISTEN/NOTIFY channel, as a string literal; {channel_name} as identifier
--- %(name)s are bound parameters. Times come from the server: now() is the start of the
--- statement's transaction, and every statement here runs in its own transaction unless
--- the adapter opens one.
+-- %(name)s are bound parameters; list parameters are arrays. Times come from the server:
+-- now() is the start of the statement's transaction, and every statement here runs in its
+-- own transaction unless the SQL base opens one. Durations (%(lease)s, %(delay)s) are seconds.
+
+-- fragment: state
+-- A job's state on the store's clock, in the order records.JobState states.
+CASE WHEN job.completed_at IS NOT NULL THEN 'completed'
+     WHEN job.failed_at IS NOT NULL THEN 'failed'
+     WHEN job.locked_at IS NOT NULL THEN 'running'
+     WHEN job.run_at <= now() THEN 'ready'
+     ELSE 'scheduled' END
+
+-- fragment: unlock
+locked_at = NULL, locked_by = NULL, lock_expires_at = NULL, lock_token = NULL
+
+-- fragment: acks
+unnest(%(ids)s::bigint[], %(tokens)s::text[]) AS ack(id, token)
+
+-- fragment: notify_changed
+-- A NOTIFY for each queue of the rows a write returned in the CTE "changed", sent at commit.
+SELECT pg_notify({channel}, queue) FROM changed
+
+-- fragment: insert
+-- Ids follow the input order (ORDER BY position); the result is sorted by id. The
+-- notification is sent at commit: at once in autocommit, else with the caller's commit.
+WITH inserted AS (
+    INSERT INTO {jobs} AS job
+        (name, handler, queue, priority, run_at, created_at, updated_at, unique_key)
+    SELECT new_job.name, new_job.handler, new_job.queue, new_job.priority,
+           coalesce(new_job.run_at, now() + make_interval(secs => new_job.delay)),
+           now(), now(), new_job.unique_key
+    FROM unnest(
+        %(names)s::text[], %(handlers)s::text[], %(queues)s::text[],
+        %(priorities)s::integer[], %(run_ats)s::timestamptz[], %(delays)s::float8[],
+        %(unique_keys)s::text[]
+    ) WITH ORDINALITY
+        AS new_job(name, handler, queue, priority, run_at, delay, unique_key, position)
+    ORDER BY new_job.position
+
+-- fragment: inserted_rows
+    RETURNING *
+), notified AS (
+    SELECT count(*) AS sent
+    FROM (SELECT pg_notify({channel}, queue) FROM (SELECT DISTINCT queue FROM inserted) AS q) AS n
+)
+SELECT inserted.*,
+       CASE WHEN inserted.run_at <= now() THEN 'ready' ELSE 'scheduled' END AS state
+FROM inserted CROSS JOIN notified
+ORDER BY inserted.id
 
 
--- Schema and migrations --------------------------------------------------------------------
+-- Transactions and schema -------------------------------------------------------------------
 
--- name: migrations_table_exists
+-- name: begin
+BEGIN
+
+-- name: commit
+COMMIT
+
+-- name: rollback
+ROLLBACK
+
+-- name: session_setup
+-- Nothing to set: times are converted to UTC value by value, whatever the session TimeZone.
+
+-- name: schema_present
 SELECT EXISTS (
     SELECT 1 FROM pg_tables
-    WHERE schemaname = coalesce(%(schema)s::text, current_schema()) AND tablename = %(table)s
+    WHERE schemaname = coalesce({schema_literal}::text, current_schema())
+      AND tablename = {migrations_literal}
 ) AS present
 
 -- name: schema_version
 SELECT coalesce(max(version), 0) AS version FROM {migrations}
 
--- name: quiet_notices
-SET LOCAL client_min_messages = warning
-
--- name: migrate_lock
--- Serializes concurrent migrate() calls (two processes starting at once) until commit.
-SELECT pg_advisory_xact_lock(hashtext(%(key)s))
-
--- name: schema_exists
-SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %(schema)s) AS present
-
--- name: create_schema
-CREATE SCHEMA IF NOT EXISTS {schema}
-
--- name: create_migrations_table
+-- name: migrate_prepare
+-- Serializes concurrent migrations (two processes starting at once) until commit, and
+-- creates the configured schema only when it is missing (CREATE SCHEMA IF NOT EXISTS needs
+-- the CREATE privilege on the database even when the schema exists).
+SET LOCAL client_min_messages = warning;
+SELECT pg_advisory_xact_lock(hashtext({migrate_key}));
+DO $queuebox_migrate$
+BEGIN
+    IF {schema_literal}::text IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = {schema_literal}) THEN
+        EXECUTE format('CREATE SCHEMA %I', {schema_literal}::text);
+    END IF;
+END
+$queuebox_migrate$;
 CREATE TABLE IF NOT EXISTS {migrations} (
     version integer PRIMARY KEY,
     applied_at timestamptz NOT NULL DEFAULT now()
@@ -102,79 +163,36 @@ CREATE TABLE IF NOT EXISTS {recurring} (
     last_tick timestamptz NOT NULL
 )
 
+-- name: migrate_v3
+-- Cancellation: when a job was cancelled (waiting) or asked to stop (running). A nullable
+-- column without a default only changes the catalog.
+ALTER TABLE {jobs} ADD COLUMN IF NOT EXISTS cancelled_at timestamptz
 
--- Scheduling -------------------------------------------------------------------------------
 
--- name: schedule
+-- Scheduling --------------------------------------------------------------------------------
+
+-- name: now
+SELECT now() AS now
+
+-- name: insert_jobs
 -- A batch without unique keys (the common case): a plain insert, which skips the speculative
--- insertion that ON CONFLICT performs for every row. schedule_unique is the keyed variant.
--- Ids follow the input order (ORDER BY position); the result is sorted by id.
--- The notification is sent at commit: at once in autocommit, else with the caller's commit.
-WITH inserted AS (
-    INSERT INTO {jobs}
-        (name, handler, queue, priority, run_at, created_at, updated_at, unique_key)
-    SELECT new_job.name, new_job.handler, new_job.queue, new_job.priority,
-           coalesce(new_job.run_at, now() + make_interval(secs => new_job.delay)),
-           now(), now(), new_job.unique_key
-    FROM unnest(
-        %(names)s::text[], %(handlers)s::text[], %(queues)s::text[],
-        %(priorities)s::integer[], %(run_ats)s::timestamptz[], %(delays)s::float8[],
-        %(unique_keys)s::text[]
-    ) WITH ORDINALITY
-        AS new_job(name, handler, queue, priority, run_at, delay, unique_key, position)
-    ORDER BY new_job.position
-    RETURNING *
-), notified AS (
-    SELECT count(*) AS sent
-    FROM (SELECT pg_notify({channel}, queue) FROM (SELECT DISTINCT queue FROM inserted) AS q) AS n
-)
-SELECT inserted.*,
-       CASE WHEN inserted.run_at <= now() THEN 'ready' ELSE 'scheduled' END AS state
-FROM inserted CROSS JOIN notified
-ORDER BY inserted.id
+-- insertion that ON CONFLICT performs for every row.
+{% insert %}
+{% inserted_rows %}
 
--- name: schedule_unique
--- The same insert for a batch in which some job has a unique key.
--- Ids follow the input order (ORDER BY position); the result is sorted by id.
+-- name: insert_unique_jobs
 -- A job whose (queue, unique_key) a waiting or running job holds (or an earlier job of the
--- same batch took) is not inserted and returns no row: the adapter then reads the holder
+-- same batch took) is not inserted and returns no row: the SQL base then reads the holder
 -- with unique_holders. When the holder is not committed yet, the insert waits for its
 -- transaction to end, so concurrent enqueues of one key store one job.
--- The notification is sent at commit: at once in autocommit, else with the caller's commit.
-WITH inserted AS (
-    INSERT INTO {jobs}
-        (name, handler, queue, priority, run_at, created_at, updated_at, unique_key)
-    SELECT new_job.name, new_job.handler, new_job.queue, new_job.priority,
-           coalesce(new_job.run_at, now() + make_interval(secs => new_job.delay)),
-           now(), now(), new_job.unique_key
-    FROM unnest(
-        %(names)s::text[], %(handlers)s::text[], %(queues)s::text[],
-        %(priorities)s::integer[], %(run_ats)s::timestamptz[], %(delays)s::float8[],
-        %(unique_keys)s::text[]
-    ) WITH ORDINALITY
-        AS new_job(name, handler, queue, priority, run_at, delay, unique_key, position)
-    ORDER BY new_job.position
+{% insert %}
     ON CONFLICT (queue, unique_key) WHERE unique_key IS NOT NULL DO NOTHING
-    RETURNING *
-), notified AS (
-    SELECT count(*) AS sent
-    FROM (SELECT pg_notify({channel}, queue) FROM (SELECT DISTINCT queue FROM inserted) AS q) AS n
-)
-SELECT inserted.*,
-       CASE WHEN inserted.run_at <= now() THEN 'ready' ELSE 'scheduled' END AS state
-FROM inserted CROSS JOIN notified
-ORDER BY inserted.id
+{% inserted_rows %}
 
 -- name: unique_holders
 -- The waiting or running jobs that hold these (queue, unique_key) pairs, through
--- {unique_index}. A statement of its own, so that it sees a holder committed by another
--- transaction while the insert waited for it.
-SELECT job.*,
-       CASE WHEN job.completed_at IS NOT NULL THEN 'completed'
-            WHEN job.failed_at IS NOT NULL THEN 'failed'
-            WHEN job.locked_at IS NOT NULL THEN 'running'
-            WHEN job.run_at <= now() THEN 'ready'
-            ELSE 'scheduled' END AS state
+-- {unique_index}.
+SELECT job.*, {% state %} AS state
 FROM unnest(%(queues)s::text[], %(unique_keys)s::text[]) AS wanted(queue, unique_key)
 JOIN {jobs} AS job ON job.queue = wanted.queue AND job.unique_key = wanted.unique_key
 
@@ -191,12 +209,13 @@ RETURNING key
 SELECT key, last_tick FROM {recurring} ORDER BY key
 
 
--- Execution --------------------------------------------------------------------------------
+-- Execution ---------------------------------------------------------------------------------
 
 -- name: claim
 -- One statement: pick the best due jobs, skipping rows another claim holds, and lock them.
 -- greatest(run_at, lock_expires_at) <= now() means "due, and unlocked or its lock expired".
--- The WorkerLost text must match queuebox.backends.base.reclaim_note (a test checks it).
+-- The WorkerLost text must match records.reclaim_note (a test checks it). Each job's token
+-- is %(nonce)s (fresh random text from Python's secrets module per claim) and its id.
 WITH candidates AS MATERIALIZED (
     SELECT id, locked_by AS previous_owner,
            lock_expires_at AT TIME ZONE 'UTC' AS previous_expiry
@@ -211,9 +230,9 @@ WITH candidates AS MATERIALIZED (
 UPDATE {jobs} AS job
 SET attempts = job.attempts + 1,
     locked_at = now(),
-    locked_by = %(worker)s,
+    locked_by = %(worker_id)s,
     lock_expires_at = now() + make_interval(secs => %(lease)s),
-    lock_token = gen_random_uuid()::text,
+    lock_token = %(nonce)s || '.' || job.id,
     last_error = CASE
         WHEN candidates.previous_owner IS NULL THEN job.last_error
         ELSE 'WorkerLost: the lock held by worker ' || candidates.previous_owner
@@ -232,65 +251,65 @@ FROM candidates
 WHERE job.id = candidates.id
 RETURNING job.*, 'running' AS state
 
--- name: complete_delete
+-- name: delete_locked
 DELETE FROM {jobs} WHERE id = %(id)s AND lock_token = %(token)s
+
+-- name: complete_many_delete
+DELETE FROM {jobs} AS job
+USING {% acks %}
+WHERE job.id = ack.id AND job.lock_token = ack.token
+RETURNING job.id
 
 -- name: complete_keep
 -- A kept job frees its unique key, as a deleted one does.
 UPDATE {jobs}
-SET locked_at = NULL, locked_by = NULL, lock_expires_at = NULL, lock_token = NULL,
-    unique_key = NULL, completed_at = now(), updated_at = now()
+SET {% unlock %}, unique_key = NULL, completed_at = now(), updated_at = now()
 WHERE id = %(id)s AND lock_token = %(token)s
-
--- name: complete_many_delete
-DELETE FROM {jobs} AS job
-USING unnest(%(ids)s::bigint[], %(tokens)s::text[]) AS ack(id, token)
-WHERE job.id = ack.id AND job.lock_token = ack.token
-RETURNING job.id, ack.token
 
 -- name: complete_many_keep
 UPDATE {jobs} AS job
-SET locked_at = NULL, locked_by = NULL, lock_expires_at = NULL, lock_token = NULL,
-    unique_key = NULL, completed_at = now(), updated_at = now()
-FROM unnest(%(ids)s::bigint[], %(tokens)s::text[]) AS ack(id, token)
+SET {% unlock %}, unique_key = NULL, completed_at = now(), updated_at = now()
+FROM {% acks %}
 WHERE job.id = ack.id AND job.lock_token = ack.token
-RETURNING job.id, ack.token
+RETURNING job.id
 
 -- name: reschedule
 WITH changed AS (
     UPDATE {jobs}
-    SET locked_at = NULL, locked_by = NULL, lock_expires_at = NULL, lock_token = NULL,
-        last_error = %(error)s, run_at = now() + make_interval(secs => %(delay)s),
-        updated_at = now()
+    SET {% unlock %}, last_error = %(error)s,
+        run_at = now() + make_interval(secs => %(delay)s), updated_at = now()
     WHERE id = %(id)s AND lock_token = %(token)s
     RETURNING queue
 )
-SELECT pg_notify({channel}, queue) FROM changed
+{% notify_changed %}
 
 -- name: fail_keep
 -- A failed job frees its unique key: retrying it later does not take the key back.
 UPDATE {jobs}
-SET locked_at = NULL, locked_by = NULL, lock_expires_at = NULL, lock_token = NULL,
-    unique_key = NULL, last_error = %(error)s, failed_at = now(), updated_at = now()
+SET {% unlock %}, unique_key = NULL, last_error = %(error)s, failed_at = now(), updated_at = now()
 WHERE id = %(id)s AND lock_token = %(token)s
-
--- name: fail_delete
-DELETE FROM {jobs} WHERE id = %(id)s AND lock_token = %(token)s
 
 -- name: release
 WITH changed AS (
     UPDATE {jobs}
-    SET locked_at = NULL, locked_by = NULL, lock_expires_at = NULL, lock_token = NULL,
-        attempts = greatest(attempts - 1, 0), updated_at = now()
+    SET {% unlock %}, attempts = greatest(attempts - 1, 0), updated_at = now()
     WHERE id = %(id)s AND lock_token = %(token)s
     RETURNING queue
 )
-SELECT pg_notify({channel}, queue) FROM changed
+{% notify_changed %}
 
 -- name: extend
 UPDATE {jobs}
 SET lock_expires_at = now() + make_interval(secs => %(lease)s), updated_at = now()
 WHERE id = %(id)s AND lock_token = %(token)s
+
+-- name: extend_many
+-- Every lock a worker holds, renewed in one statement.
+UPDATE {jobs} AS job
+SET lock_expires_at = now() + make_interval(secs => %(lease)s), updated_at = now()
+FROM {% acks %}
+WHERE job.id = ack.id AND job.lock_token = ack.token
+RETURNING job.id
 
 -- name: next_due
 -- Seconds until the next job of these queues can be claimed (<= 0: now; NULL: none).
@@ -302,51 +321,30 @@ WHERE failed_at IS NULL AND completed_at IS NULL
 -- name: listen
 LISTEN {channel_name}
 
+-- name: changes
+-- Nothing to poll: waiting workers LISTEN for the NOTIFY every enqueue sends.
 
--- Inspection and administration ------------------------------------------------------------
 
--- name: now
-SELECT now() AS now
+-- Inspection and administration -------------------------------------------------------------
 
 -- name: get
-SELECT *,
-       CASE WHEN completed_at IS NOT NULL THEN 'completed'
-            WHEN failed_at IS NOT NULL THEN 'failed'
-            WHEN locked_at IS NOT NULL THEN 'running'
-            WHEN run_at <= now() THEN 'ready'
-            ELSE 'scheduled' END AS state
-FROM {jobs}
-WHERE id = %(id)s
+SELECT job.*, {% state %} AS state FROM {jobs} AS job WHERE job.id = %(id)s
 
 -- name: list_jobs
 SELECT *
 FROM (
-    SELECT *,
-           CASE WHEN completed_at IS NOT NULL THEN 'completed'
-                WHEN failed_at IS NOT NULL THEN 'failed'
-                WHEN locked_at IS NOT NULL THEN 'running'
-                WHEN run_at <= now() THEN 'ready'
-                ELSE 'scheduled' END AS state
-    FROM {jobs}
-    WHERE %(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[])
+    SELECT job.*, {% state %} AS state
+    FROM {jobs} AS job
+    WHERE %(queues)s::text[] IS NULL OR job.queue = ANY(%(queues)s::text[])
 ) AS job
 WHERE %(states)s::text[] IS NULL OR job.state = ANY(%(states)s::text[])
 ORDER BY job.queue COLLATE "C", job.priority, job.run_at, job.id
 LIMIT %(limit)s OFFSET %(offset)s
 
 -- name: counts
-SELECT queue,
-       count(*) FILTER (WHERE completed_at IS NULL AND failed_at IS NULL
-                        AND locked_at IS NULL AND run_at > now()) AS scheduled,
-       count(*) FILTER (WHERE completed_at IS NULL AND failed_at IS NULL
-                        AND locked_at IS NULL AND run_at <= now()) AS ready,
-       count(*) FILTER (WHERE completed_at IS NULL AND failed_at IS NULL
-                        AND locked_at IS NOT NULL) AS running,
-       count(*) FILTER (WHERE completed_at IS NULL AND failed_at IS NOT NULL) AS failed,
-       count(*) FILTER (WHERE completed_at IS NOT NULL) AS completed
-FROM {jobs}
-GROUP BY queue
-ORDER BY queue COLLATE "C"
+SELECT job.queue AS queue, {% state %} AS state, count(*) AS n
+FROM {jobs} AS job
+GROUP BY 1, 2
 
 -- name: retry
 -- unique_key is left as it is: a failed or kept completed job has none (it was cleared),
@@ -357,7 +355,7 @@ WITH changed AS (
     WHERE id = %(id)s AND locked_at IS NULL
     RETURNING queue
 )
-SELECT pg_notify({channel}, queue) FROM changed
+{% notify_changed %}
 
 -- name: delete
 DELETE FROM {jobs} WHERE id = %(id)s

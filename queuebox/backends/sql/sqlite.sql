@@ -1,26 +1,94 @@
--- Named queries of the SQLite store (queuebox/backends/sqlite.py); see docs/sqlite.md.
+-- Named queries of the SQLite dialect (queuebox/backends/sqlite.py) of the SQL base
+-- (queuebox/backends/sql/store.py); see docs/sqlite.md and docs/sql-base.md.
 --
--- Times are INTEGER microseconds since 1970-01-01 UTC, taken from SQLite's clock:
---   CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000
+-- Times are INTEGER microseconds since 1970-01-01 UTC, taken from SQLite's clock ({% store_now %}).
 -- julianday('now') holds whole milliseconds, so rounding to the millisecond is exact; the
--- factor 1000 leaves room for the microseconds of a caller's absolute run_at. SQLite
--- fixes 'now' for the whole of one statement, so every use inside a statement agrees.
+-- factor 1000 leaves room for the microseconds of a caller's absolute run_at. SQLite fixes
+-- 'now' for the whole of one statement, so every use inside a statement agrees.
+-- Durations (:lease, :delay) are microseconds too. List parameters are JSON arrays.
 --
 -- A job is "waiting" (scheduled or ready) when it is unlocked and neither failed nor
--- completed. Every query that looks for waiting jobs spells out the predicate of the
--- partial index queuebox_jobs_waiting exactly, so that the planner can use that index.
+-- completed ({% waiting %}). Every query that looks for waiting jobs pastes that predicate,
+-- the one of the partial index queuebox_jobs_waiting, so that the planner can use the index.
 
--- name: enable_wal
-PRAGMA journal_mode = WAL
+-- fragment: store_now
+CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000
 
--- name: schema_version
-PRAGMA user_version
+-- fragment: waiting
+locked_at IS NULL AND failed_at IS NULL AND completed_at IS NULL
 
--- name: data_version
--- Changes whenever another connection commits to the file.
-PRAGMA data_version
+-- fragment: state
+-- A job's state on the store's clock, in the order records.JobState states; needs clock.now.
+CASE WHEN job.completed_at IS NOT NULL THEN 'completed'
+     WHEN job.failed_at IS NOT NULL THEN 'failed'
+     WHEN job.locked_at IS NOT NULL THEN 'running'
+     WHEN job.run_at <= clock.now THEN 'ready'
+     ELSE 'scheduled' END
 
--- name: begin_immediate
+-- fragment: unlock
+locked_at = NULL, locked_by = NULL, lock_expires_at = NULL, lock_token = NULL
+
+-- fragment: acks
+-- The (id, token) pairs of the :ids and :tokens arrays, matched by position.
+ack(id, token) AS (
+    SELECT each_id.value, each_token.value
+    FROM json_each(:ids) AS each_id JOIN json_each(:tokens) AS each_token
+        ON each_token.key = each_id.key
+)
+
+-- fragment: waiting_groups
+-- Every (queue, priority) group of waiting jobs in :queues (a JSON array, or NULL for every
+-- queue), one index seek each. A plain ORDER BY priority, run_at over waiting jobs would
+-- scan every job not yet due (or of another queue) that sorts ahead of the due ones; this
+-- "skip scan" visits each group once instead, and claim reads at most :limit due jobs of each.
+clock(now) AS (SELECT {% store_now %}),
+named_queue(queue) AS (
+    SELECT DISTINCT value FROM json_each(:queues) WHERE :queues IS NOT NULL
+),
+any_queue(queue) AS (
+    SELECT MIN(queue) FROM queuebox_jobs
+    WHERE :queues IS NULL AND {% waiting %}
+    UNION ALL
+    SELECT (
+        SELECT MIN(queue) FROM queuebox_jobs
+        WHERE queue > any_queue.queue AND {% waiting %}
+    )
+    FROM any_queue WHERE any_queue.queue IS NOT NULL
+),
+chosen_queue(queue) AS (
+    SELECT queue FROM named_queue
+    UNION ALL
+    SELECT queue FROM any_queue WHERE queue IS NOT NULL
+),
+grp(queue, priority) AS (
+    SELECT queue, (
+        SELECT MIN(priority) FROM queuebox_jobs
+        WHERE queue = chosen_queue.queue AND {% waiting %}
+    )
+    FROM chosen_queue
+    UNION ALL
+    SELECT queue, (
+        SELECT MIN(priority) FROM queuebox_jobs
+        WHERE queue = grp.queue AND priority > grp.priority AND {% waiting %}
+    )
+    FROM grp WHERE grp.priority IS NOT NULL
+)
+
+-- fragment: insert
+-- One job from scalar parameters (the dialect's insert_batch is 1).
+INSERT INTO queuebox_jobs AS job
+    (name, handler, queue, priority, run_at, created_at, updated_at, unique_key)
+SELECT :name, :handler, :queue, :priority, COALESCE(:run_at, now + :delay), now, now,
+       :unique_key
+FROM (SELECT {% store_now %} AS now) WHERE true
+
+
+-- Connections, transactions and schema ------------------------------------------------------
+
+-- name: begin
+-- Every write holds the write lock from its first statement: a deferred transaction that
+-- reads, then writes, fails at once with "database is locked" when another writer got in
+-- between, while BEGIN IMMEDIATE waits for the lock (up to busy_timeout) first.
 BEGIN IMMEDIATE
 
 -- name: commit
@@ -29,7 +97,23 @@ COMMIT
 -- name: rollback
 ROLLBACK
 
--- name: create_jobs_table
+-- name: session_setup
+PRAGMA journal_mode = WAL
+
+-- name: schema_present
+-- Nothing to ask: PRAGMA user_version answers 0 for a new file.
+
+-- name: schema_version
+SELECT user_version AS version FROM pragma_user_version
+
+-- name: migrate_prepare
+-- Nothing to prepare: BEGIN IMMEDIATE already serializes processes that migrate at once.
+
+-- name: record_version
+-- PRAGMA takes no bound parameter: the adapter writes the (integer) version in.
+PRAGMA user_version = {version}
+
+-- name: migrate_v1
 CREATE TABLE IF NOT EXISTS queuebox_jobs (
     -- AUTOINCREMENT: an id is never handed out twice, even after the newest job is deleted.
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -50,60 +134,48 @@ CREATE TABLE IF NOT EXISTS queuebox_jobs (
     updated_at INTEGER NOT NULL,
     -- Set while a unique job waits or runs; cleared when it fails or is kept as completed.
     unique_key TEXT
-) STRICT
-
--- name: create_unique_index
+) STRICT;
+-- The claim index: only waiting jobs, so running, failed and completed rows cost nothing.
+-- Claim walks it by (queue, priority) groups, each of which is ordered by (run_at, id), so
+-- the due jobs of a group are a prefix of it.
+CREATE INDEX IF NOT EXISTS queuebox_jobs_waiting
+ON queuebox_jobs (queue, priority, run_at, id)
+WHERE {% waiting %};
+-- Running jobs by lock expiry: finds the expired locks to reclaim without a scan.
+CREATE INDEX IF NOT EXISTS queuebox_jobs_locks
+ON queuebox_jobs (lock_expires_at)
+WHERE locked_at IS NOT NULL;
 CREATE UNIQUE INDEX IF NOT EXISTS queuebox_jobs_unique
-ON queuebox_jobs (queue, unique_key) WHERE unique_key IS NOT NULL
-
--- name: create_recurring_table
+ON queuebox_jobs (queue, unique_key) WHERE unique_key IS NOT NULL;
 -- The last tick each recurring job reached, so that every tick is stored once.
 CREATE TABLE IF NOT EXISTS queuebox_recurring (
     key TEXT PRIMARY KEY,
     last_tick INTEGER NOT NULL
 ) STRICT
 
--- name: create_waiting_index
--- The claim index: only waiting jobs, so running, failed and completed rows cost nothing.
--- Claim walks it by (queue, priority) groups, each of which is ordered by (run_at, id), so
--- the due jobs of a group are a prefix of it.
-CREATE INDEX IF NOT EXISTS queuebox_jobs_waiting
-ON queuebox_jobs (queue, priority, run_at, id)
-WHERE locked_at IS NULL AND failed_at IS NULL AND completed_at IS NULL
+-- name: migrate_v2
+-- Cancellation: when a job was cancelled (waiting) or asked to stop (running).
+ALTER TABLE queuebox_jobs ADD COLUMN cancelled_at INTEGER
 
--- name: create_locks_index
--- Running jobs by lock expiry: finds the expired locks to reclaim without a scan.
-CREATE INDEX IF NOT EXISTS queuebox_jobs_locks
-ON queuebox_jobs (lock_expires_at)
-WHERE locked_at IS NOT NULL
 
--- name: set_schema_version_1
-PRAGMA user_version = 1
+-- Scheduling --------------------------------------------------------------------------------
 
 -- name: now
-SELECT CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000 AS now
+SELECT {% store_now %} AS now
 
--- name: insert_job
-WITH clock(now) AS (
-    SELECT CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000
-)
-INSERT INTO queuebox_jobs
-    (name, handler, queue, priority, run_at, created_at, updated_at, unique_key)
-SELECT :name, :handler, :queue, :priority, COALESCE(:run_at, now + :delay_us), now, now,
-       :unique_key
-FROM clock WHERE true
--- A held unique key inserts nothing (and returns no row); the caller reads the holder.
+-- name: insert_jobs
+{% insert %}
+RETURNING *, CASE WHEN run_at <= created_at THEN 'ready' ELSE 'scheduled' END AS state
+
+-- name: insert_unique_jobs
+{% insert %}
+-- A held unique key inserts nothing (and returns no row); the SQL base reads the holder.
 ON CONFLICT (queue, unique_key) WHERE unique_key IS NOT NULL DO NOTHING
 RETURNING *, CASE WHEN run_at <= created_at THEN 'ready' ELSE 'scheduled' END AS state
 
--- name: get_job_by_unique_key
-WITH clock(now) AS (
-    SELECT CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000
-)
-SELECT job.*,
-       CASE WHEN locked_at IS NOT NULL THEN 'running'
-            WHEN run_at <= clock.now THEN 'ready'
-            ELSE 'scheduled' END AS state
+-- name: unique_holders
+WITH clock(now) AS (SELECT {% store_now %})
+SELECT job.*, {% state %} AS state
 FROM queuebox_jobs AS job, clock
 WHERE job.queue = :queue AND job.unique_key = :unique_key
 
@@ -117,61 +189,20 @@ RETURNING key
 -- name: recurring_ticks
 SELECT key, last_tick FROM queuebox_recurring ORDER BY key
 
--- name: claim_jobs
--- One statement: pick the best :limit claimable jobs and lock them. :queues is a JSON
--- array of queue names, or NULL for every queue. A plain ORDER BY priority, run_at over
--- waiting jobs would scan every job not yet due (or of another queue) that sorts ahead of
--- the due ones; instead it visits each (queue, priority) group that holds a waiting job
--- with one index seek, and reads at most :limit due jobs from each.
+
+-- Execution ---------------------------------------------------------------------------------
+
+-- name: claim
+-- One statement: pick the best :limit claimable jobs and lock them.
 WITH RECURSIVE
-clock(now) AS (
-    SELECT CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000
-),
-named_queue(queue) AS (
-    SELECT DISTINCT value FROM json_each(:queues) WHERE :queues IS NOT NULL
-),
--- Every queue holding a waiting job, one index seek each (a "skip scan").
-any_queue(queue) AS (
-    SELECT MIN(queue) FROM queuebox_jobs
-    WHERE :queues IS NULL
-      AND locked_at IS NULL AND failed_at IS NULL AND completed_at IS NULL
-    UNION ALL
-    SELECT (
-        SELECT MIN(queue) FROM queuebox_jobs
-        WHERE queue > any_queue.queue
-          AND locked_at IS NULL AND failed_at IS NULL AND completed_at IS NULL
-    )
-    FROM any_queue WHERE any_queue.queue IS NOT NULL
-),
-chosen_queue(queue) AS (
-    SELECT queue FROM named_queue
-    UNION ALL
-    SELECT queue FROM any_queue WHERE queue IS NOT NULL
-),
--- Every (queue, priority) group of waiting jobs in the chosen queues.
-grp(queue, priority) AS (
-    SELECT queue, (
-        SELECT MIN(priority) FROM queuebox_jobs
-        WHERE queue = chosen_queue.queue
-          AND locked_at IS NULL AND failed_at IS NULL AND completed_at IS NULL
-    )
-    FROM chosen_queue
-    UNION ALL
-    SELECT queue, (
-        SELECT MIN(priority) FROM queuebox_jobs
-        WHERE queue = grp.queue AND priority > grp.priority
-          AND locked_at IS NULL AND failed_at IS NULL AND completed_at IS NULL
-    )
-    FROM grp WHERE grp.priority IS NOT NULL
-),
+{% waiting_groups %},
 candidate(id, priority, run_at) AS (
     SELECT job.id, job.priority, job.run_at
     FROM grp, queuebox_jobs AS job
     WHERE grp.priority IS NOT NULL AND job.id IN (
         SELECT id FROM queuebox_jobs
         WHERE queue = grp.queue AND priority = grp.priority
-          AND run_at <= (SELECT now FROM clock)
-          AND locked_at IS NULL AND failed_at IS NULL AND completed_at IS NULL
+          AND run_at <= (SELECT now FROM clock) AND {% waiting %}
         ORDER BY run_at, id
         LIMIT :limit
     )
@@ -184,7 +215,7 @@ candidate(id, priority, run_at) AS (
 UPDATE queuebox_jobs
 SET attempts = attempts + 1,
     -- The right-hand sides see the row as it was, so this reads the lost worker's lock;
-    -- the text is base.reclaim_note's (datetime.isoformat of an aware UTC time).
+    -- the text is records.reclaim_note's (datetime.isoformat of an aware UTC time).
     last_error = CASE WHEN locked_by IS NULL THEN last_error ELSE
         'WorkerLost: the lock held by worker ' || locked_by || ' expired at '
         || strftime('%Y-%m-%dT%H:%M:%S', lock_expires_at / 1000000, 'unixepoch')
@@ -194,61 +225,21 @@ SET attempts = attempts + 1,
     END,
     locked_at = (SELECT now FROM clock),
     locked_by = :worker_id,
-    lock_expires_at = (SELECT now FROM clock) + :lease_us,
-    -- :nonce is fresh random text from Python's secrets module for every claim; the id
-    -- makes each job's token distinct within one claim.
+    lock_expires_at = (SELECT now FROM clock) + :lease,
     lock_token = :nonce || '.' || id,
     updated_at = (SELECT now FROM clock)
 WHERE id IN (SELECT id FROM candidate ORDER BY priority, run_at, id LIMIT :limit)
 RETURNING *, 'running' AS state
 
 -- name: next_due
--- Microseconds until the first waiting job of :queues (JSON array, or NULL for all) is
--- due or the first lock expires; NULL when there is neither. Same walk as claim_jobs.
+-- Seconds until the first waiting job of :queues is due or the first lock expires; NULL
+-- when there is neither. The same walk as claim.
 WITH RECURSIVE
-clock(now) AS (
-    SELECT CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000
-),
-named_queue(queue) AS (
-    SELECT DISTINCT value FROM json_each(:queues) WHERE :queues IS NOT NULL
-),
-any_queue(queue) AS (
-    SELECT MIN(queue) FROM queuebox_jobs
-    WHERE :queues IS NULL
-      AND locked_at IS NULL AND failed_at IS NULL AND completed_at IS NULL
-    UNION ALL
-    SELECT (
-        SELECT MIN(queue) FROM queuebox_jobs
-        WHERE queue > any_queue.queue
-          AND locked_at IS NULL AND failed_at IS NULL AND completed_at IS NULL
-    )
-    FROM any_queue WHERE any_queue.queue IS NOT NULL
-),
-chosen_queue(queue) AS (
-    SELECT queue FROM named_queue
-    UNION ALL
-    SELECT queue FROM any_queue WHERE queue IS NOT NULL
-),
-grp(queue, priority) AS (
-    SELECT queue, (
-        SELECT MIN(priority) FROM queuebox_jobs
-        WHERE queue = chosen_queue.queue
-          AND locked_at IS NULL AND failed_at IS NULL AND completed_at IS NULL
-    )
-    FROM chosen_queue
-    UNION ALL
-    SELECT queue, (
-        SELECT MIN(priority) FROM queuebox_jobs
-        WHERE queue = grp.queue AND priority > grp.priority
-          AND locked_at IS NULL AND failed_at IS NULL AND completed_at IS NULL
-    )
-    FROM grp WHERE grp.priority IS NOT NULL
-),
+{% waiting_groups %},
 due(at) AS (
     SELECT (
         SELECT MIN(run_at) FROM queuebox_jobs
-        WHERE queue = grp.queue AND priority = grp.priority
-          AND locked_at IS NULL AND failed_at IS NULL AND completed_at IS NULL
+        WHERE queue = grp.queue AND priority = grp.priority AND {% waiting %}
     )
     FROM grp WHERE grp.priority IS NOT NULL
     UNION ALL
@@ -256,77 +247,78 @@ due(at) AS (
     WHERE locked_at IS NOT NULL
       AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
 )
-SELECT MIN(at) - (SELECT now FROM clock) AS wait_us FROM due
+SELECT (MIN(at) - (SELECT now FROM clock)) / 1000000.0 AS wait FROM due
 
--- name: delete_locked_job
+-- name: changes
+-- Changes whenever another connection commits to the file, and costs no disk read.
+PRAGMA data_version
+
+-- name: listen
+-- Nothing to listen to: SQLite cannot notify another process; waiting polls changes.
+
+-- name: delete_locked
 DELETE FROM queuebox_jobs WHERE id = :id AND lock_token = :token
+
+-- name: complete_many_delete
+WITH {% acks %}
+DELETE FROM queuebox_jobs WHERE (id, lock_token) IN (SELECT id, token FROM ack)
+RETURNING id
 
 -- name: complete_keep
 UPDATE queuebox_jobs
-SET completed_at = CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000,
-    updated_at = CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000,
-    locked_at = NULL, locked_by = NULL, lock_expires_at = NULL, lock_token = NULL,
-    unique_key = NULL
+SET completed_at = {% store_now %}, updated_at = {% store_now %}, {% unlock %}, unique_key = NULL
 WHERE id = :id AND lock_token = :token
+
+-- name: complete_many_keep
+WITH {% acks %}
+UPDATE queuebox_jobs
+SET completed_at = {% store_now %}, updated_at = {% store_now %}, {% unlock %}, unique_key = NULL
+WHERE (id, lock_token) IN (SELECT id, token FROM ack)
+RETURNING id
 
 -- name: reschedule
 UPDATE queuebox_jobs
-SET run_at = CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000
-             + :delay_us,
-    updated_at = CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000,
-    last_error = :error,
-    locked_at = NULL, locked_by = NULL, lock_expires_at = NULL, lock_token = NULL
+SET run_at = {% store_now %} + :delay, updated_at = {% store_now %}, last_error = :error, {% unlock %}
 WHERE id = :id AND lock_token = :token
 
 -- name: fail_keep
 UPDATE queuebox_jobs
-SET failed_at = CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000,
-    updated_at = CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000,
-    last_error = :error,
-    locked_at = NULL, locked_by = NULL, lock_expires_at = NULL, lock_token = NULL,
+SET failed_at = {% store_now %}, updated_at = {% store_now %}, last_error = :error, {% unlock %},
     unique_key = NULL
 WHERE id = :id AND lock_token = :token
 
 -- name: release
 -- run_at is left alone: the job is due again at once, in its old place in the order.
 UPDATE queuebox_jobs
-SET attempts = MAX(attempts - 1, 0),
-    updated_at = CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000,
-    locked_at = NULL, locked_by = NULL, lock_expires_at = NULL, lock_token = NULL
+SET attempts = MAX(attempts - 1, 0), updated_at = {% store_now %}, {% unlock %}
 WHERE id = :id AND lock_token = :token
 
 -- name: extend
 UPDATE queuebox_jobs
-SET lock_expires_at = CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER)
-                      * 1000 + :lease_us,
-    updated_at = CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000
+SET lock_expires_at = {% store_now %} + :lease, updated_at = {% store_now %}
 WHERE id = :id AND lock_token = :token
 
--- name: get_job
-WITH clock(now) AS (
-    SELECT CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000
-)
-SELECT job.*,
-       CASE WHEN completed_at IS NOT NULL THEN 'completed'
-            WHEN failed_at IS NOT NULL THEN 'failed'
-            WHEN locked_at IS NOT NULL THEN 'running'
-            WHEN run_at <= clock.now THEN 'ready'
-            ELSE 'scheduled' END AS state
+-- name: extend_many
+WITH {% acks %}
+UPDATE queuebox_jobs
+SET lock_expires_at = {% store_now %} + :lease, updated_at = {% store_now %}
+WHERE (id, lock_token) IN (SELECT id, token FROM ack)
+RETURNING id
+
+
+-- Inspection and administration -------------------------------------------------------------
+
+-- name: get
+WITH clock(now) AS (SELECT {% store_now %})
+SELECT job.*, {% state %} AS state
 FROM queuebox_jobs AS job, clock
 WHERE job.id = :id
 
 -- name: list_jobs
 -- :queues and :states are JSON arrays, or NULL for all.
-WITH clock(now) AS (
-    SELECT CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000
-),
+WITH clock(now) AS (SELECT {% store_now %}),
 job_state AS (
-    SELECT job.*,
-           CASE WHEN completed_at IS NOT NULL THEN 'completed'
-                WHEN failed_at IS NOT NULL THEN 'failed'
-                WHEN locked_at IS NOT NULL THEN 'running'
-                WHEN run_at <= clock.now THEN 'ready'
-                ELSE 'scheduled' END AS state
+    SELECT job.*, {% state %} AS state
     FROM queuebox_jobs AS job, clock
     WHERE :queues IS NULL OR job.queue IN (SELECT value FROM json_each(:queues))
 )
@@ -336,33 +328,21 @@ ORDER BY queue, priority, run_at, id
 LIMIT :limit OFFSET :offset
 
 -- name: counts
-WITH clock(now) AS (
-    SELECT CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000
-)
-SELECT queue,
-       CASE WHEN completed_at IS NOT NULL THEN 'completed'
-            WHEN failed_at IS NOT NULL THEN 'failed'
-            WHEN locked_at IS NOT NULL THEN 'running'
-            WHEN run_at <= clock.now THEN 'ready'
-            ELSE 'scheduled' END AS state,
-       COUNT(*) AS n
-FROM queuebox_jobs, clock
-GROUP BY queue, state
-ORDER BY queue
+WITH clock(now) AS (SELECT {% store_now %})
+SELECT job.queue AS queue, {% state %} AS state, COUNT(*) AS n
+FROM queuebox_jobs AS job, clock
+GROUP BY job.queue, state
 
 -- name: retry
 -- A running job is left alone: its worker still holds it.
 UPDATE queuebox_jobs
-SET failed_at = NULL, completed_at = NULL, attempts = 0,
-    run_at = CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000,
-    updated_at = CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000
+SET failed_at = NULL, completed_at = NULL, attempts = 0, run_at = {% store_now %},
+    updated_at = {% store_now %}
 WHERE id = :id AND locked_at IS NULL
 
--- name: delete_job
+-- name: delete
 DELETE FROM queuebox_jobs WHERE id = :id
 
--- name: clear_all
+-- name: clear
 DELETE FROM queuebox_jobs
-
--- name: clear_queues
-DELETE FROM queuebox_jobs WHERE queue IN (SELECT value FROM json_each(:queues))
+WHERE :queues IS NULL OR queue IN (SELECT value FROM json_each(:queues))

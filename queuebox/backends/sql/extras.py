@@ -1,0 +1,39 @@
+"""Optional store interfaces implemented once for every SQL dialect: a dialect lists the
+mixins it offers beside ``SQLStore`` (``class MyStore(SQLRecurring, SQLStore)``), and its
+query file defines the queries each mixin names in ``sql_queries``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar
+
+from queuebox.backends.base import JobRecord, NewJob, RecurringStore
+from queuebox.backends.sql.store import SQLStore
+
+__all__ = ["SQLRecurring"]
+
+
+class SQLRecurring(SQLStore, RecurringStore):
+    """Recurring ticks in a table of their own, upserted in the job's transaction."""
+
+    sql_queries: ClassVar[frozenset[str]] = frozenset({"record_tick", "recurring_ticks"})
+
+    def schedule_tick(
+        self, key: str, tick: datetime, job: NewJob, *, store: bool = True
+    ) -> JobRecord | None:
+        """Record ``tick`` for ``key`` and store ``job``, in one transaction.
+
+        ``record_tick`` returns a row only when it moved the tick forward; its upsert locks
+        the tick's row until commit, so concurrent calls for one key run one after the
+        other and each sees the tick the previous one recorded.
+        """
+        params = {"key": key, "tick": self._checked_time(tick)}
+        with self._session() as connection, self._transaction(connection):
+            if not self._rows(connection, "record_tick", params) or not store:
+                return None
+            [result] = self._insert_on(connection, [job])
+            return result.record if result.stored else None
+
+    def recurring_ticks(self) -> dict[str, datetime]:
+        rows = self._read("recurring_ticks")
+        return {row["key"]: self._moment(row["last_tick"]) for row in rows}
