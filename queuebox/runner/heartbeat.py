@@ -1,9 +1,16 @@
-"""Lock renewal from a thread of its own, so a CPU-bound job cannot starve it.
+"""The heartbeat: a thread of its own (so that a CPU-bound or blocked job cannot starve it)
+that looks after every job a worker holds.
 
-Every third of the lease the heartbeat extends the lock of each job the worker holds (the one
-running and the ones claimed in the same batch), all in one ``extend_many`` call. It stops
-renewing a job once it has been held for ``max_runtime``: that lock then expires and another
-worker may take the job, which is how a run that never ends is given up on.
+* Every third of the lease it renews all held locks in one ``extend_many`` call. A held
+  job's lock is renewed for as long as the worker holds it, so a run never overlaps itself
+  because its own lease lapsed: only a dead (or frozen) worker's jobs are taken over. A
+  renewal that finds the lock taken over (it lapsed while the store was unreachable) stops
+  the run, whose outcome the store would refuse anyway.
+* About four times a second, while jobs run on a store that declares ``Cancellation``, it
+  asks which held jobs were cancelled and stops those runs (``JobCancelled``); a cancelled
+  job that has not started yet is skipped when its turn comes.
+* It stops runs that passed their ``max_runtime`` (``JobTimeout``), and reports a run that
+  is still going ``stop_grace`` seconds after it was asked to stop to ``on_stuck``.
 """
 
 from __future__ import annotations
@@ -11,125 +18,153 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 
-from queuebox.backends.base import Adapter, JobRecord
+from queuebox.backends.base import Adapter, Cancellation
 from queuebox.errors import QueueboxError
+from queuebox.runner.runs import Held, HeldJobs, Phase, Reason
 
-__all__ = ["Heartbeat"]
+__all__ = ["CANCEL_CHECK_INTERVAL", "Heartbeat"]
 
-
-@dataclass
-class _Held:
-    record: JobRecord
-    token: str
-    give_up_at: float  # monotonic
-    renewed_at: float  # monotonic: the claim, then each renewal the store confirmed
-    lost: bool = False
+#: Seconds between two "was any of these cancelled?" reads while jobs run.
+CANCEL_CHECK_INTERVAL = 0.25
 
 
 class Heartbeat:
     def __init__(
-        self, adapter: Adapter, *, lease: float, max_runtime: float, logger: logging.Logger
+        self,
+        adapter: Adapter,
+        held: HeldJobs,
+        *,
+        lease: float,
+        stop_grace: float,
+        logger: logging.Logger,
+        on_stuck: Callable[[Held], None],
     ) -> None:
         self._adapter = adapter
+        self._held = held
         self._lease = lease
-        self._max_runtime = max_runtime
+        self._stop_grace = stop_grace
         self._logger = logger
-        self._held: dict[str, _Held] = {}
-        self._lock = threading.Lock()
+        self._on_stuck = on_stuck
+        self._cancellation = adapter if isinstance(adapter, Cancellation) else None
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
 
-    def hold(self, record: JobRecord) -> None:
-        now = time.monotonic()
-        held = _Held(record, record.lock_token or "", now + self._max_runtime, renewed_at=now)
-        with self._lock:
-            self._held[record.id] = held
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._run, name="queuebox-heartbeat", daemon=True
-            )
-            self._thread.start()
-
-    def drop(self, job_id: str) -> None:
-        with self._lock:
-            self._held.pop(job_id, None)
-
-    def holds(self, job_id: str) -> bool:
-        with self._lock:
-            return job_id in self._held
-
-    def lost(self, job_id: str) -> bool:
-        """Whether a renewal found the lock already taken by another worker."""
-        with self._lock:
-            held = self._held.get(job_id)
-            return held is not None and held.lost
+    def start(self) -> None:
+        """Start the thread (once; later calls do nothing)."""
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="queuebox-heartbeat", daemon=True
+                )
+                self._thread.start()
 
     def stop(self) -> None:
         self._stopped.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
 
     def _run(self) -> None:
-        interval = self._lease / 3
-        while not self._stopped.wait(interval):
-            with self._lock:
-                due = [held for held in self._held.values() if not held.lost]
+        renew_every = self._lease / 3
+        tick = min(CANCEL_CHECK_INTERVAL, renew_every)
+        next_renewal = time.monotonic() + renew_every
+        while not self._stopped.wait(tick):
+            held = self._held.all()
+            if not held:
+                continue
             now = time.monotonic()
-            renew = []
-            for held in due:
-                if now >= held.give_up_at:
-                    self._give_up(held)
-                else:
-                    renew.append(held)
-            if renew:
-                self._renew(renew)
+            if now >= next_renewal:
+                next_renewal = now + renew_every
+                self._renew([job for job in held if not job.lost])
+            running = [job for job in held if job.phase is Phase.RUNNING]
+            if self._cancellation is not None and running:
+                self._check_cancellations(self._cancellation, held)
+            for job in running:
+                self._watch(job, now)
 
-    def _renew(self, batch: list[_Held]) -> None:
-        """Renew every lock in one call (``extend_many``: one round trip on most stores)."""
+    # -- renewals ---------------------------------------------------------------------------
+
+    def _renew(self, batch: list[Held]) -> None:
+        if not batch:
+            return
         try:
             renewed = self._adapter.extend_many(
-                [(held.record.id, held.token) for held in batch], lease=self._lease
+                [(job.record.id, job.token) for job in batch], lease=self._lease
             )
         except QueueboxError as exc:
-            for held in batch:
-                self._unrenewed(held, exc)
+            for job in batch:
+                self._unrenewed(job, exc)
             return
         now = time.monotonic()
-        for held, applied in zip(batch, renewed, strict=True):
-            held.renewed_at = now
-            if not applied:
-                held.lost = True
-                self._logger.warning(
-                    "job %s (%s): the lock was taken over by another worker; this worker's "
-                    "outcome for it will be refused",
-                    held.record.id,
-                    held.record.name,
-                )
+        for job, applied in zip(batch, renewed, strict=True):
+            if applied:
+                job.renewed_at = now
+                continue
+            job.lost = True
+            self._logger.warning(
+                "job %s (%s): the lock was taken over by another worker; this worker stops "
+                "its run and records nothing",
+                job.record.id,
+                job.record.name,
+            )
+            job.interrupt(Reason.LOCK_LOST)
 
-    def _unrenewed(self, held: _Held, exc: QueueboxError) -> None:
-        if time.monotonic() - held.renewed_at < self._lease:
+    def _unrenewed(self, job: Held, exc: QueueboxError) -> None:
+        if time.monotonic() - job.renewed_at < self._lease:
             # The next beat tries again; the lease is three beats long.
-            self._logger.warning("could not renew the lock of job %s: %s", held.record.id, exc)
+            self._logger.warning("could not renew the lock of job %s: %s", job.record.id, exc)
             return
         # The lease has lapsed: another worker may own the job now. Stop renewing on its
-        # behalf; this worker's outcome is written only if the token still matches.
-        held.lost = True
+        # behalf, and stop the run; this worker's outcome is written only if the token
+        # still matches.
+        job.lost = True
         self._logger.error(
             "job %s (%s): no renewal for longer than the lease (%.0fs); the lock has "
-            "lapsed and another worker may run the job",
-            held.record.id,
-            held.record.name,
+            "lapsed and another worker may run the job, so this run stops",
+            job.record.id,
+            job.record.name,
             self._lease,
         )
+        job.interrupt(Reason.LOCK_LOST)
 
-    def _give_up(self, held: _Held) -> None:
-        held.lost = True  # stop renewing: the lock expires within one lease
-        self._logger.error(
-            "job %s (%s) has run longer than max_runtime (%.0fs); its lock is no longer "
-            "renewed, so another worker may run it again",
-            held.record.id,
-            held.record.name,
-            self._max_runtime,
-        )
+    # -- cancellations and timeouts ---------------------------------------------------------
+
+    def _check_cancellations(self, store: Cancellation, held: list[Held]) -> None:
+        candidates = [job for job in held if job.phase is not Phase.DONE]
+        try:
+            cancelled = store.cancel_requested([job.record.id for job in candidates])
+        except QueueboxError as exc:
+            self._logger.debug("could not check for cancellations: %s", exc)
+            return
+        for job in candidates:
+            if job.record.id not in cancelled or job.cancel_requested:
+                continue
+            job.cancel_requested = True
+            if job.interrupt(Reason.CANCEL):
+                self._logger.warning(
+                    "cancelling %s id=%s (slot %d): queuebox.cancel was called while it ran",
+                    job.record.name,
+                    job.record.id,
+                    job.slot,
+                )
+
+    def _watch(self, job: Held, now: float) -> None:
+        if job.stop_reason is None and now >= job.deadline:
+            if job.interrupt(Reason.TIMEOUT):
+                self._logger.error(
+                    "stopping %s id=%s (slot %d): it ran longer than max_runtime (%gs)",
+                    job.record.name,
+                    job.record.id,
+                    job.slot,
+                    job.max_runtime,
+                )
+        elif (
+            job.stop_reason is not None
+            and not job.stuck
+            and now - job.stop_asked_at >= self._stop_grace
+        ):
+            job.stuck = True
+            self._on_stuck(job)

@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from queuebox.backends.base import Adapter, JobRecord
+from queuebox.runner.execution import Outcome
 from queuebox.runner.rundir import write_json
+from queuebox.runner.runs import Held
 from queuebox.runner.settings import WorkerSettings
 from queuebox.runner.signals import StopFlag
 from queuebox.runner.worker import Worker, WorkSummary
@@ -74,8 +76,10 @@ class StatusReporter:
             "supervisor": supervisor,
             "started_at": time.time(),
         }
-        self.job: dict[str, Any] | None = None
+        #: The jobs running now, by id (several with concurrency above 1).
+        self.running: dict[str, dict[str, Any]] = {}
         self.jobs_done = 0
+        self._lock = threading.Lock()
         self.exit_reason: str | None = None
         self._version = 0
         self._written = -1
@@ -87,15 +91,25 @@ class StatusReporter:
         self._write()
         self._thread.start()
 
-    def job_started(self, record: JobRecord) -> None:
-        self.job = {"id": record.id, "name": record.name, "queue": record.queue}
-        self.job["since"] = time.time()
+    def job_started(self, record: JobRecord, slot: int) -> None:
+        job = {"id": record.id, "name": record.name, "queue": record.queue, "slot": slot}
+        job["since"] = time.time()
+        with self._lock:
+            self.running[record.id] = job
         self._changed()
 
-    def job_finished(self) -> None:
-        self.job = None
-        self.jobs_done += 1
+    def job_finished(self, record: JobRecord) -> None:
+        with self._lock:
+            self.running.pop(record.id, None)
+            self.jobs_done += 1
         self._changed()
+
+    @property
+    def job(self) -> dict[str, Any] | None:
+        """The job that has run longest of those running now."""
+        with self._lock:
+            jobs = sorted(self.running.values(), key=lambda job: job["since"])
+        return jobs[0] if jobs else None
 
     def _changed(self) -> None:
         self._version += 1
@@ -114,6 +128,7 @@ class StatusReporter:
         return {
             **self._base,
             "job": self.job,
+            "jobs": sorted(self.running.values(), key=lambda job: job["slot"]),
             "jobs_done": self.jobs_done,
             "exit_reason": self.exit_reason,
             "updated_at": time.time(),
@@ -169,15 +184,14 @@ class ManagedWorker(Worker):
             if self.reporter is not None:
                 self.reporter.stop(self.retired)
 
-    def _run_job(self, record: JobRecord) -> None:
+    def job_started(self, held: Held) -> None:
         if self.reporter is not None:
-            self.reporter.job_started(record)
-        try:
-            super()._run_job(record)
-        finally:
-            self.jobs_done += 1
-            if self.reporter is not None:
-                self.reporter.job_finished()
+            self.reporter.job_started(held.record, held.slot)
+
+    def job_finished(self, outcome: Outcome) -> None:
+        self.jobs_done += 1
+        if self.reporter is not None:
+            self.reporter.job_finished(outcome.record)
         self._check_limits()
 
     def _check_limits(self) -> None:

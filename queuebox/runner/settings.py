@@ -11,7 +11,11 @@ from typing import Any
 from queuebox.errors import ConfigurationError, QueueboxError
 from queuebox.validation import check_queue_name
 
-__all__ = ["WorkerSettings", "parse_worker_spec"]
+__all__ = ["MAX_BATCH_SIZE", "MAX_CONCURRENCY", "WorkerSettings", "parse_worker_spec"]
+
+#: Bounds of a worker group's sizes: beyond them a typo, not a setting.
+MAX_CONCURRENCY = 10_000
+MAX_BATCH_SIZE = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +38,12 @@ class WorkerSettings:
     #: With batches of more than one job on one queue of a store that can split its round
     #: trips (Redis), claim the next batch while this one runs (``runner/claims.py``).
     claim_ahead: bool = True
+    #: Jobs in flight at once in one worker process: sync jobs on that many threads, async
+    #: jobs as tasks of one event loop. 1 runs one job at a time in the worker's thread.
+    concurrency: int = 1
+    #: Seconds a run asked to stop (past max_runtime, or cancelled) gets to stop before the
+    #: worker process records its outcome and ends itself, to be replaced by a fresh one.
+    stop_grace: float = 10.0
 
     def __post_init__(self) -> None:
         if self.queues is not None:
@@ -44,11 +54,17 @@ class WorkerSettings:
         _check_whole("count", self.count, 1)
         _check_whole("max_attempts", self.max_attempts, 1)
         _check_whole("batch_size", self.batch_size, 1)
+        _check_whole("concurrency", self.concurrency, 1)
+        if self.concurrency > MAX_CONCURRENCY or self.batch_size > MAX_BATCH_SIZE:
+            raise ConfigurationError(
+                f"concurrency={self.concurrency}, batch_size={self.batch_size}: at most "
+                f"{MAX_CONCURRENCY} jobs in flight and {MAX_BATCH_SIZE} per claim"
+            )
         if type(self.claim_ahead) is not bool:
             raise ConfigurationError(
                 f"claim_ahead={self.claim_ahead!r} is not valid: give true or false"
             )
-        for name in ("max_runtime", "sleep_delay", "lease"):
+        for name in ("max_runtime", "sleep_delay", "lease", "stop_grace"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ConfigurationError(f"{name}={value!r} is not valid: give seconds")

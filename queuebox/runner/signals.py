@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 
 __all__ = ["COLD_STOP_SIGNAL", "WARM_STOP_SIGNAL", "ColdStop", "StopFlag", "handle_stop_signals"]
@@ -43,8 +43,12 @@ class StopFlag:
     def __init__(self) -> None:
         self.warm = threading.Event()
         self.cold = threading.Event()
-        #: True while the worker runs a job in the main thread; a cold stop interrupts it.
+        #: True while the worker runs a sync job in the main thread; a cold stop raises
+        #: ``ColdStop`` inside it.
         self.job_running = False
+        #: Set while an async job runs on the main thread's event loop: a cold stop calls it
+        #: (to cancel the job's task) instead of raising inside the loop.
+        self.interrupt: Callable[[], object] | None = None
 
     def request(self) -> None:
         """A stop request: the first is warm, any later one cold."""
@@ -79,6 +83,8 @@ def handle_stop_signals(flag: StopFlag) -> Iterator[StopFlag]:
         if flag.job_running:
             flag.job_running = False
             raise ColdStop(reason)
+        if flag.interrupt is not None:
+            flag.interrupt()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         nonlocal stop_signals_seen

@@ -1,38 +1,46 @@
 """The worker: claim due jobs, run them, record each outcome.
 
 Policy lives here, once, for every store: on success the job is deleted (or kept); when
-``perform`` raises, the job runs again after ``attempts ** 4`` seconds until ``max_attempts``,
-then it is failed; a record that cannot be run (unreadable, undecodable, an unknown job
-name) is failed at once and the worker goes on. Where jobs come from and how successes are
-acknowledged is the claim source's business (``queuebox.runner.claims``).
+``perform`` raises (or overruns its ``max_runtime``), the job runs again after
+``attempts ** 4`` seconds until ``max_attempts``, then it is failed; a cancelled run is kept
+as cancelled; a record that cannot be run (unreadable, undecodable, an unknown job name) is
+failed at once and the worker goes on.
+
+With ``concurrency = 1`` (the default) jobs run one at a time in the worker's own thread,
+as RedwoodJS runs them. With more, ``queuebox.runner.concurrent`` keeps that many in flight:
+sync jobs on threads, async jobs as tasks of one event loop. Where jobs come from and how
+successes are acknowledged is the claim source's business (``queuebox.runner.claims``);
+the heartbeat (``queuebox.runner.heartbeat``) renews, cancels and times out held jobs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-import random
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import TypeVar
 
-from queuebox import config, registry
-from queuebox.backends.base import WORKER_LOST, Adapter, JobRecord
-from queuebox.errors import PayloadError, StorageUnavailable, UnknownJob
-from queuebox.hooks import run_with_hooks
-from queuebox.job import Job
-from queuebox.payload import decode_handler
+from queuebox.backends.base import WORKER_LOST, Adapter, Cancellation, JobRecord
+from queuebox.errors import StorageUnavailable
 from queuebox.runner.claims import ClaimSource, Success, claim_source_for
+from queuebox.runner.execution import Outcome, Prepared, global_hooks, prepare, run_async, run_sync
 from queuebox.runner.heartbeat import Heartbeat
+from queuebox.runner.outage import STOPPING_TRIES, StoreOutage, duration
 from queuebox.runner.outcomes import MAX_ERROR_CHARS, WorkSummary, backoff_delay, format_error
 from queuebox.runner.recurring import RecurringScheduler
+from queuebox.runner.runs import Held, HeldJobs, Phase, Reason
 from queuebox.runner.settings import WorkerSettings
 from queuebox.runner.signals import ColdStop, StopFlag
+from queuebox.runner.stuck import end_process
 
 __all__ = [
+    "EXIT_REPLACE_ME",
     "MAX_ERROR_CHARS",
+    "WORK_OFF_GIVE_UP_AFTER",
     "WorkSummary",
     "Worker",
     "backoff_delay",
@@ -41,13 +49,11 @@ __all__ = [
 ]
 
 _IDLE_CHUNK = 1.0  # the longest a stop request waits for an idle worker to notice it
-_RECONNECT_MAX_DELAY = 30.0
-_STOPPING_TRIES = 3  # store calls tried while stopping with the store down
 #: How long ``work_off`` retries an unreachable store before it gives up.
 WORK_OFF_GIVE_UP_AFTER = 60.0
-_HOOK_METHODS = ("before_perform", "after_perform", "after_success", "after_failure")
-
-T = TypeVar("T")
+#: The exit status of a worker process that ended itself because a job would not stop
+#: (EX_TEMPFAIL): its parent (``work -n``, the supervisor) starts a fresh one.
+EXIT_REPLACE_ME = 75
 
 
 def default_worker_id() -> str:
@@ -56,7 +62,8 @@ def default_worker_id() -> str:
 
 class Worker:
     """Runs jobs from ``settings.queues`` until stopped (``run``) or out of due work
-    (``work_off``). Not thread-safe: one worker per thread of control."""
+    (``work_off``). One worker per thread of control; it starts threads of its own (the
+    heartbeat, and with ``concurrency`` above 1 its slots)."""
 
     def __init__(
         self,
@@ -74,35 +81,51 @@ class Worker:
         self.logger = logger or logging.getLogger("queuebox.worker")
         self.stop = stop or StopFlag()
         self.summary = WorkSummary()
-        self._on_idle = on_idle
-        self.lease = min(self.settings.lease, self.settings.max_runtime)
+        self.on_idle = on_idle
+        self.lease = self.settings.lease
         self.claims: ClaimSource = claim_source_for(
             adapter, self.settings, worker_id=self.worker_id, lease=self.lease
         )
-        self._heartbeat = Heartbeat(
-            adapter, lease=self.lease, max_runtime=self.settings.max_runtime, logger=self.logger
+        self.held = HeldJobs()
+        self.heartbeat = Heartbeat(
+            adapter,
+            self.held,
+            lease=self.lease,
+            stop_grace=self.settings.stop_grace,
+            logger=self.logger,
+            on_stuck=self._stuck,
         )
-        self._recurring = RecurringScheduler(adapter, self.settings.queues, self.logger)
-        self._done: list[Success] = []  # successes not yet handed to the claim source
+        self.outage = StoreOutage(self.stop, self.logger)
+        self.recurring = RecurringScheduler(adapter, self.settings.queues, self.logger)
+        #: Set when a run would not stop: the process must end so that a fresh one takes
+        #: over (``EXIT_REPLACE_ME``).
+        self.stuck: Held | None = None
+        #: Set by the concurrent loop, which handles a stuck run itself.
+        self.on_stuck: Callable[[Held], None] | None = None
+        self.done: list[Success] = []  # successes not yet handed to the claim source
+        self._done_lock = threading.Lock()  # the concurrent loop adds, the store thread takes
         self._woken: list[JobRecord] = []  # jobs that came with the last wake-up
-        self._global_hooks = True  # read again for every batch
-        self._has_own_hooks: dict[type[Job], bool] = {}
-        self._unavailable_since: float | None = None
-        self._reconnect_attempts = 0
+        self._loop: asyncio.AbstractEventLoop | None = None  # for async jobs, one at a time
+        self._record_lock = threading.Lock()
 
     # -- loops ------------------------------------------------------------------------------
 
     def run(self) -> WorkSummary:
         """Work until a stop is requested."""
+        if self.settings.concurrency > 1:
+            from queuebox.runner.concurrent import ConcurrentLoop  # noqa: PLC0415 - a cycle
+
+            return ConcurrentLoop(self).run(until_empty=False)
         try:
             while not self.stop.stopping:
-                self._schedule_recurring()
-                if self._run_batch(self._claim()) == 0 and not self.stop.stopping:
-                    if self._on_idle is not None:
-                        self._on_idle()
-                    self._wait_for_work()
+                self.schedule_recurring()
+                ran = self._run_batch(self.next_jobs(self.settings.batch_size))
+                if ran == 0 and not self.stop.stopping:
+                    if self.on_idle is not None:
+                        self.on_idle()
+                    self._woken = self.wait_for_work(self.settings.batch_size)
         finally:
-            self._finish()
+            self.finish()
         return self.summary
 
     def work_off(
@@ -116,55 +139,74 @@ class Worker:
         An unreachable store is retried, with backoff, for up to ``give_up_after`` seconds
         at a time; then ``StorageUnavailable`` is raised (``self.summary`` says what ran).
         """
+        if self.settings.concurrency > 1:
+            from queuebox.runner.concurrent import ConcurrentLoop  # noqa: PLC0415 - a cycle
+
+            return ConcurrentLoop(self).run(
+                until_empty=True, progress=progress, give_up_after=give_up_after
+            )
         try:
             while not self.stop.stopping:
-                if self._run_batch(self._claim(give_up_after=give_up_after)) == 0:
+                jobs = self.next_jobs(self.settings.batch_size, give_up_after=give_up_after)
+                if self._run_batch(jobs) == 0:
                     break
                 if progress is not None:
                     progress(self.summary)
         finally:
-            self._finish()
+            self.finish()
         return self.summary
 
     def run_once(self) -> int:
         """Claim one batch, run it and record its outcomes; return how many jobs it held."""
-        count = self._run_batch(self._claim(ahead=False))
-        self._flush()
+        count = self._run_batch(self.next_jobs(self.settings.batch_size, ahead=False))
+        self.flush()
         return count
 
     def _run_batch(self, jobs: Sequence[JobRecord]) -> int:
-        for record in jobs:
-            self._heartbeat.hold(record)
-        if jobs:
-            self._global_hooks = any(config.get_hooks(event) for event in config.HOOK_EVENTS)
+        hooks = global_hooks() if jobs else False
         try:
             for index, record in enumerate(jobs):
                 if self.stop.stopping:
-                    self._release(jobs[index:])
+                    self.release(jobs[index:])
                     break
-                self._run_job(record)
-        except ColdStop:
+                self._run_inline(self.held.get(record.id) or self.held.hold(record), hooks)
+        except ColdStop:  # between two runs, or as one started
             self.stop.stop_now()
-            self.logger.warning("cold stop: giving the running job's lock back")
-            succeeded = {success.record.id for success in self._done}
-            self._release(
-                [r for r in jobs if self._heartbeat.holds(r.id) and r.id not in succeeded]
-            )
+            self.release([held.record for held in self.held.all() if held.phase is not Phase.DONE])
         return len(jobs)
 
-    # -- one job ----------------------------------------------------------------------------
+    def _run_inline(self, held: Held, hooks: bool) -> None:
+        prepared = self.admit(held)
+        if prepared is None:
+            return
+        self.log_start(prepared, held, slot=1)
+        if prepared.job_class.is_async:
+            loop = self._loop = self._loop or asyncio.new_event_loop()
+            self.stop.interrupt = lambda: held.interrupt(Reason.COLD_STOP)
+            try:
+                outcome = loop.run_until_complete(run_async(held, prepared, 1, hooks=hooks))
+            finally:
+                self.stop.interrupt = None
+        else:
+            try:
+                outcome = run_sync(held, prepared, 1, hooks=hooks, on_start=self._job_running)
+            finally:
+                self.stop.job_running = False
+        self.record(outcome)
 
-    def _run_job(self, record: JobRecord) -> None:
-        if record.unreadable is not None:
-            self._finish_failed(record, record.last_error or record.unreadable, "unreadable")
-            return
-        try:
-            call = decode_handler(record.handler)
-            job_class = registry.get(call.name)
-        except (PayloadError, UnknownJob) as exc:
-            self._finish_failed(record, f"{type(exc).__name__}: {exc}", "unrunnable")
-            return
-        max_attempts = job_class.max_attempts or self.settings.max_attempts
+    def _job_running(self) -> None:
+        self.stop.job_running = True  # a second stop signal now raises ColdStop in the job
+
+    # -- one job: admission, start, outcome ---------------------------------------------------
+
+    def admit(self, held: Held) -> Prepared | None:
+        """The job ``held`` runs, or ``None`` when it must not run: unrunnable (failed at
+        once), past its attempts (a reclaim), or cancelled before it started."""
+        record = held.record
+        prepared = prepare(record, self.settings.max_attempts, self.settings.max_runtime)
+        if isinstance(prepared, str):
+            self._failed(held, prepared, "unrunnable")
+            return None
         if record.last_error is not None and record.last_error.startswith(WORKER_LOST):
             self.logger.warning(
                 "reclaimed %s id=%s (attempt %d): %s",
@@ -173,99 +215,99 @@ class Worker:
                 record.attempts,
                 record.last_error,
             )
-        if record.attempts > max_attempts:
+        if record.attempts > prepared.max_attempts:
             # Only a reclaim pushes attempts past the limit: the worker that held the job
             # died (or stalled) on its last allowed attempt.
             reason = (record.last_error or WORKER_LOST).split("\n", 1)[0]
-            self._finish_failed(record, f"{reason}; out of attempts ({max_attempts})", "failed")
-            return
-        logger = job_class.logger or self.logger
+            self._failed(held, f"{reason}; out of attempts ({prepared.max_attempts})", "failed")
+            return None
+        if held.cancel_requested:
+            self._cancelled(held, "JobCancelled: cancelled before it started")
+            return None
+        return prepared
+
+    def job_started(self, held: Held) -> None:
+        """Called as each run starts (for subclasses: status reports)."""
+
+    def job_finished(self, outcome: Outcome) -> None:
+        """Called once each run's outcome is recorded (for subclasses: limits, reports)."""
+
+    def log_start(self, prepared: Prepared, held: Held, slot: int) -> None:
+        logger, record = prepared.logger, held.record
+        self.heartbeat.start()
+        held.slot = slot
+        self.job_started(held)
         if logger.isEnabledFor(logging.INFO):
             logger.info(
-                "started %s id=%s queue=%s attempt %d/%d",
+                "started %s id=%s queue=%s attempt %d/%d slot %d",
                 record.name,
                 record.id,
                 record.queue,
                 record.attempts,
-                max_attempts,
+                prepared.max_attempts,
+                slot,
             )
-        started = time.perf_counter()
-        self.stop.job_running = True
-        try:
-            instance = job_class()
-            instance.record = record
-            instance.will_retry = record.attempts < max_attempts
-            if self._global_hooks or self._own_hooks(job_class):
-                run_with_hooks(instance, call.args, call.kwargs, logger)
-            else:  # no hook to run: what run_with_hooks does, without the empty hook calls
-                instance.args, instance.kwargs = call.args, call.kwargs
-                instance.perform(*call.args, **call.kwargs)
-        except ColdStop:
-            raise
-        except KeyboardInterrupt:
-            # An embedding application without our signal handlers: treat Ctrl-C as a
-            # cold stop so the lock goes back at once.
+
+    def record(self, outcome: Outcome) -> None:
+        """Write what one run's outcome means into the store (successes go with the next
+        claim)."""
+        held, prepared, reason = outcome.held, outcome.prepared, outcome.reason
+        if reason is Reason.LOCK_LOST:
+            self.held.drop(held.record.id)
+            self._applied(False, held.record)
+        elif reason is Reason.COLD_STOP:
             self.stop.stop_now()
-            raise ColdStop("KeyboardInterrupt") from None
-        except Exception as exc:
-            elapsed = time.perf_counter() - started
-            self._record_error(record, exc, max_attempts, elapsed, logger)
-            return
-        finally:
-            self.stop.job_running = False
-        # Successes are acknowledged with the next claim (one round trip for a batch); until
-        # then the heartbeat keeps their locks. A crash before that runs them again, which
-        # at-least-once allows.
-        self._done.append(Success(record, time.perf_counter() - started, logger))
+            self.logger.warning("cold stop: giving the running job's lock back")
+            self.release([held.record])
+        elif reason is Reason.CANCEL:
+            took = duration(outcome.elapsed)
+            self._cancelled(held, f"JobCancelled: cancelled while it ran (after {took})")
+        elif reason is Reason.TIMEOUT:
+            limit = f"{prepared.max_runtime:g}s"
+            error = f"JobTimeout: ran longer than max_runtime ({limit})"
+            self.summary.timed_out += 1
+            self._raised(held, prepared, error, outcome.elapsed)
+        elif outcome.error is not None:
+            self._raised(held, prepared, format_error(outcome.error), outcome.elapsed)
+        else:
+            with self._done_lock:
+                self.done.append(Success(held.record, outcome.elapsed, prepared.logger))
+        self.job_finished(outcome)
 
-    def _own_hooks(self, job_class: type[Job]) -> bool:
-        """Whether ``job_class`` overrides one of ``Job``'s (empty) lifecycle hooks."""
-        found = self._has_own_hooks.get(job_class)
-        if found is None:
-            found = self._has_own_hooks[job_class] = any(
-                getattr(job_class, hook) is not getattr(Job, hook) for hook in _HOOK_METHODS
-            )
-        return found
+    def take_done(self) -> list[Success]:
+        """The successes waiting to be handed to the claim source, taken."""
+        with self._done_lock:
+            done, self.done = self.done, []
+        return done
 
-    def _record_error(
-        self,
-        record: JobRecord,
-        exc: Exception,
-        max_attempts: int,
-        elapsed: float,
-        logger: logging.Logger,
-    ) -> None:
-        error = format_error(exc)
-        if record.attempts >= max_attempts:
-            self._finish_failed(record, error, "failed for good", elapsed=elapsed)
+    def _raised(self, held: Held, prepared: Prepared, error: str, elapsed: float) -> None:
+        record = held.record
+        if record.attempts >= prepared.max_attempts:
+            self._failed(held, error, "failed for good", elapsed=elapsed)
             return
         delay = backoff_delay(record.attempts)
-        token = record.lock_token or ""
-        if self._write(
-            lambda: self.adapter.reschedule(record.id, token, delay=delay, error=error), record
-        ):
+        write = self.adapter.reschedule
+        if self._write(held, lambda: write(record.id, held.token, delay=delay, error=error)):
             self.summary.retried += 1
             self.summary.retried_ids.add(record.id)
-            logger.warning(
+            prepared.logger.warning(
                 "raised %s id=%s attempt %d/%d after %s: %s; next attempt in %s",
                 record.name,
                 record.id,
                 record.attempts,
-                max_attempts,
-                _duration(elapsed),
+                prepared.max_attempts,
+                duration(elapsed),
                 error.split("\n", 1)[0],
-                _duration(delay),
+                duration(delay),
             )
 
-    def _finish_failed(
-        self, record: JobRecord, error: str, log_as: str, *, elapsed: float | None = None
-    ) -> None:
-        token = record.lock_token or ""
-        keep = not self.settings.delete_failed_jobs
-        if self._write(lambda: self.adapter.fail(record.id, token, error=error, keep=keep), record):
+    def _failed(self, held: Held, error: str, log_as: str, *, elapsed: float | None = None) -> None:
+        record, keep = held.record, not self.settings.delete_failed_jobs
+        fail = self.adapter.fail
+        if self._write(held, lambda: fail(record.id, held.token, error=error, keep=keep)):
             self.summary.failed += 1
             self.summary.failed_ids.append(record.id)
-            took = "" if elapsed is None else f" after {_duration(elapsed)}"
+            took = "" if elapsed is None else f" after {duration(elapsed)}"
             self.logger.error(
                 "%s %s id=%s attempt %d%s: %s",
                 log_as,
@@ -276,45 +318,77 @@ class Worker:
                 error.split("\n", 1)[0],
             )
 
+    def _cancelled(self, held: Held, error: str) -> None:
+        store, record = self.adapter, held.record
+        if not isinstance(store, Cancellation):  # the job cancelled itself on such a store
+            self._failed(held, error, "cancelled")
+            return
+        if self._write(held, lambda: store.mark_cancelled(record.id, held.token, error=error)):
+            self.summary.cancelled += 1
+            self.logger.warning("cancelled %s id=%s: %s", record.name, record.id, error)
+
     # -- store calls ------------------------------------------------------------------------
 
-    def _claim(self, *, ahead: bool = True, give_up_after: float | None = None) -> list[JobRecord]:
-        """The next jobs: those that came with a wake-up, else a claim that carries the
-        successes so far. Retries an unreachable store (with backoff) until a stop, or for
-        ``give_up_after`` seconds (then raises)."""
+    def next_jobs(
+        self, limit: int, *, ahead: bool = True, give_up_after: float | None = None
+    ) -> list[JobRecord]:
+        """The next jobs, held: those that came with a wake-up, else a claim that carries
+        the successes so far. Retries an unreachable store (with backoff) until a stop, or
+        for ``give_up_after`` seconds (then raises)."""
         if self._woken:
             # Jobs that came with a wake-up start at once: an idle queue has nothing to claim
             # ahead, and sending a round trip first would only delay them.
             jobs, self._woken = self._woken, []
-            return jobs
-        while True:
-            done, self._done = self._done, []
-            try:
-                claimed = self.claims.next_batch(done, self.settings.batch_size, ahead=ahead)
-            except StorageUnavailable as exc:
-                self._store_down(exc, give_up_after)
-                if self.stop.stopping:
-                    return []
-                continue
-            except Exception as exc:  # a store's bug must not stop the worker
-                self._store_bug(exc, give_up_after)
-                if self.stop.stopping:
-                    return []
-                continue
-            self._store_back()
-            self._log_acks(claimed.acked)
-            for record in claimed.lost:
-                self._applied(False, record)
-            return claimed.jobs
+        else:
+            jobs = self._claim(limit, ahead, give_up_after)
+        for record in jobs:
+            self.held.hold(record)
+        return jobs
 
-    def _flush(self) -> None:
+    def _claim(self, limit: int, ahead: bool, give_up_after: float | None) -> list[JobRecord]:
+        while True:
+            try:
+                claimed = self.claims.next_batch(self.take_done(), limit, ahead=ahead)
+            except StorageUnavailable as exc:
+                self.outage.down(exc, give_up_after)
+            except Exception as exc:  # a store's bug must not stop the worker
+                self.outage.bug(exc, "claim", give_up_after)
+            else:
+                self.outage.back()
+                self._acknowledged(claimed.acked)
+                for record in claimed.lost:
+                    self._applied(False, record)
+                return claimed.jobs
+            if self.stop.stopping:
+                return []
+
+    def wait_for_work(self, limit: int) -> list[JobRecord]:
+        """Idle: wait up to ``sleep_delay`` for work (less when recurring jobs fall due or a
+        stop comes); jobs may come with the wake-up."""
+        deadline = time.monotonic() + self.settings.sleep_delay
+        while not self.stop.stopping:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.schedule_recurring():
+                return []
+            chunk = min(remaining, _IDLE_CHUNK, self.recurring.seconds_until_check())
+            started = time.monotonic()
+            try:
+                jobs = self.claims.wait(chunk, limit)
+            except StorageUnavailable as exc:
+                self.outage.down(exc)
+                return []
+            if jobs or time.monotonic() - started < chunk * 0.9:
+                return jobs  # jobs came, or woken early: work may be there
+        return []
+
+    def flush(self) -> None:
         """Acknowledge what succeeded and give back what was claimed ahead."""
-        done, self._done = self._done, []
-        for attempt in range(1, _STOPPING_TRIES + 1):
+        done = self.take_done()
+        for attempt in range(1, STOPPING_TRIES + 1):
             try:
                 flushed = self.claims.flush(done if attempt == 1 else ())
             except StorageUnavailable as exc:
-                if self.stop.cold.is_set() or attempt == _STOPPING_TRIES:
+                if self.stop.cold.is_set() or attempt == STOPPING_TRIES:
                     self.logger.warning(
                         "could not record %d success(es) before stopping (%s); their locks "
                         "lapse and they run again",
@@ -322,23 +396,27 @@ class Worker:
                         exc,
                     )
                     return
-                self._store_down(exc, None)
+                self.outage.down(exc)
                 continue
-            self._log_acks(flushed.acked)
-            self._release(flushed.jobs)
+            self._acknowledged(flushed.acked)
+            self.release(flushed.jobs)
             return
 
-    def _finish(self) -> None:
+    def finish(self) -> None:
+        """On the way out: record what is pending, give back what never started."""
         try:
-            self._flush()
+            self.flush()
             woken, self._woken = self._woken, []
-            self._release(woken)  # came with the last wake-up, then a stop
+            self.release(woken)  # came with the last wake-up, then a stop
+            self.release([held.record for held in self.held.all() if held.phase is Phase.WAITING])
         finally:
-            self._heartbeat.stop()
+            self.heartbeat.stop()
+            if self._loop is not None:
+                self._loop.close()
 
-    def _log_acks(self, acked: Sequence[tuple[Success, bool]]) -> None:
+    def _acknowledged(self, acked: Sequence[tuple[Success, bool]]) -> None:
         for success, applied in acked:
-            self._heartbeat.drop(success.record.id)
+            self.held.drop(success.record.id)
             if self._applied(applied, success.record):
                 self.summary.succeeded += 1
                 if success.logger.isEnabledFor(logging.INFO):
@@ -346,35 +424,18 @@ class Worker:
                         "succeeded %s id=%s in %s",
                         success.record.name,
                         success.record.id,
-                        _duration(success.elapsed),
+                        duration(success.elapsed),
                     )
 
-    def _write(self, write: Callable[[], bool], record: JobRecord) -> bool:
-        """Apply a worker-owned write, retrying while the store is unreachable.
-
-        ``False`` when the lock had been taken over: the new owner's state is left alone.
-        """
-        try:
-            applied = self._store_call(write)
-        finally:
-            self._heartbeat.drop(record.id)
-        return self._applied(applied, record)
-
-    def _store_call(self, write: Callable[[], T]) -> T:
-        tries = 0
-        while True:
-            tries += 1
+    def _write(self, held: Held, write: Callable[[], bool]) -> bool:
+        """Apply a worker-owned write, retrying while the store is unreachable. ``False``
+        when the lock had been taken over: the new owner's state is left alone."""
+        with self._record_lock:  # the heartbeat writes for a stuck run from its thread
             try:
-                result = write()
-            except StorageUnavailable as exc:
-                # Stopping with the store down: stop trying after a few rounds. The lock
-                # then expires and the job runs again (at least once, never lost).
-                if self.stop.cold.is_set() or (self.stop.stopping and tries >= _STOPPING_TRIES):
-                    raise
-                self._store_down(exc, None)
-                continue
-            self._store_back()
-            return result
+                applied = self.outage.retrying(write)
+            finally:
+                self.held.drop(held.record.id)
+        return self._applied(applied, held.record)
 
     def _applied(self, applied: bool, record: JobRecord) -> bool:
         if not applied:
@@ -387,7 +448,7 @@ class Worker:
             )
         return applied
 
-    def _release(self, records: Sequence[JobRecord]) -> None:
+    def release(self, records: Sequence[JobRecord]) -> None:
         for record in records:
             try:
                 if self.adapter.release(record.id, record.lock_token or ""):
@@ -395,67 +456,36 @@ class Worker:
             except StorageUnavailable as exc:
                 self.logger.warning("could not give back job %s: %s", record.id, exc)
             finally:
-                self._heartbeat.drop(record.id)
+                self.held.drop(record.id)
 
-    def _store_down(self, exc: StorageUnavailable, give_up_after: float | None) -> None:
-        """Back off (exponentially, with jitter) while the store is unreachable; raise
-        ``exc`` once it has been unreachable for ``give_up_after`` seconds."""
-        now = time.monotonic()
-        if self._unavailable_since is None:
-            self._unavailable_since = now
-            self.logger.error("the store is unreachable, retrying: %s", exc)
-        elif give_up_after is not None and now - self._unavailable_since >= give_up_after:
-            down_for = _duration(now - self._unavailable_since)
-            self.logger.error("giving up: the store has been unreachable for %s: %s", down_for, exc)
-            raise exc
-        self._reconnect_attempts += 1
-        delay = min(_RECONNECT_MAX_DELAY, 0.1 * 2 ** min(self._reconnect_attempts, 10))
-        self.stop.wait(delay * random.uniform(0.5, 1.0))
-
-    def _store_bug(self, exc: Exception, give_up_after: float | None) -> None:
-        """A store call raised something other than StorageUnavailable: a bug in the store
-        or a record it choked on. Log it whole and back off as for an outage."""
-        self.logger.exception("the store's claim raised %s; retrying", type(exc).__name__)
-        self._store_down(StorageUnavailable(f"{type(exc).__name__}: {exc}"), give_up_after)
-
-    def _store_back(self) -> None:
-        if self._unavailable_since is not None:
-            self.logger.warning(
-                "the store is reachable again after %s",
-                _duration(time.monotonic() - self._unavailable_since),
-            )
-        self._unavailable_since = None
-        self._reconnect_attempts = 0
-
-    def _schedule_recurring(self) -> int:
+    def schedule_recurring(self) -> int:
         try:
-            return self._recurring.run_due()
+            return self.recurring.run_due()
         except StorageUnavailable as exc:
-            self._store_down(exc, None)
+            self.outage.down(exc)
             return 0
 
-    def _wait_for_work(self) -> None:
-        deadline = time.monotonic() + self.settings.sleep_delay
-        while not self.stop.stopping:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            if self._schedule_recurring():
-                return  # a recurring run was just stored
-            chunk = min(remaining, _IDLE_CHUNK, self._recurring.seconds_until_check())
-            started = time.monotonic()
-            try:
-                self._woken = self.claims.wait(chunk, self.settings.batch_size)
-            except StorageUnavailable as exc:
-                self._store_down(exc, None)
-                return
-            if self._woken or time.monotonic() - started < chunk * 0.9:
-                return  # jobs came, or woken early: work may be there
+    # -- a run that would not stop -------------------------------------------------------------
 
-
-def _duration(seconds: float) -> str:
-    if seconds < 1:
-        return f"{seconds * 1000:.1f}ms"
-    if seconds < 120:
-        return f"{seconds:.2f}s"
-    return f"{seconds / 60:.1f}min"
+    def _stuck(self, held: Held) -> None:
+        """From the heartbeat: ``held`` was asked to stop ``stop_grace`` ago and still runs
+        (blocked in C code, or swallowing the interruption). Only a new process can stop it,
+        so this one records the outcome, gives back what it holds and ends itself; its parent
+        starts a fresh one. The lock is held (renewed) until the outcome is written, so the
+        run never overlaps another."""
+        self.stuck = held
+        self.logger.critical(
+            "%s id=%s (slot %d) did not stop within %gs of being asked (%s); recording its "
+            "outcome and ending this worker process (exit %d) so that a fresh one takes over",
+            held.record.name,
+            held.record.id,
+            held.slot,
+            self.settings.stop_grace,
+            held.stop_reason.name.lower() if held.stop_reason else "stop",
+            EXIT_REPLACE_ME,
+        )
+        if self.on_stuck is not None:  # the concurrent loop drains its other runs first
+            self.on_stuck(held)
+        else:  # the worker's thread runs the stuck job: only the heartbeat's thread can act
+            self.stop.stop_now()
+            end_process(self, held, EXIT_REPLACE_ME)
