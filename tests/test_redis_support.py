@@ -23,6 +23,7 @@ __all__ = [
     "UNREACHABLE_URL",
     "fake_async_redis",
     "fake_redis",
+    "in_database",
     "isolated_prefix",
     "packed_fields",
     "url_with",
@@ -53,6 +54,11 @@ def fake_async_redis(server: fakeredis.FakeServer, **options: Any) -> fakeredis.
     """The asyncio client of ``server``, with ``cmsgpack`` as ``fake_redis`` has it."""
     _lua_path()
     return fakeredis.FakeAsyncRedis(server=server, lua_modules={"cmsgpack"}, **options)
+
+
+def in_database(url: str, database: int) -> str:
+    """``url`` (``redis://``) naming database ``database`` instead of its own."""
+    return urlunsplit(urlsplit(url)._replace(path=f"/{database}"))
 
 
 def url_with(url: str, **params: str) -> str:

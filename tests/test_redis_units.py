@@ -154,8 +154,66 @@ def test_the_test_codec_reads_and_writes_msgpack(value: object, expected: object
     assert msgpack.unpackb(text, raw=False) == "plain text"
 
 
-@pytest.mark.parametrize("garbage", [b"\xc1", b"\x93\x01", b"\xd9\x05ab", b"\xcd\x01"])
+@pytest.mark.parametrize(
+    "garbage", [b"\xc1", b"\x93\x01", b"\xd9\x05ab", b"\xcd\x01", b"\xc4\x01a", b"\xd4\x01a"]
+)
 def test_the_test_codec_refuses_what_is_not_msgpack(garbage: bytes) -> None:
     client = fake_redis()
     script = "local ok = pcall(cmsgpack.unpack, ARGV[1]) return ok and 1 or 0"
     assert client.eval(script, 0, garbage) == 0
+
+
+# -- URLs that cannot work are refused when the adapter is built, saying why -------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("redis://h/abc", "'abc' is not a database number"),
+        ("redis://h/-1", "'-1' is not a database number"),
+        ("redis://h/99999999999", "there is no database 99999999999"),
+        ("redis://h/1?db=2", "name two databases"),
+        ("unix:///tmp/r.sock?db=x", "'x' is not a database number"),
+        ("redis+cluster://h:7000/1", "database 0 only"),
+        ("redis://h:99999/0", "the port is a number from 1 to 65535"),
+        ("redis://h:abc/0", "the port is a number from 1 to 65535"),
+        ("redis://h:0/0", "not 0"),
+        ("http://h/0", "the scheme must be one of"),
+        ("redis://h/0?socket_timeout=abc", "socket_timeout must be a number of seconds"),
+        ("redis://h/0?socket_timeout=-1", "socket_timeout must be a number of seconds"),
+        ("redis://h/0?socket_timeout=inf", "socket_timeout must be a number of seconds"),
+        ("redis://h/0?max_connections=0", "max_connections must be a whole number"),
+        ("redis://h/0?foo=bar", "redis-py takes no the option 'foo'"),
+        ("redis://h/0?ssl_cert_reqs=none", "TLS options need rediss://"),
+        ("redis://h/0?decode_responses=true", "decode_responses cannot be on"),
+        ("redis://h/0?prefix=a{b}", "invalid Redis key prefix"),
+        ("redis://h/0?registry_ttl=-1", "registry_ttl must be a number of seconds"),
+        ("redis://h/0?registry_ttl=soon", "registry_ttl must be a number of seconds"),
+        ("redis://h/0?db=1&db=2", "given twice"),
+    ],
+)
+@pytest.mark.parametrize("secret", ["userinfo", "query"])
+def test_a_bad_url_is_a_configuration_error_without_its_password(
+    url: str, says: str, secret: str
+) -> None:
+    if secret == "userinfo":
+        url = url.replace("://", "://:s3cret-pw@", 1)
+    else:
+        url += ("&" if "?" in url else "?") + "password=s3cret-pw"
+    with pytest.raises(ConfigurationError) as caught:
+        RedisAdapter.from_url(url)
+    message = str(caught.value)
+    assert says in message and "bad Redis URL" in message
+    assert "s3cret-pw" not in message and "***" in message
+
+
+def test_good_urls_are_taken() -> None:
+    for url in (
+        "redis://h",
+        "redis://h/",
+        "redis://h:6380/15",
+        "redis://h/3?db=3&socket_timeout=2.5&health_check_interval=0&client_name=app",
+        "rediss://h/0?ssl_cert_reqs=none",
+        "unix:///tmp/r.sock?db=2",
+    ):
+        RedisAdapter.from_url(url).close()

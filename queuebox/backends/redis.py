@@ -28,19 +28,24 @@ from queuebox.backends.base import (
     QueueCounts,
     RecurringStore,
 )
+from queuebox.backends.redis_calls import (
+    ack_results,
+    claim_call,
+    delay_ms,
+    enqueue_batches,
+    lease_ms,
+    moment_ms,
+    pack_jobs,
+    refused_schedule,
+    scheduled_records,
+)
 from queuebox.backends.redis_client import sync_client, translated_errors
 from queuebox.backends.redis_codec import (
     ClaimedBatch,
-    ack_results,
-    claim_call,
     claim_order,
     decode_record,
-    enqueue_batches,
     from_ms,
     new_record,
-    pack_jobs,
-    scheduled_records,
-    to_ms,
 )
 from queuebox.backends.redis_keys import (
     DEFAULT_PREFIX,
@@ -88,7 +93,7 @@ class RedisAdapter(Adapter, ClaimAhead, RecurringStore, Purgeable):
         self._url = redact_url(url) if url else f"redis ({type(client).__name__})"
         self._owns_client = owns_client
         self._scripts = ScriptRunner(client)
-        self._channel = wake_channel(self._keys.prefix)
+        self._channel = wake_channel(self._keys.prefix, _database(client))
         self._registry = QueueRegistry(client, self._keys, registry_ttl)
         self._waiting = Waiting(
             client,
@@ -158,7 +163,7 @@ class RedisAdapter(Adapter, ClaimAhead, RecurringStore, Purgeable):
         if not jobs:
             return []
         calls, batches = enqueue_batches(jobs, self._keys, self._channel)
-        with self._translated_errors():
+        with self._translated_errors(), refused_schedule():
             replies = self._scripts.call_many(calls)
             queues = [queue for queue, _ in batches]
             self._registry.register(list(zip(queues, replies, strict=True)))
@@ -172,9 +177,9 @@ class RedisAdapter(Adapter, ClaimAhead, RecurringStore, Purgeable):
         """Record ``tick`` for ``key`` in ``job.queue``'s ``ticks`` hash and store ``job``, in
         one ``tick.lua`` call; ``None`` when the tick was not newer or the unique key held."""
         queue = check_queue(job.queue)
-        args: list[bytes | str | int] = [self._channel, queue, key, to_ms(tick), int(store)]
-        args.append(pack_jobs([job]))
-        with self._translated_errors():
+        args: list[bytes | str | int] = [self._channel, queue, key, moment_ms(tick, "tick")]
+        args += [int(store), pack_jobs([job])]
+        with self._translated_errors(), refused_schedule():
             reply = self._scripts.call("tick", self._keys(queue), args)
             self._registry.register([(queue, reply)])
         if not int(reply[2]) or not store or reply[5]:
@@ -195,8 +200,10 @@ class RedisAdapter(Adapter, ClaimAhead, RecurringStore, Purgeable):
             replies = pipe.execute()
         for reply in replies:
             for raw_key, raw_tick in reply.items():
-                name = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
-                latest[name] = max(int(raw_tick), latest.get(name, int(raw_tick)))
+                tick = _tick_ms(raw_tick)
+                if tick is not None:  # else written past queuebox: as if none was recorded
+                    name = raw_key.decode(errors="replace")
+                    latest[name] = max(tick, latest.get(name, tick))
         return {name: from_ms(ms) for name, ms in latest.items()}
 
     # -- execution --------------------------------------------------------------------------
@@ -328,8 +335,8 @@ class RedisAdapter(Adapter, ClaimAhead, RecurringStore, Purgeable):
     def reschedule(self, job_id: str, lock_token: str, *, delay: float, error: str) -> bool:
         parsed = parse_job_id(job_id)
         extra = [self._channel, parsed[0]] if parsed else []
-        delay_ms = max(0, round(delay * 1000))
-        return self._owned_call("reschedule", job_id, lock_token, delay_ms, error, *extra)
+        wait = delay_ms(delay, "delay", clamp=True)
+        return self._owned_call("reschedule", job_id, lock_token, wait, error, *extra)
 
     def fail(self, job_id: str, lock_token: str, *, error: str, keep: bool = True) -> bool:
         return self._owned_call("fail", job_id, lock_token, error, int(keep))
@@ -340,7 +347,7 @@ class RedisAdapter(Adapter, ClaimAhead, RecurringStore, Purgeable):
         return self._owned_call("release", job_id, lock_token, *extra)
 
     def extend(self, job_id: str, lock_token: str, *, lease: float) -> bool:
-        return self._owned_call("extend", job_id, lock_token, max(1, round(lease * 1000)))
+        return self._owned_call("extend", job_id, lock_token, lease_ms(lease))
 
     # -- waiting ----------------------------------------------------------------------------
 
@@ -386,6 +393,7 @@ class RedisAdapter(Adapter, ClaimAhead, RecurringStore, Purgeable):
                 records = [
                     decode_record(queue, int(field), raw, now_ms)
                     for field, raw in self._client.hscan_iter(self._keys(queue).jobs, count=500)
+                    if field.isdigit()  # a field no script wrote has no job id
                 ]
                 records.sort(key=lambda r: (r.priority, r.run_at, _number(r.id)))
                 found += [r for r in records if wanted is None or r.state in wanted]
@@ -448,6 +456,23 @@ class RedisAdapter(Adapter, ClaimAhead, RecurringStore, Purgeable):
         if self._owns_client:
             with contextlib.suppress(Exception):
                 self._client.close()
+
+
+def _database(client: redis.Redis | RedisCluster) -> int:
+    """The database number ``client`` works in (always 0 on a cluster)."""
+    if isinstance(client, RedisCluster):
+        return 0
+    return int(client.connection_pool.connection_kwargs.get("db") or 0)
+
+
+def _tick_ms(raw: bytes) -> int | None:
+    """A recorded tick (ms), or ``None`` for a value that is not one a client can read."""
+    try:
+        tick = int(raw)
+        from_ms(tick)
+    except (ValueError, OverflowError):
+        return None
+    return tick
 
 
 def _number(job: str) -> int:

@@ -1,52 +1,62 @@
-"""The Redis store's records: what the client packs for the scripts, and how it reads back
-what they store and return (the layout is in ``lua/lib.lua`` and ``docs/redis.md``).
+"""The Redis store's records: how the client reads what the scripts store and return (the
+layout is in ``lua/lib.lua`` and ``docs/redis.md``).
 
-Records are msgpack arrays that the scripts pack with Redis's ``cmsgpack``; the client packs
-new jobs and unpacks records with msgpack's C extension. Nothing here does I/O, so the sync
-and the asyncio paths build their calls and read their replies with the same code.
+Records are msgpack arrays that the scripts pack with Redis's ``cmsgpack``; the client
+unpacks them with msgpack's C extension. A record the client cannot read (written past
+queuebox, or damaged) becomes an ``unreadable_record`` on its own, never an exception, so one
+record never stops a worker or hides the others. Nothing here does I/O.
 """
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgpack
 
-from queuebox.backends.base import JobRecord, JobState, NewJob, reclaim_note
-from queuebox.backends.redis_keys import QueueKeys, job_id
-
-if TYPE_CHECKING:
-    from queuebox.backends.redis_scripts import Call
+from queuebox.backends.records import (
+    JobRecord,
+    JobState,
+    NewJob,
+    reclaim_note,
+    unreadable_record,
+)
+from queuebox.backends.redis_keys import job_id
 
 __all__ = [
     "EPOCH",
     "ClaimedBatch",
-    "EnqueueBatch",
-    "ack_results",
-    "claim_call",
     "claim_order",
     "decode_record",
-    "enqueue_batches",
     "from_ms",
     "new_record",
-    "pack_jobs",
     "record_from_fields",
-    "scheduled_records",
     "to_ms",
 ]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_FIELDS = 15
-_APPLIED = ord("1")
-_ENQUEUE_BATCH = 500  # jobs per enqueue script call: bounds how long one call blocks Redis
-#: The header of a msgpack array of 2**32 - 1 or fewer values, without its length.
+#: Names of a record's values, in order (``lib.lua``), for the messages of unreadable ones.
+_FIELD_NAMES = (
+    "name",
+    "handler",
+    "priority",
+    "created_at",
+    "run_at - created_at",
+    "updated_at - created_at",
+    "attempts",
+    "locked_at",
+    "locked_by",
+    "lock_expires_at",
+    "lock_token",
+    "last_error",
+    "failed_at",
+    "completed_at",
+    "unique_key",
+)
+_FIELDS = len(_FIELD_NAMES)
+#: The header of a msgpack array of up to 2**32 - 1 values, without its length.
 _ARRAY32 = b"\xdd"
-
-#: A batch of one queue's jobs sent in one enqueue call: its queue and the jobs' positions.
-EnqueueBatch = tuple[str, list[int]]
 
 
 def to_ms(moment: datetime) -> int:
@@ -58,71 +68,6 @@ def to_ms(moment: datetime) -> int:
 
 def from_ms(value: int) -> datetime:
     return EPOCH + timedelta(milliseconds=value)
-
-
-# -- what the client sends ----------------------------------------------------------------------
-
-
-def _job_values(job: NewJob) -> tuple[str, str, int, str | int, str | bool]:
-    when: str | int = round(job.delay * 1000) if job.run_at is None else f"@{to_ms(job.run_at)}"
-    unique: str | bool = False if job.unique_key is None else job.unique_key
-    return job.name, job.handler, job.priority, when, unique
-
-
-def pack_jobs(jobs: Sequence[NewJob]) -> bytes:
-    """``enqueue.lua``'s jobs argument: one msgpack array of the five values of every job
-    (name, handler, priority, delay in ms or ``@`` and the run_at in ms, unique key or
-    false); one job packed alone is ``tick.lua``'s."""
-    packed: bytes = msgpack.packb([value for job in jobs for value in _job_values(job)])
-    return packed
-
-
-def enqueue_batches(
-    jobs: Sequence[NewJob], keys: Any, channel: str
-) -> tuple[list[Call], list[EnqueueBatch]]:
-    """The enqueue script calls that store ``jobs``: one per queue per ``_ENQUEUE_BATCH``
-    jobs, and for each the queue and the positions of its jobs. ``keys`` builds a queue's
-    ``QueueKeys`` (and checks its name)."""
-    by_queue: dict[str, list[int]] = {}
-    for index, job in enumerate(jobs):
-        by_queue.setdefault(job.queue, []).append(index)
-    calls: list[Call] = []
-    batches: list[EnqueueBatch] = []
-    for queue, indexes in by_queue.items():
-        queue_keys: QueueKeys = keys(queue)
-        for start in range(0, len(indexes), _ENQUEUE_BATCH):
-            batch = indexes[start : start + _ENQUEUE_BATCH]
-            packed = pack_jobs([jobs[index] for index in batch])
-            calls.append(("enqueue", queue_keys, [channel, queue, packed]))
-            batches.append((queue, batch))
-    return calls, batches
-
-
-# -- what the scripts return --------------------------------------------------------------------
-
-
-def scheduled_records(
-    jobs: Sequence[NewJob], batches: Sequence[EnqueueBatch], replies: Sequence[Any]
-) -> list[JobRecord]:
-    """The records of ``jobs`` from the replies of their ``enqueue_batches`` calls: each job
-    as the script stored it, or the record of the job holding its unique key."""
-    records: list[JobRecord | None] = [None] * len(jobs)
-    for (queue, batch), reply in zip(batches, replies, strict=True):
-        now_ms, number = int(reply[0]), int(reply[2])
-        held = {
-            int(reply[i]) - 1: (int(reply[i + 1]), reply[i + 2]) for i in range(3, len(reply), 3)
-        }
-        times: dict[int, datetime] = {}
-        for position, index in enumerate(batch):
-            job = jobs[index]
-            if position in held:  # not stored: its unique key's holder instead
-                holder, raw = held[position]
-                records[index] = decode_record(queue, holder, raw, now_ms, times=times)
-                continue
-            run_at = now_ms + round(job.delay * 1000) if job.run_at is None else to_ms(job.run_at)
-            records[index] = new_record(job, number, run_at, now_ms, times=times)
-            number += 1
-    return [record for record in records if record is not None]
 
 
 def new_record(
@@ -153,22 +98,6 @@ def new_record(
     )
 
 
-def ack_results(results: list[bool], batches: Sequence[list[int]], replies: Sequence[Any]) -> None:
-    """Fill ``results`` from ``complete_many.lua`` replies: one ``1`` or ``0`` per job, for
-    the positions in ``batches``."""
-    for positions, reply in zip(batches, replies, strict=True):
-        flags = reply if isinstance(reply, bytes) else str(reply).encode()
-        for position, flag in zip(positions, flags, strict=True):
-            results[position] = flag == _APPLIED
-
-
-def claim_call(keys: QueueKeys, worker_id: str, limit: int, lease: float) -> Call:
-    """The ``claim.lua`` call that locks up to ``limit`` jobs of one queue for ``worker_id``
-    until ``lease`` seconds from now, with a fresh 128-bit secret for the lock tokens."""
-    lease_ms = max(1, round(lease * 1000))
-    return ("claim", keys, [worker_id, limit, lease_ms, secrets.token_hex(16)])
-
-
 def claim_order(records: list[JobRecord]) -> list[JobRecord]:
     """``records`` sorted as the contract orders claims: priority, run_at, then age."""
 
@@ -192,34 +121,51 @@ class ClaimedBatch:
     value), unpacked in one C call but not yet turned into ``JobRecord`` objects.
 
     A worker that claims ahead reads a reply, sends its next round trip, then builds
-    ``records()`` (the costly part) while the store works on that round trip.
+    ``records()`` (the costly part) while the store works on that round trip. A record it
+    cannot read becomes an ``unreadable_record`` holding its lock token, alone: the others
+    of the batch decode as usual.
     """
 
-    __slots__ = ("_now_ms", "_queue", "_values")
+    __slots__ = ("_as_bytes", "_now_ms", "_queue", "_values")
 
-    def __init__(self, queue: str, values: list[Any], now_ms: int) -> None:
+    def __init__(self, queue: str, values: list[Any], now_ms: int, *, as_bytes: bool = False):
         self._queue, self._values, self._now_ms = queue, values, now_ms
+        self._as_bytes = as_bytes  # strings came as bytes: each record decodes its own
 
     @classmethod
     def unpack(cls, queue: str, reply: Sequence[Any]) -> ClaimedBatch:
         """From the reply ``{now, how many jobs, the packed values}``."""
         now_ms, count, blob = int(reply[0]), int(reply[1]), reply[2]
-        header = _ARRAY32 + (2 * count).to_bytes(4, "big")
-        return cls(queue, msgpack.unpackb(header + blob, raw=False), now_ms)
+        packed = _ARRAY32 + (2 * count).to_bytes(4, "big") + blob
+        try:
+            return cls(queue, msgpack.unpackb(packed, raw=False), now_ms)
+        except ValueError:  # a record with text that is not UTF-8, or a map: read it alone
+            values = msgpack.unpackb(packed, raw=True, strict_map_key=False)
+            return cls(queue, values, now_ms, as_bytes=True)
 
     def __len__(self) -> int:
         return len(self._values) // 2
 
     def records(self) -> list[JobRecord]:
-        values, times = self._values, dict[int, datetime]()
-        return claim_order(
-            [
-                record_from_fields(
-                    self._queue, number, fields, self._now_ms, with_token=True, times=times
+        values, times, now_ms = self._values, dict[int, datetime](), self._now_ms
+        records = []
+        for number, fields in zip(values[::2], values[1::2], strict=True):
+            try:
+                values_of = _texts(fields) if self._as_bytes else fields
+                record = record_from_fields(
+                    self._queue, number, values_of, now_ms, with_token=True, times=times
                 )
-                for number, fields in zip(values[::2], values[1::2], strict=True)
-            ]
-        )
+            except _DECODE_ERRORS as exc:
+                record = _unreadable(self._queue, number, fields, now_ms, exc, locked=True)
+            records.append(record)
+        return claim_order(records)
+
+
+class _Unreadable(ValueError):
+    """A record queuebox cannot read; the message says what is wrong with it."""
+
+
+_DECODE_ERRORS = (ValueError, TypeError, OverflowError, IndexError, msgpack.UnpackException)
 
 
 def decode_record(
@@ -228,43 +174,100 @@ def decode_record(
     raw: bytes,
     now_ms: int,
     *,
-    with_token: bool = False,
     times: dict[int, datetime] | None = None,
 ) -> JobRecord:
-    """The ``JobRecord`` of one packed record (layout in ``lib.lua``), its state at ``now_ms``.
+    """The ``JobRecord`` of one packed record (layout in ``lib.lua``), its state at
+    ``now_ms``; an ``unreadable_record`` (failed) for bytes that are not one.
 
-    ``times`` memoises millisecond -> datetime across the records of one reply: the jobs of
-    one claim share their locked_at, updated_at and lock expiry.
+    ``times`` memoises millisecond -> datetime across the records of one reply.
     """
+    fields: Any = None
     try:
-        fields = msgpack.unpackb(raw, raw=False)
-        return record_from_fields(queue, number, fields, now_ms, with_token=with_token, times=times)
-    except (ValueError, TypeError, IndexError) as exc:  # msgpack's errors are ValueErrors
-        return _unreadable(queue, number, raw, now_ms, exc)
+        try:
+            fields = msgpack.unpackb(raw, raw=False)
+        except UnicodeDecodeError:  # say which value is not text
+            fields = _texts(msgpack.unpackb(raw, raw=True, strict_map_key=False))
+        return record_from_fields(queue, number, fields, now_ms, times=times)
+    except _DECODE_ERRORS as exc:
+        return _unreadable(queue, number, fields, now_ms, exc, raw=raw)
 
 
-def _unreadable(queue: str, number: int, raw: bytes, now_ms: int, error: Exception) -> JobRecord:
-    """What ``get`` / ``list_jobs`` show for bytes that are not a record (written past
-    queuebox): a failed job that says why, so it can be seen and deleted. ``claim.lua``
-    puts such a job in the failed set and never runs it."""
-    now = from_ms(now_ms)
-    return JobRecord(
-        id=job_id(queue, number),
-        name="<unreadable>",
-        handler=raw.decode("utf-8", errors="replace"),
-        queue=queue,
-        priority=100,
-        run_at=now,
-        attempts=0,
-        state=JobState.FAILED,
-        created_at=now,
-        updated_at=now,
-        last_error=(
-            f"PayloadError: the stored record is not a queuebox record "
-            f"({type(error).__name__}: {error}); delete the job"
-        ),
-        failed_at=now,
+def _texts(fields: Any) -> Any:
+    """A record unpacked with its strings as bytes, with those decoded as UTF-8 text."""
+    if not isinstance(fields, list):
+        return fields
+    decoded = list(fields)
+    for index, value in enumerate(fields):
+        if isinstance(value, list):
+            decoded[index] = _texts(value)
+        elif isinstance(value, bytes):
+            try:
+                decoded[index] = value.decode("utf-8")
+            except UnicodeDecodeError:
+                name = _FIELD_NAMES[index] if index < _FIELDS else f"value {index + 1}"
+                raise _Unreadable(f"its {name} is not UTF-8 text") from None
+    return decoded
+
+
+def _unreadable(
+    queue: str,
+    number: int,
+    fields: Any,
+    now_ms: int,
+    error: Exception,
+    *,
+    raw: bytes = b"",
+    locked: bool = False,
+) -> JobRecord:
+    """The record of a job whose bytes queuebox cannot read: failed from ``get`` and
+    ``list_jobs``, and from a claim (``locked``) running with its lock token, for the worker
+    to fail at once."""
+    if isinstance(error, _Unreadable):
+        what = str(error)
+    elif isinstance(error, OverflowError):
+        what = "a time in it is outside the range of datetime"
+    elif fields is None:
+        what = f"it is not msgpack ({type(error).__name__}: {error})"
+    else:
+        what = f"{type(error).__name__}: {error}"
+    values = [*fields, *[None] * _FIELDS] if isinstance(fields, list) else [None] * _FIELDS
+    handler, attempts, token = values[1], values[6], values[10]
+    if isinstance(token, bytes):  # a record read with its strings as bytes
+        token = token.decode("utf-8", errors="replace")
+    if isinstance(handler, bytes | str):
+        raw = handler.encode() if isinstance(handler, str) else handler
+    handler = raw.decode("utf-8", errors="replace")[:10_000]
+    return unreadable_record(
+        job_id(queue, number),
+        queue,
+        f"the stored record of job {job_id(queue, number)} cannot be read: {what} "
+        "(written past queuebox, or damaged); delete the job",
+        now=from_ms(now_ms),
+        lock_token=(token if type(token) is str else "") if locked else None,
+        raw_handler=handler,
+        attempts=attempts if type(attempts) is int else 0,
     )
+
+
+def _explain(fields: list[Any]) -> str:
+    """What is wrong with the values of a record that did not decode."""
+    kinds = {str: "text", int: "a whole number", type(None): "absent", bool: "a boolean"}
+    for index, value in enumerate(fields[:_FIELDS]):
+        name = _FIELD_NAMES[index]
+        if index < 2:
+            ok = type(value) is str
+        elif index < 7:
+            ok = type(value) is int
+        elif index in (8, 10, 14):
+            ok = _absent(value) or type(value) is str
+        elif index == 11:
+            ok = _absent(value) or type(value) in (str, list)
+        else:
+            ok = _absent(value) or type(value) is int
+        if not ok:
+            kind = kinds.get(type(value), type(value).__name__)
+            return f"its {name} is {kind} ({value!r:.60})"
+    return "its values are not those of a queuebox record"
 
 
 def _absent(value: object) -> bool:
@@ -275,17 +278,35 @@ def _absent(value: object) -> bool:
 def record_from_fields(
     queue: str,
     number: int,
-    fields: list[Any],
+    fields: Any,
     now_ms: int,
     *,
     with_token: bool = False,
     times: dict[int, datetime] | None = None,
 ) -> JobRecord:
-    """The ``JobRecord`` of one unpacked record (a list, extended here in place)."""
+    """The ``JobRecord`` of one unpacked record (a list, extended here in place). Raises
+    ``ValueError`` saying what is wrong for values that are not a record's."""
+    if type(fields) is not list or not 7 <= len(fields) <= _FIELDS:
+        size = f"{len(fields)} values" if isinstance(fields, list) else type(fields).__name__
+        raise _Unreadable(f"it is {size}, not a list of 7 to {_FIELDS} values")
     if len(fields) < _FIELDS:
         fields += [None] * (_FIELDS - len(fields))
     (name, handler, priority, created, run_delta, updated_delta, attempts) = fields[:7]
     (locked_at, locked_by, lock_expires, token, last_error, failed_at, done_at) = fields[7:14]
+    unique = fields[14]
+    if not (
+        type(name) is str
+        and type(handler) is str
+        and type(priority) is int
+        and type(created) is int
+        and type(run_delta) is int
+        and type(updated_delta) is int
+        and type(attempts) is int
+        and (_absent(locked_by) or type(locked_by) is str)
+        and (_absent(token) or type(token) is str)
+        and (_absent(unique) or type(unique) is str)
+    ):
+        raise _Unreadable(_explain(fields))
     run_at = created + run_delta
     if not _absent(done_at):
         state = JobState.COMPLETED
@@ -299,17 +320,21 @@ def record_from_fields(
         times = {}
 
     def when(value: object) -> datetime | None:
-        if type(value) is not int:
+        if value is None or value is False:
             return None
+        if type(value) is not int:
+            raise _Unreadable(_explain(fields))
         moment = times.get(value)
         if moment is None:
             moment = times[value] = EPOCH + timedelta(milliseconds=value)
         return moment
 
-    if isinstance(last_error, list):  # a reclaim: [previous owner, expired lock's expiry]
+    if type(last_error) is list:  # a reclaim: [previous owner, expired lock's expiry]
         owner, expired = [*last_error, None, None][:2]
-        last_error = reclaim_note(str(owner), when(expired))
-    unique = fields[14]
+        owner = owner if type(owner) is str else "of unknown name"
+        last_error = reclaim_note(owner, when(expired))
+    elif not _absent(last_error) and type(last_error) is not str:
+        raise _Unreadable(_explain(fields))
     return JobRecord(
         id=f"{queue}/{number}",
         name=name,
@@ -322,11 +347,11 @@ def record_from_fields(
         created_at=when(created),  # type: ignore[arg-type]
         updated_at=when(created + updated_delta),  # type: ignore[arg-type]
         locked_at=when(locked_at),
-        locked_by=locked_by if type(locked_by) is str else None,
+        locked_by=None if _absent(locked_by) else locked_by,
         lock_expires_at=when(lock_expires),
-        lock_token=token if with_token and type(token) is str else None,
-        last_error=last_error if type(last_error) is str else None,
+        lock_token=token if with_token and not _absent(token) else None,
+        last_error=None if _absent(last_error) else last_error,
         failed_at=when(failed_at),
         completed_at=when(done_at),
-        unique_key=unique if type(unique) is str else None,
+        unique_key=None if _absent(unique) else unique,
     )

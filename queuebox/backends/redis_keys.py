@@ -75,9 +75,11 @@ def registry_key(prefix: str) -> str:
     return f"{prefix}:queues"
 
 
-def wake_channel(prefix: str) -> str:
-    """The pub/sub channel scripts publish a queue's name on when it may have work."""
-    return f"{prefix}:wake"
+def wake_channel(prefix: str, database: int) -> str:
+    """The pub/sub channel scripts publish a queue's name on when it may have work. Channels
+    are global to a server, not per database, so the database number is part of the name:
+    workers of ``redis://host/0`` and ``redis://host/1`` do not wake each other."""
+    return f"{prefix}:{database}:wake"
 
 
 def wake_list(prefix: str, queue: str) -> str:

@@ -23,7 +23,8 @@ from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
 from queuebox.backends.base import JobRecord
-from queuebox.backends.redis_codec import ClaimedBatch, claim_call
+from queuebox.backends.redis_calls import claim_call
+from queuebox.backends.redis_codec import ClaimedBatch
 from queuebox.backends.redis_keys import KeyCache, check_queue, wake_list
 from queuebox.backends.redis_registry import QueueRegistry
 from queuebox.backends.redis_scripts import REDIRECTIONS, ScriptRunner

@@ -7,8 +7,8 @@
 -- argument and joins them; a table packs as an array when its keys are exactly 1..n, else
 -- as a map; integral numbers pack as the smallest integer encoding, other numbers as a
 -- float 64; strings as str. cmsgpack.unpack(s) returns every value in s: nil for nil,
--- strings for str and bin, tables for arrays and maps; it raises on bytes that are not
--- msgpack or end too soon.
+-- strings for str, tables for arrays and maps; it raises on bytes that are not msgpack, end
+-- too soon, or are types Redis's version does not read (bin, ext).
 
 local M = {}
 local tunpack = table.unpack or unpack
@@ -159,7 +159,7 @@ local function items(s, pos, n, map)
   return t, pos
 end
 
-local WIDTH = {[196] = 1, [197] = 2, [198] = 4, [217] = 1, [218] = 2, [219] = 4} -- bin, str
+local WIDTH = {[217] = 1, [218] = 2, [219] = 4} -- str 8, 16, 32
 local UINT = {[204] = 1, [205] = 2, [206] = 4, [207] = 8}
 local INT = {[208] = 1, [209] = 2, [210] = 4}
 

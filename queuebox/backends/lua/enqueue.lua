@@ -5,6 +5,8 @@
 -- (the record's first three fields), its delay in ms or '@' followed by its run_at in ms,
 -- its unique key (false for none).
 -- Numbers and times come from the server (the queue's counter and TIME), never the client.
+-- When a job would run after 9999-12-31T23:59:59Z (a delay from now too long), nothing is
+-- stored and the script returns an error saying which.
 -- A job whose unique key is held by a waiting or running job of the queue (in KEYS[8]) is not
 -- stored; the holder is returned instead (also when the holder came earlier in this batch).
 -- Returns {now, registered (1 when the queue is already in the registry), the number of the
@@ -12,9 +14,11 @@
 -- the batch (from 1), the holder's job number and packed record}. The client knows each
 -- stored job's run_at (now + delay, or the run_at it gave).
 local now = now_ms()
+local jobs = cmsgpack.unpack(ARGV[3])
+local refused = too_late(now, jobs)
+if refused then return refused end
 local batch = new_batch()
 local out = {int(now), batch.registered, int(batch.start + 1)}
-local jobs = cmsgpack.unpack(ARGV[3])
 for position = 1, #jobs / 5 do
   local i = position * 5 - 5
   local n, _, held = insert(batch, now, jobs[i + 1], jobs[i + 2], jobs[i + 3], jobs[i + 4],

@@ -38,6 +38,9 @@ local PRIORITY_SHIFT = 4398046511104 -- 2^42: ready scores are priority * 2^42 +
 local READY_RUN_AT_MAX = PRIORITY_SHIFT - 1 -- the largest run_at a ready score can hold
 local FIELDS = 15
 local KEPT_FIELDS = 7
+-- 9999-12-31T23:59:59Z in ms, the latest time any store can hold (records.LATEST_RUN_AT): no
+-- script stores a later run_at, or a client could not read the record
+local RUN_AT_LATEST = 253402300799000
 local tunpack = table.unpack or unpack -- Lua 5.1 in Redis, 5.4 in some test servers
 
 local BASE = string.sub(KEYS[1], 1, -5) -- the key prefix of this queue, "meta" removed
@@ -72,11 +75,13 @@ end
 
 -- records ----------------------------------------------------------------------------------
 
--- The values every script computes with (created_at, the two deltas, attempts) must be
--- numbers, or the record is not one lib.lua wrote. Returns t.
+-- The values scripts compute with (priority, created_at, the two deltas, attempts) must be
+-- numbers (Lua takes text that reads as one too), or the record is not one a script can
+-- change: it raises, and the script treats the job as unreadable. Returns t. The client is
+-- stricter; what it cannot read it reports as an unreadable record, locked by a claim.
 local function numeric(t)
-  if type(t) ~= 'table' or type(t[4]) ~= 'number' or type(t[5]) ~= 'number'
-      or type(t[6]) ~= 'number' or type(t[7]) ~= 'number' then
+  if type(t) ~= 'table' or not tonumber(t[3]) or not tonumber(t[4]) or not tonumber(t[5])
+      or not tonumber(t[6]) or not tonumber(t[7]) then
     error('queuebox: not a job record')
   end
   return t
@@ -352,6 +357,24 @@ local function flush_batch(batch)
   end
 end
 
+-- A new job's run_at from its when: its delay in ms, or '@' then its run_at in ms.
+local function run_at_of(now, when)
+  if type(when) == 'string' then return tonumber(string.sub(when, 2)) end
+  return now + when
+end
+
+-- The error a script returns, before it writes anything, when a job of its jobs (packed five
+-- values each, when the fourth) would run after RUN_AT_LATEST; nil when none would.
+local function too_late(now, jobs)
+  for i = 4, #jobs, 5 do
+    if run_at_of(now, jobs[i]) > RUN_AT_LATEST then
+      return redis.error_reply('queuebox: run_at out of range: job ' .. ((i + 1) / 5)
+        .. ' would run after 9999-12-31T23:59:59Z; nothing was stored')
+    end
+  end
+  return nil
+end
+
 -- Add one new job to batch, from the five values the client packs for it (see
 -- redis_codec.pack_jobs): name, handler, priority, when (its delay in ms, or '@' then its
 -- run_at in ms) and unique (its unique key, or false). Not stored when a waiting or running
@@ -371,12 +394,7 @@ local function insert(batch, now, name, handler, priority, when, unique)
   end
   batch.seq = batch.seq + 1
   local n = batch.seq
-  local run_at
-  if type(when) == 'string' then
-    run_at = tonumber(string.sub(when, 2))
-  else
-    run_at = now + when
-  end
+  local run_at = run_at_of(now, when)
   -- the record as pack_job would pack it, built here at once: this is the enqueue's hot path
   local raw
   if key then

@@ -1,6 +1,7 @@
 -- reschedule: the attempt raised; unlock, record the error, run again at now + delay.
 -- KEYS: the nine keys of the queue (see lib.lua).
--- ARGV[1] job number, ARGV[2] lock token, ARGV[3] delay in ms (decided by the core),
+-- ARGV[1] job number, ARGV[2] lock token, ARGV[3] delay in ms (decided by the core; a run_at
+-- after 9999-12-31T23:59:59Z is cut to it),
 -- ARGV[4] error text, ARGV[5] wake channel, ARGV[6] queue name.
 -- Returns 1, or 0 (changing nothing) when the token is not the job's current lock token.
 local n = tonumber(ARGV[1])
@@ -9,7 +10,7 @@ if not owned(r, ARGV[2]) then return 0 end
 local now = now_ms()
 redis.call('ZREM', Q.running, ARGV[1])
 unlock(r)
-r[5], r[6], r[12] = now + tonumber(ARGV[3]), now, ARGV[4]
+r[5], r[6], r[12] = math.min(now + tonumber(ARGV[3]), RUN_AT_LATEST), now, ARGV[4]
 save_job(n, r)
 place(n, r, now)
 wake(ARGV[5], ARGV[6], r[5] <= now and 1 or 0)

@@ -1,0 +1,201 @@
+"""The Redis store's script calls: what the client sends each script, checked before anything
+is sent, and how it reads what the enqueue, tick and acknowledgement scripts answer (the
+records themselves are ``redis_codec``'s). No I/O, so the sync and asyncio paths build their
+calls and read their replies with the same code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import secrets
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+from redis.exceptions import ResponseError
+
+from queuebox.backends.records import EARLIEST_RUN_AT, LATEST_RUN_AT, JobRecord, NewJob
+from queuebox.backends.redis_codec import decode_record, new_record, to_ms
+from queuebox.backends.redis_keys import QueueKeys
+from queuebox.errors import InvalidSchedule, ValidationError
+
+if TYPE_CHECKING:
+    from queuebox.backends.redis_scripts import Call
+
+__all__ = [
+    "LATEST_MS",
+    "EnqueueBatch",
+    "ack_results",
+    "claim_call",
+    "delay_ms",
+    "enqueue_batches",
+    "lease_ms",
+    "moment_ms",
+    "pack_jobs",
+    "refused_schedule",
+    "scheduled_records",
+]
+
+_APPLIED = ord("1")
+_ENQUEUE_BATCH = 500  # jobs per enqueue script call: bounds how long one call blocks Redis
+
+#: A batch of one queue's jobs sent in one enqueue call: its queue and the jobs' positions.
+EnqueueBatch = tuple[str, list[int]]
+
+_EARLIEST_MS = to_ms(EARLIEST_RUN_AT)
+#: The latest time a record holds: ``LATEST_RUN_AT`` (``RUN_AT_LATEST`` in ``lib.lua``).
+LATEST_MS = to_ms(LATEST_RUN_AT)
+_SPAN = (LATEST_RUN_AT - EARLIEST_RUN_AT).total_seconds()
+_LEASE_MAX = 100 * 365 * 86_400.0  # seconds: a lease far beyond any job's run, still a time
+
+
+def moment_ms(moment: object, what: str) -> int:
+    """``to_ms`` of a run time or tick, which must lie between ``EARLIEST_RUN_AT`` and
+    ``LATEST_RUN_AT`` (what every store can hold), else ``InvalidSchedule``."""
+    if not isinstance(moment, datetime) or moment.utcoffset() is None:
+        raise InvalidSchedule(f"{what}={moment!r} is not valid: give a timezone-aware datetime")
+    ms = to_ms(moment)
+    if not _EARLIEST_MS <= ms <= LATEST_MS:
+        raise InvalidSchedule(
+            f"{what}={moment.isoformat()} is outside the times a store can hold: give one "
+            f"from {EARLIEST_RUN_AT.isoformat()} to {LATEST_RUN_AT.isoformat()} (UTC); "
+            "nothing was stored"
+        )
+    return ms
+
+
+def delay_ms(delay: object, what: str = "delay", *, clamp: bool = False) -> int:
+    """Whole milliseconds of a delay in seconds: finite, not negative, and short enough that
+    now + delay can be a run time, else ``InvalidSchedule``. With ``clamp`` (a retry's backoff,
+    decided by the core), any number is brought into that range instead; only a value that
+    is not a number is refused."""
+    seconds = _seconds(delay)
+    if seconds is not None and clamp:
+        seconds = min(max(seconds, 0.0), _SPAN)
+    if seconds is None or not 0 <= seconds <= _SPAN:
+        raise InvalidSchedule(
+            f"{what}={delay!r} is not valid: give a finite number of seconds from 0 to "
+            f"{_SPAN:.0f} (a run time no later than {LATEST_RUN_AT.isoformat()}); "
+            "nothing was stored"
+        )
+    return round(seconds * 1000)
+
+
+def _seconds(value: object) -> float | None:
+    """``value`` as a float (an int too large for one as infinity); ``None`` for NaN and
+    what is not a number."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:
+        seconds = math.inf if value > 0 else -math.inf
+    return None if math.isnan(seconds) else seconds
+
+
+def lease_ms(lease: object) -> int:
+    """Whole milliseconds (at least 1) of a lock's lease in seconds."""
+    seconds = _seconds(lease)
+    if seconds is None or not 0 <= seconds < math.inf:
+        raise ValidationError(f"lease={lease!r} is not valid: give a finite number of seconds")
+    return max(1, round(min(seconds, _LEASE_MAX) * 1000))
+
+
+# -- what the client sends ----------------------------------------------------------------------
+
+
+def _job_values(job: NewJob) -> tuple[str, str, int, str | int, str | bool]:
+    """The five values of one job; raises ``InvalidSchedule`` for a run time no store can
+    hold, before anything is sent."""
+    when = delay_ms(job.delay) if job.run_at is None else f"@{moment_ms(job.run_at, 'run_at')}"
+    unique: str | bool = False if job.unique_key is None else job.unique_key
+    return job.name, job.handler, job.priority, when, unique
+
+
+def pack_jobs(jobs: Sequence[NewJob]) -> bytes:
+    """``enqueue.lua``'s jobs argument: one msgpack array of the five values of every job
+    (name, handler, priority, delay in ms or ``@`` and the run_at in ms, unique key or
+    false); one job packed alone is ``tick.lua``'s."""
+    packed: bytes = msgpack.packb([value for job in jobs for value in _job_values(job)])
+    return packed
+
+
+def enqueue_batches(
+    jobs: Sequence[NewJob], keys: Any, channel: str
+) -> tuple[list[Call], list[EnqueueBatch]]:
+    """The enqueue script calls that store ``jobs``: one per queue per ``_ENQUEUE_BATCH``
+    jobs, and for each the queue and the positions of its jobs. ``keys`` builds a queue's
+    ``QueueKeys`` (and checks its name)."""
+    by_queue: dict[str, list[int]] = {}
+    for index, job in enumerate(jobs):
+        by_queue.setdefault(job.queue, []).append(index)
+    calls: list[Call] = []
+    batches: list[EnqueueBatch] = []
+    for queue, indexes in by_queue.items():
+        queue_keys: QueueKeys = keys(queue)
+        for start in range(0, len(indexes), _ENQUEUE_BATCH):
+            batch = indexes[start : start + _ENQUEUE_BATCH]
+            packed = pack_jobs([jobs[index] for index in batch])
+            calls.append(("enqueue", queue_keys, [channel, queue, packed]))
+            batches.append((queue, batch))
+    return calls, batches
+
+
+def claim_call(keys: QueueKeys, worker_id: str, limit: int, lease: float) -> Call:
+    """The ``claim.lua`` call that locks up to ``limit`` jobs of one queue for ``worker_id``
+    until ``lease`` seconds from now, with a fresh 128-bit secret for the lock tokens."""
+    return ("claim", keys, [worker_id, limit, lease_ms(lease), secrets.token_hex(16)])
+
+
+# -- what the scripts return --------------------------------------------------------------------
+
+
+def scheduled_records(
+    jobs: Sequence[NewJob], batches: Sequence[EnqueueBatch], replies: Sequence[Any]
+) -> list[JobRecord]:
+    """The records of ``jobs`` from the replies of their ``enqueue_batches`` calls: each job
+    as the script stored it, or the record of the job holding its unique key."""
+    records: list[JobRecord | None] = [None] * len(jobs)
+    for (queue, batch), reply in zip(batches, replies, strict=True):
+        now_ms, number = int(reply[0]), int(reply[2])
+        held = {
+            int(reply[i]) - 1: (int(reply[i + 1]), reply[i + 2]) for i in range(3, len(reply), 3)
+        }
+        times: dict[int, datetime] = {}
+        for position, index in enumerate(batch):
+            job = jobs[index]
+            if position in held:  # not stored: its unique key's holder instead
+                holder, raw = held[position]
+                records[index] = decode_record(queue, holder, raw, now_ms, times=times)
+                continue
+            run_at = now_ms + delay_ms(job.delay) if job.run_at is None else to_ms(job.run_at)
+            records[index] = new_record(job, number, run_at, now_ms, times=times)
+            number += 1
+    return [record for record in records if record is not None]
+
+
+def ack_results(results: list[bool], batches: Sequence[list[int]], replies: Sequence[Any]) -> None:
+    """Fill ``results`` from ``complete_many.lua`` replies: one ``1`` or ``0`` per job, for
+    the positions in ``batches``."""
+    for positions, reply in zip(batches, replies, strict=True):
+        flags = reply if isinstance(reply, bytes) else str(reply).encode()
+        for position, flag in zip(positions, flags, strict=True):
+            results[position] = flag == _APPLIED
+
+
+@contextlib.contextmanager
+def refused_schedule() -> Iterator[None]:
+    """Raise ``InvalidSchedule`` for the error an enqueue or tick script returns, having
+    written nothing, for a job that would run after ``LATEST_RUN_AT``."""
+    try:
+        yield
+    except ResponseError as exc:
+        if "queuebox: run_at out of range" not in str(exc):
+            raise
+        raise InvalidSchedule(
+            f"a job's delay would make it run after {LATEST_RUN_AT.isoformat()}, the latest "
+            "time a store can hold: give a shorter delay; nothing of that job's queue was "
+            "stored by this call"
+        ) from None
