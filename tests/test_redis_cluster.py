@@ -6,6 +6,7 @@ temporary directory and no persistence; the fixture kills them even when a test 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
@@ -21,6 +22,7 @@ import redis
 from test_redis_support import UNREACHABLE_URL, isolated_prefix, url_with
 
 from queuebox.backends import from_url
+from queuebox.backends.base import CancelOutcome
 from queuebox.backends.redis import RedisAdapter
 from queuebox.backends.redis_keys import QueueKeys, registry_key
 from queuebox.testing import AdapterContract, AdapterFactory, UnreachableFactory, new_job
@@ -263,5 +265,39 @@ def test_split_round_trips_go_to_the_queues_own_node(cluster_url: str, cluster_p
             assert {job.queue for job in jobs} == {queue}
             assert adapter.complete_many([(j.id, j.lock_token or "") for j in jobs]) == [True] * 2
         assert adapter.counts() == []
+    finally:
+        adapter.close()
+
+
+def test_asyncio_and_cancellation_across_the_nodes(cluster_url: str, cluster_prefix: str) -> None:
+    adapter = RedisAdapter.from_url(url_with(cluster_url, prefix=cluster_prefix))
+    queues = ("default", "email", "reports")  # on different masters
+
+    async def enqueue() -> list[Any]:
+        try:
+            return await adapter.aschedule(
+                [new_job(queue, args=[n]) for queue in queues for n in range(3)]
+            )
+        finally:
+            await adapter.aclose()
+
+    try:
+        records = asyncio.run(enqueue())
+        assert [adapter.get(record.id) for record in records] == records
+        adapter.client.script_flush()  # every primary: NOSCRIPT on each node, then sent again
+        records += asyncio.run(enqueue())
+        assert sum(c.ready for c in adapter.counts()) == 18
+        held = adapter.claim("w1", None, limit=18, lease=60)
+        asked = [job.id for job in held if job.id.endswith("/1")]
+        assert {job_id.split("/")[0] for job_id in asked} == set(queues)
+        assert {adapter.cancel(job_id) for job_id in asked} == {CancelOutcome.REQUESTED}
+        assert adapter.cancel_requested([job.id for job in held]) == set(asked)
+        locks = [(job.id, job.lock_token or "") for job in held]
+        assert adapter.extend_many(locks, lease=60) == [True] * 18
+        marked = [
+            adapter.mark_cancelled(job.id, job.lock_token or "") for job in held if job.id in asked
+        ]
+        assert marked == [True] * 3
+        assert sum(c.cancelled for c in adapter.counts()) == 3
     finally:
         adapter.close()

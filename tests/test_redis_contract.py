@@ -7,7 +7,13 @@ from collections.abc import Iterator
 
 import fakeredis
 import pytest
-from test_redis_support import UNREACHABLE_URL, fake_redis, isolated_prefix, url_with
+from test_redis_support import (
+    UNREACHABLE_URL,
+    fake_async_redis,
+    fake_redis,
+    isolated_prefix,
+    url_with,
+)
 
 from queuebox.backends.redis import RedisAdapter
 from queuebox.testing import AdapterContract, AdapterFactory, UnreachableFactory
@@ -39,7 +45,11 @@ class TestFakeRedisContract(AdapterContract):
         server = fakeredis.FakeServer()
 
         def make() -> RedisAdapter:
-            adapter = RedisAdapter(fake_redis(server), prefix="qbfake")
+            adapter = RedisAdapter(
+                fake_redis(server),
+                prefix="qbfake",
+                async_client=lambda: fake_async_redis(server),
+            )
             adapter.capabilities = dataclasses.replace(adapter.capabilities, multiprocess=False)
             return adapter
 

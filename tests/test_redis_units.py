@@ -28,8 +28,7 @@ def test_every_script_used_exists_and_every_file_is_used() -> None:
     assert files == {f"{name}.lua" for name in SCRIPT_NAMES} | {LIBRARY}
     code = "".join(path.read_text() for path in SOURCES.glob("redis*.py"))
     called = set(re.findall(r'\(\s*"([a-z_]+)",\s*(?:self\._keys|keys|queue_keys|job)\b', code))
-    called |= set(re.findall(r'_owned_call\(\s*"([a-z]+)"', code))
-    called |= set(re.findall(r'_by_id\(\s*"([a-z]+)"', code))
+    called |= set(re.findall(r'(?:_owned_call|_by_id|lock_calls)\(\s*"([a-z_]+)"', code))
     assert called == set(SCRIPT_NAMES)
     scripts = load_scripts()
     assert set(scripts) == set(SCRIPT_NAMES)

@@ -7,9 +7,8 @@ layout, the scripts, the URL options and the memory a waiting job takes.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import re
-from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +18,9 @@ from redis.cluster import RedisCluster
 
 from queuebox.backends.base import (
     Adapter,
+    AsyncScheduling,
+    Cancellation,
+    CancelOutcome,
     Capabilities,
     ClaimAhead,
     JobRecord,
@@ -30,16 +32,28 @@ from queuebox.backends.base import (
 )
 from queuebox.backends.redis_calls import (
     ack_results,
+    cancel_outcome,
     claim_call,
+    claim_plan,
     delay_ms,
     enqueue_batches,
+    jobs_by_queue,
     lease_ms,
+    lock_calls,
     moment_ms,
     pack_jobs,
+    queue_counts,
     refused_schedule,
     scheduled_records,
+    tick_ms,
 )
-from queuebox.backends.redis_client import sync_client, translated_errors
+from queuebox.backends.redis_client import (
+    AsyncClients,
+    async_client,
+    database_of,
+    sync_client,
+    translated_errors,
+)
 from queuebox.backends.redis_codec import (
     ClaimedBatch,
     claim_order,
@@ -55,20 +69,15 @@ from queuebox.backends.redis_keys import (
     wake_channel,
 )
 from queuebox.backends.redis_registry import QueueRegistry
-from queuebox.backends.redis_scripts import Call, ScriptRunner
+from queuebox.backends.redis_scripts import AsyncScriptRunner, ScriptRunner
 from queuebox.backends.redis_url import parse_url
 from queuebox.backends.redis_wait import Waiting
 from queuebox.errors import redact_url
 
 __all__ = ["RedisAdapter"]
 
-_ACK_BATCH = 1000  # jobs per complete_many script call: bounds how long one call blocks Redis
-#: Lock tokens are minted by claim.lua from a random hex secret and the job number; an ack
-#: with any other text cannot match, and complete_many.lua could not parse it.
-_TOKEN = re.compile(r"[A-Za-z0-9_\-]{1,200}")
 
-
-class RedisAdapter(Adapter, ClaimAhead, RecurringStore, Purgeable):
+class RedisAdapter(Adapter, ClaimAhead, RecurringStore, Cancellation, AsyncScheduling, Purgeable):
     """Jobs in Redis, one hash tag per queue. Thread-safe; each process builds its own."""
 
     schemes = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
@@ -82,18 +91,21 @@ class RedisAdapter(Adapter, ClaimAhead, RecurringStore, Purgeable):
         url: str | None = None,
         registry_ttl: float = 1.0,
         owns_client: bool = False,
+        async_client: Callable[[], Any] | None = None,
     ) -> None:
         """Use ``client`` (``decode_responses`` must be off) under the key ``prefix``.
 
         ``registry_ttl`` is how long a worker on every queue trusts its copy of the queue
-        registry before it reads it again.
+        registry before it reads it again. ``async_client`` builds the ``redis.asyncio``
+        client of the same server for ``aschedule`` (called once per event loop); without it
+        ``aschedule`` runs ``schedule`` in a worker thread.
         """
         self._client: Any = client
         self._keys = KeyCache(prefix)
         self._url = redact_url(url) if url else f"redis ({type(client).__name__})"
         self._owns_client = owns_client
         self._scripts = ScriptRunner(client)
-        self._channel = wake_channel(self._keys.prefix, _database(client))
+        self._channel = wake_channel(self._keys.prefix, database_of(client))
         self._registry = QueueRegistry(client, self._keys, registry_ttl)
         self._waiting = Waiting(
             client,
@@ -104,6 +116,8 @@ class RedisAdapter(Adapter, ClaimAhead, RecurringStore, Purgeable):
             claim=self.claim,
             translated_errors=self._translated_errors,
         )
+        self._async = AsyncClients(async_client) if async_client is not None else None
+        self._async_scripts = AsyncScriptRunner(self._scripts.scripts)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisAdapter:
@@ -115,7 +129,14 @@ class RedisAdapter(Adapter, ClaimAhead, RecurringStore, Purgeable):
         if parsed.registry_ttl is not None:
             settings["registry_ttl"] = parsed.registry_ttl
         settings.update(options)
-        return cls(sync_client(parsed), url=parsed.shown, owns_client=True, **settings)
+        client = sync_client(parsed)
+        return cls(
+            client,
+            url=parsed.shown,
+            owns_client=True,
+            async_client=lambda: async_client(parsed),
+            **settings,
+        )
 
     # -- what tests and tools may look at ---------------------------------------------------
 
@@ -169,6 +190,28 @@ class RedisAdapter(Adapter, ClaimAhead, RecurringStore, Purgeable):
             self._registry.register(list(zip(queues, replies, strict=True)))
         return scheduled_records(jobs, batches, replies)
 
+    async def aschedule(self, jobs: Sequence[NewJob]) -> list[JobRecord]:
+        """``schedule`` through the event loop's own asyncio client: the same calls, checks
+        and records (built and read by the same code), only the I/O is awaited."""
+        if not jobs:
+            return []
+        if self._async is None:
+            return await asyncio.to_thread(self.schedule, list(jobs))
+        calls, batches = enqueue_batches(jobs, self._keys, self._channel)
+        with self._translated_errors(), refused_schedule():
+            client = await self._async.current()
+            replies = await self._async_scripts.call_many(client, calls)
+            queues = [queue for queue, _ in batches]
+            new = self._registry.unregistered(list(zip(queues, replies, strict=True)))
+            for command in self._registry.commands(new):
+                await client.execute_command(*command)
+        return scheduled_records(jobs, batches, replies)
+
+    async def aclose(self) -> None:
+        if self._async is not None:
+            with self._translated_errors():
+                await self._async.aclose()
+
     # -- recurring jobs ---------------------------------------------------------------------
 
     def schedule_tick(
@@ -200,7 +243,7 @@ class RedisAdapter(Adapter, ClaimAhead, RecurringStore, Purgeable):
             replies = pipe.execute()
         for reply in replies:
             for raw_key, raw_tick in reply.items():
-                tick = _tick_ms(raw_tick)
+                tick = tick_ms(raw_tick)
                 if tick is not None:  # else written past queuebox: as if none was recorded
                     name = raw_key.decode(errors="replace")
                     latest[name] = max(tick, latest.get(name, tick))
@@ -233,13 +276,7 @@ class RedisAdapter(Adapter, ClaimAhead, RecurringStore, Purgeable):
     def _plan(self, names: list[str], limit: int) -> dict[str, int]:
         """How many jobs to claim from each queue: the best ``limit`` candidates overall."""
         replies = self._scripts.call_many([("peek", self._keys(queue), [limit]) for queue in names])
-        candidates = []
-        for queue, reply in zip(names, replies, strict=True):
-            for position in range(1, len(reply), 3):
-                score, number, created = (int(value) for value in reply[position : position + 3])
-                candidates.append((score, created, queue, number))
-        candidates.sort()
-        return dict(Counter(queue for _, _, queue, _ in candidates[:limit]))
+        return claim_plan(names, replies, limit)
 
     def _owned_call(self, script: str, job: str, token: str, *args: str | int) -> bool:
         parsed = parse_job_id(job)
@@ -254,9 +291,9 @@ class RedisAdapter(Adapter, ClaimAhead, RecurringStore, Purgeable):
 
     def complete_many(self, acks: Sequence[tuple[str, str]], *, keep: bool = False) -> list[bool]:
         """Acknowledge many jobs with one ``complete_many.lua`` call per queue (per
-        ``_ACK_BATCH`` jobs), pipelined: one round trip per Redis node. A token that this
-        store never hands out (see ``_TOKEN``) is refused here, without a call."""
-        results, calls, batches = self._ack_calls(acks, keep)
+        1000 jobs), pipelined: one round trip per Redis node. A token that this store never
+        hands out is refused here, without a call."""
+        results, calls, batches = lock_calls("complete_many", acks, self._keys, int(keep))
         if calls:
             with self._translated_errors():
                 replies = self._scripts.call_many(calls)
@@ -298,7 +335,7 @@ class RedisAdapter(Adapter, ClaimAhead, RecurringStore, Purgeable):
         A worker claiming ahead (``queuebox.runner.prefetch``) runs a batch in between, so
         Redis works on the next batch while the worker works on this one.
         """
-        results, calls, batches = self._ack_calls(acks, keep)
+        results, calls, batches = lock_calls("complete_many", acks, self._keys, int(keep))
         calls.append(claim_call(self._keys(check_queue(queue)), worker_id, limit, lease))
         with self._translated_errors():
             pending = self._scripts.send_many(calls)
@@ -310,27 +347,6 @@ class RedisAdapter(Adapter, ClaimAhead, RecurringStore, Purgeable):
             return results, ClaimedBatch.unpack(queue, replies[-1])
 
         return receive
-
-    def _ack_calls(
-        self, acks: Sequence[tuple[str, str]], keep: bool
-    ) -> tuple[list[bool], list[Call], list[list[int]]]:
-        results = [False] * len(acks)
-        by_queue: dict[str, tuple[list[int], list[str]]] = {}
-        for position, (job, token) in enumerate(acks):
-            parsed = parse_job_id(job)
-            if parsed is None or not isinstance(token, str) or not _TOKEN.fullmatch(token):
-                continue
-            positions, pairs = by_queue.setdefault(parsed[0], ([], []))
-            positions.append(position)
-            pairs.append(f"{parsed[1]}:{token}")
-        calls: list[Call] = []
-        batches: list[list[int]] = []
-        for queue, (positions, pairs) in by_queue.items():
-            for start in range(0, len(positions), _ACK_BATCH):
-                chunk = ",".join(pairs[start : start + _ACK_BATCH])
-                calls.append(("complete_many", self._keys(queue), [int(keep), chunk]))
-                batches.append(positions[start : start + _ACK_BATCH])
-        return results, calls, batches
 
     def reschedule(self, job_id: str, lock_token: str, *, delay: float, error: str) -> bool:
         parsed = parse_job_id(job_id)
@@ -347,7 +363,51 @@ class RedisAdapter(Adapter, ClaimAhead, RecurringStore, Purgeable):
         return self._owned_call("release", job_id, lock_token, *extra)
 
     def extend(self, job_id: str, lock_token: str, *, lease: float) -> bool:
-        return self._owned_call("extend", job_id, lock_token, lease_ms(lease))
+        return self.extend_many([(job_id, lock_token)], lease=lease)[0]
+
+    def extend_many(self, locks: Sequence[tuple[str, str]], *, lease: float) -> list[bool]:
+        """Renew many locks with one ``extend_many.lua`` call per queue, pipelined: one round
+        trip per Redis node, whatever the number of jobs a worker holds."""
+        results, calls, batches = lock_calls("extend_many", locks, self._keys, lease_ms(lease))
+        if calls:
+            with self._translated_errors():
+                replies = self._scripts.call_many(calls)
+            ack_results(results, batches, replies)
+        return results
+
+    # -- cancellation -----------------------------------------------------------------------
+
+    def cancel(self, job_id: str) -> CancelOutcome:
+        """One ``cancel.lua`` call: a waiting job (or one whose worker died) is cancelled at
+        once, a running one is marked for its worker."""
+        parsed = parse_job_id(job_id)
+        if parsed is None:
+            return CancelOutcome.NOT_FOUND
+        queue, number = parsed
+        with self._translated_errors():
+            return cancel_outcome(self._scripts.call("cancel", self._keys(queue), [number]))
+
+    def cancel_requested(self, job_ids: Sequence[str]) -> set[str]:
+        """``SMISMEMBER`` on each queue's ``cancelling`` set, pipelined: one round trip per
+        Redis node."""
+        by_queue = jobs_by_queue(job_ids)
+        if not by_queue:
+            return set()
+        with self._translated_errors():
+            pipe = self._client.pipeline(transaction=False)
+            for queue, jobs in by_queue.items():
+                pipe.smismember(self._keys(queue).cancelling, [number for _, number in jobs])
+            replies = pipe.execute()
+        return {
+            job
+            for jobs, flags in zip(by_queue.values(), replies, strict=True)
+            for (job, _), flag in zip(jobs, flags, strict=True)
+            if flag
+        }
+
+    def mark_cancelled(self, job_id: str, lock_token: str, *, error: str | None = None) -> bool:
+        given: list[str | int] = [1, error] if error is not None else [0, ""]
+        return self._owned_call("mark_cancelled", job_id, lock_token, *given)
 
     # -- waiting ----------------------------------------------------------------------------
 
@@ -395,7 +455,7 @@ class RedisAdapter(Adapter, ClaimAhead, RecurringStore, Purgeable):
                     for field, raw in self._client.hscan_iter(self._keys(queue).jobs, count=500)
                     if field.isdigit()  # a field no script wrote has no job id
                 ]
-                records.sort(key=lambda r: (r.priority, r.run_at, _number(r.id)))
+                records.sort(key=lambda r: (r.priority, r.run_at, len(r.id), r.id))
                 found += [r for r in records if wanted is None or r.state in wanted]
         return found[offset : offset + limit]
 
@@ -403,13 +463,7 @@ class RedisAdapter(Adapter, ClaimAhead, RecurringStore, Purgeable):
         with self._translated_errors():
             names = self._registry.names(None)
             replies = self._scripts.call_many([("counts", self._keys(q), []) for q in names])
-        counts = []
-        for queue, reply in zip(names, replies, strict=True):
-            total, running, failed, completed, ready = (int(value) for value in reply)
-            if total:
-                scheduled = total - running - failed - completed - ready
-                counts.append(QueueCounts(queue, scheduled, ready, running, failed, completed))
-        return counts
+        return queue_counts(names, replies)
 
     def _by_id(self, script: str, job: str, *args: str) -> bool:
         parsed = parse_job_id(job)
@@ -452,29 +506,9 @@ class RedisAdapter(Adapter, ClaimAhead, RecurringStore, Purgeable):
         self._registry.forget()
 
     def close(self) -> None:
+        """Close the sync client (when the adapter built it) and the wake subscription. The
+        asyncio clients belong to their loops: ``await aclose()`` in each."""
         self._waiting.close()
         if self._owns_client:
             with contextlib.suppress(Exception):
                 self._client.close()
-
-
-def _database(client: redis.Redis | RedisCluster) -> int:
-    """The database number ``client`` works in (always 0 on a cluster)."""
-    if isinstance(client, RedisCluster):
-        return 0
-    return int(client.connection_pool.connection_kwargs.get("db") or 0)
-
-
-def _tick_ms(raw: bytes) -> int | None:
-    """A recorded tick (ms), or ``None`` for a value that is not one a client can read."""
-    try:
-        tick = int(raw)
-        from_ms(tick)
-    except (ValueError, OverflowError):
-        return None
-    return tick
-
-
-def _number(job: str) -> int:
-    parsed = parse_job_id(job)
-    return parsed[1] if parsed else 0

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import secrets
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -16,9 +18,16 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 from redis.exceptions import ResponseError
 
-from queuebox.backends.records import EARLIEST_RUN_AT, LATEST_RUN_AT, JobRecord, NewJob
-from queuebox.backends.redis_codec import decode_record, new_record, to_ms
-from queuebox.backends.redis_keys import QueueKeys
+from queuebox.backends.records import (
+    EARLIEST_RUN_AT,
+    LATEST_RUN_AT,
+    CancelOutcome,
+    JobRecord,
+    NewJob,
+    QueueCounts,
+)
+from queuebox.backends.redis_codec import decode_record, from_ms, new_record, to_ms
+from queuebox.backends.redis_keys import QueueKeys, parse_job_id
 from queuebox.errors import InvalidSchedule, ValidationError
 
 if TYPE_CHECKING:
@@ -28,17 +37,27 @@ __all__ = [
     "LATEST_MS",
     "EnqueueBatch",
     "ack_results",
+    "cancel_outcome",
     "claim_call",
+    "claim_plan",
     "delay_ms",
     "enqueue_batches",
+    "jobs_by_queue",
     "lease_ms",
+    "lock_calls",
     "moment_ms",
     "pack_jobs",
+    "queue_counts",
     "refused_schedule",
     "scheduled_records",
+    "tick_ms",
 ]
 
 _APPLIED = ord("1")
+_LOCKS_BATCH = 1000  # jobs per complete_many / extend_many call: bounds how long it blocks
+#: Lock tokens are minted by claim.lua from a random hex secret and the job number; a token
+#: with any other text cannot match, and the scripts could not parse it.
+_TOKEN = re.compile(r"[A-Za-z0-9_\-]{1,200}")
 _ENQUEUE_BATCH = 500  # jobs per enqueue script call: bounds how long one call blocks Redis
 
 #: A batch of one queue's jobs sent in one enqueue call: its queue and the jobs' positions.
@@ -177,8 +196,8 @@ def scheduled_records(
 
 
 def ack_results(results: list[bool], batches: Sequence[list[int]], replies: Sequence[Any]) -> None:
-    """Fill ``results`` from ``complete_many.lua`` replies: one ``1`` or ``0`` per job, for
-    the positions in ``batches``."""
+    """Fill ``results`` from ``complete_many.lua`` or ``extend_many.lua`` replies: one ``1``
+    or ``0`` per job, for the positions in ``batches``."""
     for positions, reply in zip(batches, replies, strict=True):
         flags = reply if isinstance(reply, bytes) else str(reply).encode()
         for position, flag in zip(positions, flags, strict=True):
@@ -199,3 +218,80 @@ def refused_schedule() -> Iterator[None]:
             "time a store can hold: give a shorter delay; nothing of that job's queue was "
             "stored by this call"
         ) from None
+
+
+def lock_calls(
+    script: str, locks: Sequence[tuple[str, str]], keys: Any, first: bytes | str | int
+) -> tuple[list[bool], list[Call], list[list[int]]]:
+    """The ``complete_many.lua`` or ``extend_many.lua`` calls for ``(job_id, lock_token)``
+    pairs: one per queue per ``_LOCKS_BATCH`` jobs, each ``[first, "number:token,..."]``.
+    Returns the results (all ``False`` until ``ack_results`` fills them: a pair with an id or
+    token this store never hands out is refused here, without a call), the calls, and for each
+    call the positions of its pairs."""
+    results = [False] * len(locks)
+    by_queue: dict[str, tuple[list[int], list[str]]] = {}
+    for position, (job, token) in enumerate(locks):
+        parsed = parse_job_id(job)
+        if parsed is None or not isinstance(token, str) or not _TOKEN.fullmatch(token):
+            continue
+        positions, pairs = by_queue.setdefault(parsed[0], ([], []))
+        positions.append(position)
+        pairs.append(f"{parsed[1]}:{token}")
+    calls: list[Call] = []
+    batches: list[list[int]] = []
+    for queue, (positions, pairs) in by_queue.items():
+        for start in range(0, len(positions), _LOCKS_BATCH):
+            chunk = ",".join(pairs[start : start + _LOCKS_BATCH])
+            calls.append((script, keys(queue), [first, chunk]))
+            batches.append(positions[start : start + _LOCKS_BATCH])
+    return results, calls, batches
+
+
+def cancel_outcome(reply: bytes | str) -> CancelOutcome:
+    """``cancel.lua``'s answer."""
+    return CancelOutcome(reply.decode() if isinstance(reply, bytes) else reply)
+
+
+def claim_plan(names: Sequence[str], replies: Sequence[Any], limit: int) -> dict[str, int]:
+    """How many jobs to claim from each queue, from the ``peek.lua`` replies of ``names``:
+    the best ``limit`` candidates overall, by (priority and run_at, age, queue)."""
+    candidates = []
+    for queue, reply in zip(names, replies, strict=True):
+        for position in range(1, len(reply), 3):
+            score, number, created = (int(value) for value in reply[position : position + 3])
+            candidates.append((score, created, queue, number))
+    candidates.sort()
+    return dict(Counter(queue for _, _, queue, _ in candidates[:limit]))
+
+
+def queue_counts(names: Sequence[str], replies: Sequence[Any]) -> list[QueueCounts]:
+    """The counts of the queues ``names`` that hold a job, from their ``counts.lua`` replies."""
+    counts = []
+    for queue, reply in zip(names, replies, strict=True):
+        total, running, failed, completed, ready, cancelled = (int(value) for value in reply)
+        if total:
+            scheduled = total - running - failed - completed - ready - cancelled
+            counts.append(
+                QueueCounts(queue, scheduled, ready, running, failed, completed, cancelled)
+            )
+    return counts
+
+
+def jobs_by_queue(job_ids: Sequence[str]) -> dict[str, list[tuple[str, int]]]:
+    """The well-formed ids among ``job_ids`` by queue, each with its number."""
+    by_queue: dict[str, list[tuple[str, int]]] = {}
+    for job in job_ids:
+        parsed = parse_job_id(job)
+        if parsed is not None:
+            by_queue.setdefault(parsed[0], []).append((job, parsed[1]))
+    return by_queue
+
+
+def tick_ms(raw: bytes) -> int | None:
+    """A recorded tick (ms), or ``None`` for a value that is not one a client can read."""
+    try:
+        tick = int(raw)
+        from_ms(tick)
+    except (ValueError, OverflowError):
+        return None
+    return tick

@@ -4,12 +4,17 @@ queuebox's: ``StorageUnavailable`` for a server that cannot be reached or cannot
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
 import re
-from collections.abc import Iterator
+import threading
+from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import Any
 
 import redis
+import redis.asyncio
+import redis.asyncio.cluster
 from redis.cluster import RedisCluster
 from redis.exceptions import (
     AuthenticationError,
@@ -29,7 +34,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from queuebox.backends.redis_url import RedisURL
 from queuebox.errors import ConfigurationError, StorageUnavailable, redact_text
 
-__all__ = ["UNAVAILABLE", "sync_client", "translated_errors"]
+__all__ = [
+    "UNAVAILABLE",
+    "AsyncClients",
+    "async_client",
+    "database_of",
+    "sync_client",
+    "translated_errors",
+]
 
 #: What redis-py raises when the server cannot be reached or cannot serve now.
 UNAVAILABLE = (
@@ -107,3 +119,95 @@ def _check_client_options(parsed: RedisURL) -> None:
         ) from None
     except ValueError as exc:
         raise ConfigurationError(f"bad Redis URL {parsed.shown}: {redact_text(str(exc))}") from None
+
+
+def database_of(client: redis.Redis | RedisCluster) -> int:
+    """The database number ``client`` works in (always 0 on a cluster)."""
+    if isinstance(client, RedisCluster):
+        return 0
+    return int(client.connection_pool.connection_kwargs.get("db") or 0)
+
+
+def async_client(parsed: RedisURL) -> Any:
+    """The asyncio client the URL names (``redis.asyncio``; it connects on first use)."""
+    if parsed.cluster:
+        return redis.asyncio.cluster.RedisCluster.from_url(parsed.client_url)
+    return redis.asyncio.Redis.from_url(parsed.client_url)
+
+
+#: Clients a forked child inherited from its parent: kept, never used or closed, so that
+#: collecting them does not touch the parent's connections.
+_INHERITED: list[Any] = []
+
+
+class _LoopClient:
+    """One loop's client, whether it was initialised (see ``AsyncClients.current``), and the
+    async generator that closes it when the loop shuts down."""
+
+    __slots__ = ("client", "closer", "lock", "ready")
+
+    def __init__(self, client: Any) -> None:
+        self.client, self.lock, self.ready = client, asyncio.Lock(), False
+        self.closer: AsyncGenerator[None, None] | None = None
+
+
+async def _close_at_shutdown(client: Any) -> AsyncGenerator[None, None]:
+    """Started once in a loop, this generator stays suspended until the loop shuts its async
+    generators down (``asyncio.run`` does as it ends), and closes ``client`` then, so that a
+    loop that never awaited ``aclose`` leaves no connection open."""
+    try:
+        yield
+    finally:
+        await client.aclose()
+
+
+class AsyncClients:
+    """One asyncio client per event loop, built on first use by ``build``.
+
+    An asyncio client belongs to the loop it first ran on, so each loop gets its own, and a
+    forked child starts with none. ``aclose`` closes the running loop's client; without it,
+    the client is closed when its loop shuts down its async generators (as ``asyncio.run``
+    does), and dropped when a loop ended without that.
+    """
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self._build = build
+        self._clients: dict[asyncio.AbstractEventLoop, _LoopClient] = {}
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    async def current(self) -> Any:
+        """The running loop's client, initialised once before any call uses it: redis-py's
+        asyncio ``RedisCluster`` breaks (``AttributeError`` on a connection) when many calls
+        start at once on a client that has not discovered the cluster yet."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._pid != os.getpid():
+                _INHERITED.extend(entry.client for entry in self._clients.values())
+                self._clients.clear()
+                self._pid = os.getpid()
+            for ended in [other for other in self._clients if other.is_closed()]:
+                del self._clients[ended]
+            entry = self._clients.get(loop)
+            if entry is None:
+                entry = self._clients[loop] = _LoopClient(self._build())
+        if not entry.ready:
+            async with entry.lock:
+                if not entry.ready:
+                    await entry.client.initialize()
+                    entry.closer = _close_at_shutdown(entry.client)
+                    await anext(entry.closer)
+                    entry.ready = True
+        return entry.client
+
+    async def aclose(self) -> None:
+        """Close the running loop's client, if it has one."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            entry = self._clients.pop(loop, None) if self._pid == os.getpid() else None
+        if entry is None:
+            return
+        if entry.closer is not None:
+            await entry.closer.aclose()  # closes the client
+        else:
+            await entry.client.aclose()

@@ -53,6 +53,7 @@ _FIELD_NAMES = (
     "failed_at",
     "completed_at",
     "unique_key",
+    "cancelled_at",
 )
 _FIELDS = len(_FIELD_NAMES)
 #: The header of a msgpack array of up to 2**32 - 1 values, without its length.
@@ -226,10 +227,9 @@ def _unreadable(
         what = str(error)
     elif isinstance(error, OverflowError):
         what = "a time in it is outside the range of datetime"
-    elif fields is None:
-        what = f"it is not msgpack ({type(error).__name__}: {error})"
     else:
-        what = f"{type(error).__name__}: {error}"
+        detail = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        what = f"it is not msgpack ({detail})" if fields is None else detail
     values = [*fields, *[None] * _FIELDS] if isinstance(fields, list) else [None] * _FIELDS
     handler, attempts, token = values[1], values[6], values[10]
     if isinstance(token, bytes):  # a record read with its strings as bytes
@@ -293,7 +293,7 @@ def record_from_fields(
         fields += [None] * (_FIELDS - len(fields))
     (name, handler, priority, created, run_delta, updated_delta, attempts) = fields[:7]
     (locked_at, locked_by, lock_expires, token, last_error, failed_at, done_at) = fields[7:14]
-    unique = fields[14]
+    unique, cancelled_at = fields[14], fields[15]
     if not (
         type(name) is str
         and type(handler) is str
@@ -312,6 +312,10 @@ def record_from_fields(
         state = JobState.COMPLETED
     elif not _absent(failed_at):
         state = JobState.FAILED
+    elif not _absent(cancelled_at) and (
+        _absent(locked_at) or (type(lock_expires) is int and lock_expires <= now_ms)
+    ):
+        state = JobState.CANCELLED  # a waiting job cancelled, or one whose worker died since
     elif not _absent(locked_at):
         state = JobState.RUNNING
     else:
@@ -354,4 +358,5 @@ def record_from_fields(
         failed_at=when(failed_at),
         completed_at=when(done_at),
         unique_key=None if _absent(unique) else unique,
+        cancelled_at=when(cancelled_at),
     )

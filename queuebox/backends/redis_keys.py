@@ -36,7 +36,7 @@ _CACHE_MAX = 10_000  # queues whose names are kept checked or built
 
 
 class QueueKeys(NamedTuple):
-    """The nine keys every script of one queue receives, in this order (see ``lib.lua``)."""
+    """The eleven keys every script of one queue receives, in this order (see ``lib.lua``)."""
 
     meta: str
     jobs: str
@@ -47,6 +47,8 @@ class QueueKeys(NamedTuple):
     done: str
     unique: str  # unique key -> number of the waiting or running job holding it
     ticks: str  # recurring job key -> last tick recorded (ms)
+    cancelled: str  # job number -> cancelled_at (ms): cancelled for good
+    cancelling: str  # numbers of running jobs whose cancel was asked
 
     @classmethod
     def of(cls, prefix: str, queue: str) -> QueueKeys:

@@ -1,4 +1,5 @@
-"""The Lua scripts of the Redis store: loaded from ``lua/*.lua``, called by SHA.
+"""The Lua scripts of the Redis store: loaded from ``lua/*.lua``, called by SHA, from the sync
+client or an asyncio one.
 
 Each script is ``lib.lua`` followed by the script's own file (Redis has no ``require``). Calls
 go out as ``EVALSHA``; a ``NOSCRIPT`` reply (server restart, failover, ``SCRIPT FLUSH``) loads
@@ -7,12 +8,14 @@ the script and repeats only the calls that were refused, which never ran.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import importlib.resources
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 from redis.exceptions import (
     AskError,
@@ -27,11 +30,13 @@ __all__ = [
     "LIBRARY",
     "REDIRECTIONS",
     "SCRIPT_NAMES",
+    "AsyncScriptRunner",
     "Call",
     "PendingCalls",
     "Script",
     "ScriptRunner",
     "load_scripts",
+    "sort_replies",
 ]
 
 LIBRARY = "lib.lua"
@@ -45,7 +50,9 @@ SCRIPT_NAMES = (
     "reschedule",
     "fail",
     "release",
-    "extend",
+    "extend_many",
+    "cancel",
+    "mark_cancelled",
     "retry",
     "delete",
     "clear",
@@ -54,6 +61,8 @@ SCRIPT_NAMES = (
 )
 
 REDIRECTIONS = (MovedError, AskError, TryAgainError, ClusterDownError)
+_ATTEMPTS = 3  # NOSCRIPT reloads in a row before giving up (a server flushing its scripts)
+_KEPT_DISAPPEARING = "scripts kept disappearing from the server while being called"
 
 #: One script call: (script name, keys, arguments).
 Call = tuple[str, Sequence[str], Sequence[bytes | str | int]]
@@ -163,28 +172,43 @@ class ScriptRunner:
     ) -> list[int]:
         """Fill ``results`` for ``indexes``; return those refused by a cluster redirection."""
         pending = list(indexes)
-        for _ in range(3):
+        for _ in range(_ATTEMPTS):
             pipe = client.pipeline(transaction=False)
             for index in pending:
                 name, keys, args = calls[index]
                 pipe.evalsha(self.scripts[name].sha, len(keys), *keys, *args)
             replies = pipe.execute(raise_on_error=False)
-            refused, redirected = [], []
-            for index, reply in zip(pending, replies, strict=True):
-                if isinstance(reply, NoScriptError):
-                    refused.append(index)
-                elif per_node and isinstance(reply, REDIRECTIONS):
-                    redirected.append(index)
-                elif isinstance(reply, Exception):
-                    raise reply
-                else:
-                    results[index] = reply
+            refused, redirected = sort_replies(calls, pending, replies, results, per_node)
             if not refused:
                 return redirected
             for name in sorted({calls[index][0] for index in refused}):
                 client.script_load(self.scripts[name].source)
             pending = refused
-        raise NoScriptError("scripts kept disappearing from the server while being called")
+        raise NoScriptError(_KEPT_DISAPPEARING)
+
+
+def sort_replies(
+    calls: Sequence[Call],
+    pending: Sequence[int],
+    replies: Sequence[Any],
+    results: list[Any],
+    per_node: bool,
+) -> tuple[list[int], list[int]]:
+    """Put the replies to the ``pending`` calls in ``results``; return the calls refused with
+    NOSCRIPT (they never ran: load their scripts and send them again) and, ``per_node``
+    (calls sent straight to a node of a cluster), those refused by a redirection (the slot
+    moved: send them through the cluster client). Any other error is raised."""
+    refused, redirected = [], []
+    for index, reply in zip(pending, replies, strict=True):
+        if isinstance(reply, NoScriptError):
+            refused.append(index)
+        elif per_node and isinstance(reply, REDIRECTIONS):
+            redirected.append(index)
+        elif isinstance(reply, Exception):
+            raise reply
+        else:
+            results[index] = reply
+    return refused, redirected
 
 
 class PendingCalls:
@@ -221,3 +245,44 @@ class PendingCalls:
             elif isinstance(reply, Exception):
                 raise reply
         return replies
+
+
+class AsyncScriptRunner:
+    """``ScriptRunner.call_many`` on an asyncio client (``redis.asyncio.Redis`` or its
+    ``RedisCluster``): the same calls, the same replies, NOSCRIPT reloads included. On a
+    cluster each call goes through the cluster client, which routes it by its first key and
+    follows redirections itself; on one server the calls are one pipeline."""
+
+    def __init__(self, scripts: dict[str, Script]) -> None:
+        self.scripts = scripts
+
+    async def call_many(self, client: Any, calls: Sequence[Call]) -> list[Any]:
+        results: list[Any] = [None] * len(calls)
+        pending = list(range(len(calls)))
+        for _ in range(_ATTEMPTS):
+            replies = await self._send(client, [calls[index] for index in pending])
+            refused, _ = sort_replies(calls, pending, replies, results, per_node=False)
+            if not refused:
+                return results
+            for name in sorted({calls[index][0] for index in refused}):
+                await client.script_load(self.scripts[name].source)
+            pending = refused
+        raise NoScriptError(_KEPT_DISAPPEARING)
+
+    async def _send(self, client: Any, calls: Sequence[Call]) -> list[Any]:
+        commands: list[tuple[Any, ...]] = [
+            (self.scripts[name].sha, len(keys), *keys, *args) for name, keys, args in calls
+        ]
+        if isinstance(client, AsyncRedisCluster):
+            replies = await asyncio.gather(
+                *(client.evalsha(*command) for command in commands), return_exceptions=True
+            )
+            for reply in replies:
+                if isinstance(reply, BaseException) and not isinstance(reply, Exception):
+                    raise reply  # a cancellation, not a reply
+            return list(replies)
+        pipe = client.pipeline(transaction=False)
+        for command in commands:
+            pipe.evalsha(*command)
+        replies = await pipe.execute(raise_on_error=False)
+        return list(replies)

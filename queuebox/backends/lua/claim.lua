@@ -1,11 +1,12 @@
 -- claim: lock up to N due jobs of one queue for a worker, best first.
--- KEYS: the nine keys of the queue (see lib.lua).
+-- KEYS: the eleven keys of the queue (see lib.lua).
 -- ARGV[1] worker id, ARGV[2] limit N, ARGV[3] lease in ms, ARGV[4] a fresh random secret
 -- (at least 128 bits) for this call: each job's lock token is the secret, '-', its number, so
 -- every claim of a job gives it a new, unguessable token.
 -- First moves due scheduled jobs to ready and gives jobs whose lock expired back to ready
--- (noting the lost owner in last_error); then pops the best ready jobs (priority, run_at, job
--- number), adds an attempt, and locks each until now + lease. A job keeps its unique key
+-- (noting the lost owner in last_error), or to the cancelled set when a cancel was asked;
+-- then pops the best ready jobs (priority, run_at, job number), adds an attempt, and locks
+-- each until now + lease. A job keeps its unique key
 -- while it runs and when its lock is reclaimed.
 -- A record that cannot be read is put in the failed set as it is, and not claimed.
 -- Returns {now, how many jobs were claimed, then one string: job number, record, job number,

@@ -1,7 +1,7 @@
 -- clear: delete every job of one queue, and with them the unique keys they held. The meta hash
 -- (job numbers, registration) stays, so job ids are never reused, and so do the recurring
 -- ticks (KEYS[9]): clearing jobs does not make a recurring job run its past ticks again.
--- KEYS: the nine keys of the queue (see lib.lua).
+-- KEYS: the eleven keys of the queue (see lib.lua).
 -- ARGV: none.
 -- Returns how many jobs were deleted.
 local count = redis.call('HLEN', Q.jobs)
@@ -13,5 +13,6 @@ for _, pair in ipairs({{Q.sidx, Q.sbucket}, {Q.ridx, Q.rbucket}}) do
     redis.call('UNLINK', tunpack(batch))
   end
 end
-redis.call('UNLINK', Q.jobs, Q.sidx, Q.ridx, Q.running, Q.failed, Q.done, Q.unique, Q.wake)
+redis.call('UNLINK', Q.jobs, Q.sidx, Q.ridx, Q.running, Q.failed, Q.done, Q.unique, Q.wake,
+             Q.cancelled, Q.cancelling)
 return count

@@ -1,14 +1,14 @@
 -- complete_many: several jobs of one queue succeeded; each is deleted, or kept as completed,
 -- exactly as complete.lua does for one job, and only while the caller holds its lock token:
 -- a wrong token leaves that one job unchanged and does not stop the others.
--- KEYS: the nine keys of the queue (see lib.lua).
+-- KEYS: the eleven keys of the queue (see lib.lua).
 -- ARGV[1] '1' to keep the jobs as completed, ARGV[2] the jobs as "number:token" separated by
 -- commas (tokens are letters, digits, '_' and '-': the client refuses any other at once).
 -- Returns one character per job, in order: '1', or '0' (that job unchanged) when the token is
 -- not the job's current lock token (a job named twice is completed once: the second gets 0).
 local keep = ARGV[1] == '1'
 local now = keep and now_ms() or nil
-local out, finished, ended = {}, {}, {}
+local out, finished, ended, stopping = {}, {}, {}, {}
 local members, tokens = {}, {}
 for member, given in string.gmatch(ARGV[2], '(%d+):([%w_%-]+)') do
   members[#members + 1], tokens[#tokens + 1] = member, given
@@ -27,6 +27,7 @@ for i = 1, #members, 500 do
       local unique = t[15]
       ended[member] = true
       finished[#finished + 1] = member
+      if t[16] then stopping[#stopping + 1] = member end -- a cancel asked meanwhile
       if unique and redis.call('HGET', Q.unique, unique) == member then
         redis.call('HDEL', Q.unique, unique)
       end
@@ -43,5 +44,6 @@ for i = 1, #members, 500 do
   end
 end
 call_chunked('ZREM', Q.running, finished, 500)
+call_chunked('SREM', Q.cancelling, stopping, 500)
 if not keep then call_chunked('HDEL', Q.jobs, finished, 500) end
 return table.concat(out)

@@ -1,5 +1,5 @@
 -- delete: remove one job whatever its state, freeing its unique key.
--- KEYS: the nine keys of the queue (see lib.lua).
+-- KEYS: the eleven keys of the queue (see lib.lua).
 -- ARGV[1] job number.
 -- Returns 1, or 0 when there was no such job.
 local n = tonumber(ARGV[1])
@@ -8,9 +8,9 @@ if r then
   unplace(n, r)
   free_unique(n, r)
 elseif unreadable then
-  -- Not a record (see load_job): the claim path keeps such jobs in the failed set.
-  redis.call('ZREM', Q.failed, int(n))
-  redis.call('ZREM', Q.running, int(n))
+  -- Not a record (see load_job): the claim path keeps such jobs in the failed set; a
+  -- bucket entry left behind is dropped by the claim that meets it.
+  unlist(n)
 else
   return 0
 end

@@ -1,5 +1,5 @@
 -- due: when a worker waiting on one queue should look again. Read-only.
--- KEYS: the nine keys of the queue (see lib.lua).
+-- KEYS: the eleven keys of the queue (see lib.lua).
 -- ARGV: none.
 -- Returns {now, 1 when a ready job waits else 0, the earliest scheduled run_at or lock expiry
 -- in ms ('' when there is none)}.

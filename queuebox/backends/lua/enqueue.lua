@@ -1,5 +1,5 @@
 -- enqueue: store one or more new jobs of one queue, each ready or scheduled by its run_at.
--- KEYS: the nine keys of the queue (see lib.lua).
+-- KEYS: the eleven keys of the queue (see lib.lua).
 -- ARGV[1] wake channel, ARGV[2] queue name (published on the channel), ARGV[3] the jobs,
 -- packed by the client as one msgpack array of five values per job: name, handler, priority
 -- (the record's first three fields), its delay in ms or '@' followed by its run_at in ms,

@@ -1,6 +1,6 @@
 -- fail: the job is out of attempts; keep it as failed (failed_at = now) or delete it. Either
 -- way its unique key (if any) is freed, and a later retry does not take it back.
--- KEYS: the nine keys of the queue (see lib.lua).
+-- KEYS: the eleven keys of the queue (see lib.lua).
 -- ARGV[1] job number, ARGV[2] lock token, ARGV[3] error text, ARGV[4] '1' to keep the job.
 -- Returns 1, or 0 (changing nothing) when the token is not the job's current lock token.
 local n = tonumber(ARGV[1])
@@ -8,6 +8,7 @@ local r = load_job(n)
 if not owned(r, ARGV[2]) then return 0 end
 free_unique(n, r)
 redis.call('ZREM', Q.running, ARGV[1])
+if r[16] then redis.call('SREM', Q.cancelling, ARGV[1]) end
 if ARGV[4] ~= '1' then
   redis.call('HDEL', Q.jobs, ARGV[1])
   return 1

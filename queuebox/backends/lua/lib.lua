@@ -1,6 +1,6 @@
 -- lib.lua: helpers that queuebox prepends to every script in this folder before loading it
 -- (Redis has no `require`). It is not a script by itself and reads no KEYS or ARGV of its own,
--- except that every script receives the same nine keys of one queue, all in one hash slot:
+-- except that every script receives the same eleven keys of one queue, all in one hash slot:
 --
 -- KEYS[1] <prefix>:{<queue>}:meta     hash: seq (last job number), reg (queue is in the registry)
 -- KEYS[2] <prefix>:{<queue>}:jobs     hash: job number -> packed record (msgpack, see below)
@@ -12,6 +12,10 @@
 -- KEYS[8] <prefix>:{<queue>}:unique   hash: unique key -> number of the waiting or running job
 --                                     that holds it (freed when the job ends)
 -- KEYS[9] <prefix>:{<queue>}:ticks    hash: recurring job key -> last tick recorded (ms)
+-- KEYS[10] <prefix>:{<queue>}:cancelled  zset: job number -> cancelled_at (ms), jobs cancelled
+--                                        for good (kept, never claimed)
+-- KEYS[11] <prefix>:{<queue>}:cancelling set: numbers of running jobs whose cancel was asked,
+--                                        for their workers to find (cancel_requested)
 --
 -- Waiting jobs live in small "bucket" sorted sets (64 job numbers each, so Redis keeps them as
 -- compact listpacks), named <prefix>:{<queue>}:s:<bucket> (scheduled, score run_at) and
@@ -36,7 +40,7 @@
 local BUCKET = 64
 local PRIORITY_SHIFT = 4398046511104 -- 2^42: ready scores are priority * 2^42 + run_at
 local READY_RUN_AT_MAX = PRIORITY_SHIFT - 1 -- the largest run_at a ready score can hold
-local FIELDS = 15
+local FIELDS = 16
 local KEPT_FIELDS = 7
 -- 9999-12-31T23:59:59Z in ms, the latest time any store can hold (records.LATEST_RUN_AT): no
 -- script stores a later run_at, or a client could not read the record
@@ -47,6 +51,7 @@ local BASE = string.sub(KEYS[1], 1, -5) -- the key prefix of this queue, "meta" 
 local Q = {
   meta = KEYS[1], jobs = KEYS[2], sidx = KEYS[3], ridx = KEYS[4],
   running = KEYS[5], failed = KEYS[6], done = KEYS[7], unique = KEYS[8], ticks = KEYS[9],
+  cancelled = KEYS[10], cancelling = KEYS[11],
   sbucket = BASE .. 's:', rbucket = BASE .. 'r:', wake = BASE .. 'wake',
 }
 local WAKE_MAX = 16
@@ -272,12 +277,32 @@ local function place(n, r, now) -- put an unlocked, unfinished job where claim f
   end
 end
 
+local function unlist(n) -- out of the sets of running, ended and cancelling jobs
+  local member = int(n)
+  redis.call('ZREM', Q.running, member)
+  redis.call('ZREM', Q.failed, member)
+  redis.call('ZREM', Q.done, member)
+  redis.call('ZREM', Q.cancelled, member)
+  redis.call('SREM', Q.cancelling, member)
+end
+
 local function unplace(n, r) -- take a job out of every set; its record stays
   bs_remove(Q.sidx, Q.sbucket, '', 0, n)
   bs_remove(Q.ridx, Q.rbucket, ready_group(r[3]), r[3] * PRIORITY_SHIFT, n)
-  redis.call('ZREM', Q.running, int(n))
-  redis.call('ZREM', Q.failed, int(n))
-  redis.call('ZREM', Q.done, int(n))
+  unlist(n)
+end
+
+-- The job is cancelled for good, whatever held it: out of every set, unlocked, its unique key
+-- freed, cancelled_at kept (or now), error recorded when given; kept in the cancelled set.
+local function cancel_now(n, r, now, error_text)
+  unplace(n, r)
+  free_unique(n, r)
+  unlock(r)
+  r[16] = r[16] or now
+  r[6] = now
+  if error_text then r[12] = error_text end
+  save_job(n, r)
+  redis.call('ZADD', Q.cancelled, int(r[16]), int(n))
 end
 
 local PROMOTE_MAX = 1000 -- bound the work of one call; the rest moves on the next call
@@ -291,6 +316,8 @@ local function promote_and_reclaim(now)
     local r, unreadable = load_job(n)
     if unreadable then
       redis.call('ZADD', Q.failed, int(now), member)
+    elseif r and r[8] and r[16] then
+      cancel_now(n, r, now) -- its worker died after a cancel was asked: never run it again
     elseif r and r[8] then
       r[12] = {r[9], r[10]} -- rendered as a WorkerLost note by the client
       unlock(r)
@@ -387,7 +414,7 @@ local function insert(batch, now, name, handler, priority, when, unique)
     local raw = holder and (batch.pending[holder] or redis.call('HGET', Q.jobs, holder))
     if raw then
       local ok, r = pcall(decode_job, raw)
-      if ok and r[15] == key and not r[13] and not r[14] then
+      if ok and r[15] == key and not r[13] and not r[14] and not (r[16] and not r[8]) then
         return tonumber(holder), r[5], raw
       end
     end

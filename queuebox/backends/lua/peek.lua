@@ -1,5 +1,5 @@
 -- peek: the best claimable jobs of one queue, for a worker that claims across queues.
--- KEYS: the nine keys of the queue (see lib.lua).
+-- KEYS: the eleven keys of the queue (see lib.lua).
 -- ARGV[1] how many candidates K.
 -- Moves due scheduled jobs and expired locks to ready (as claim does), then returns, without
 -- locking them, the K best ready jobs: {now, then per job: ready score (priority * 2^42 +

@@ -1,5 +1,5 @@
 -- tick: record that a recurring job reached a tick and store its run, in one atomic step.
--- KEYS: the nine keys of the queue the run goes to (see lib.lua); the tick is kept in
+-- KEYS: the eleven keys of the queue the run goes to (see lib.lua); the tick is kept in
 -- KEYS[9] (recurring key -> last tick in ms).
 -- ARGV[1] wake channel, ARGV[2] queue name, ARGV[3] recurring job key, ARGV[4] tick in ms,
 -- ARGV[5] '1' to store the run ('0' only records the tick), ARGV[6] the run, packed as one job
