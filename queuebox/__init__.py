@@ -6,7 +6,7 @@ it; ``queuebox work`` runs it, retrying failures with ``attempts ** 4`` seconds 
 
 from __future__ import annotations
 
-from queuebox.admin import acancel, cancel
+from queuebox.admin import acancel, cancel, pause, resume
 from queuebox.backends import from_url
 from queuebox.backends.base import (
     Adapter,
@@ -47,4 +47,6 @@ __all__ = [
     "get_adapter",
     "get_settings",
     "job",
+    "pause",
+    "resume",
 ]

@@ -1,7 +1,8 @@
-"""Acting on stored jobs from application code: ``queuebox.cancel`` and ``queuebox.acancel``.
+"""Acting on stored jobs and queues from application code: ``queuebox.cancel`` /
+``acancel``, and ``queuebox.pause`` / ``resume``.
 
-The command line (``queuebox cancel ID...``) and the dashboard do the same through the store's
-declared ``Cancellation`` interface.
+The command line and the dashboard do the same through the store's declared interfaces
+(``Cancellation``, ``FlowControl``).
 """
 
 from __future__ import annotations
@@ -9,10 +10,11 @@ from __future__ import annotations
 import asyncio
 
 from queuebox import config
-from queuebox.backends.base import Adapter, Cancellation, CancelOutcome
+from queuebox.backends.base import Adapter, Cancellation, CancelOutcome, FlowControl
 from queuebox.errors import ConfigurationError
+from queuebox.validation import check_queue_name
 
-__all__ = ["acancel", "cancel", "cancel_outcome"]
+__all__ = ["acancel", "cancel", "cancel_outcome", "flow_control", "pause", "resume"]
 
 
 def cancel_outcome(job_id: str, *, adapter: Adapter | None = None) -> CancelOutcome:
@@ -41,3 +43,25 @@ def cancel(job_id: str, *, adapter: Adapter | None = None) -> bool:
 async def acancel(job_id: str, *, adapter: Adapter | None = None) -> bool:
     """``cancel`` from async code, without blocking the event loop."""
     return await asyncio.to_thread(cancel, job_id, adapter=adapter)
+
+
+def flow_control(adapter: Adapter | None = None) -> FlowControl:
+    """The configured store (or ``adapter``) as ``FlowControl``, or a clear error."""
+    store = adapter or config.get_adapter()
+    if not isinstance(store, FlowControl):
+        raise ConfigurationError(
+            f"the {type(store).__name__} store cannot pause queues or limit jobs (it does not "
+            "declare queuebox.backends.base.FlowControl)"
+        )
+    return store
+
+
+def pause(queue: str, *, adapter: Adapter | None = None) -> bool:
+    """Stop every worker, on every machine, from claiming ``queue``'s jobs until ``resume``.
+    Jobs are still scheduled; runs in flight finish. ``False`` if it was paused already."""
+    return flow_control(adapter).pause(check_queue_name(queue))
+
+
+def resume(queue: str, *, adapter: Adapter | None = None) -> bool:
+    """Let workers claim ``queue``'s jobs again; ``False`` if it was not paused."""
+    return flow_control(adapter).resume(check_queue_name(queue))

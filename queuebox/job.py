@@ -25,7 +25,15 @@ from typing import Any, ClassVar, Generic, ParamSpec, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from queuebox import config, registry
-from queuebox.backends.base import Adapter, AsyncScheduling, JobRecord, NewJob, TransactionalEnqueue
+from queuebox.backends.base import (
+    Adapter,
+    AsyncScheduling,
+    FlowControl,
+    JobRecord,
+    NewJob,
+    RateLimit,
+    TransactionalEnqueue,
+)
 from queuebox.errors import ConfigurationError, InvalidArguments, InvalidSchedule
 from queuebox.hooks import arun_with_hooks, run_with_hooks
 from queuebox.job_calls import CallCheck, call_check
@@ -71,6 +79,12 @@ class Job:
     #: While a job with the same ``unique_key`` waits or runs, ``perform_later`` stores
     #: nothing and returns that job. By default the key is the name and the arguments.
     unique: ClassVar[bool] = False
+    #: Flow control (stores that declare ``FlowControl``): at most this many runs at once,
+    #: across every worker, per ``concurrency_key`` ...
+    max_concurrency: ClassVar[int | None] = None
+    #: ... and at most this many starts per window: ``"100/m"`` (``/s``, ``/m``, ``/h``).
+    rate_limit: ClassVar[str | None] = None
+    _rate: ClassVar[RateLimit | None] = None  # rate_limit, parsed when the class is defined
     #: Recurring: a cron expression (5 fields, or 6 with seconds) read in ``timezone`` ...
     cron: ClassVar[str | None] = None
     #: ... or a fixed interval in seconds (ticks aligned on multiples of it since 1970 UTC).
@@ -103,6 +117,7 @@ class Job:
                 f"{where}: max_attempts={cls.max_attempts!r} must be a whole number >= 1"
             )
         _check_max_runtime(cls, where)
+        _check_limits(cls, where)
         _check_async(cls, where)
         _check_recurring(cls, where)
         if cls.perform is not Job.perform:
@@ -124,6 +139,11 @@ class Job:
     def after_failure(self, error: BaseException) -> Awaitable[None] | None:
         """Runs after ``perform`` (or ``before_perform``) raised; ``self.will_retry`` says
         whether another attempt will follow. Raising is only logged."""
+
+    def concurrency_key(self, /, *args: Any, **kwargs: Any) -> str:
+        """The key ``max_concurrency`` and ``rate_limit`` count by (default: the job's name,
+        so one limit for the whole class); override to limit per customer, per host..."""
+        return self.name
 
     @classmethod
     def unique_key(cls, /, *args: Any, **kwargs: Any) -> str | None:
@@ -322,10 +342,19 @@ class JobOptions:
             delay=self.wait or 0.0,
             run_at=self.wait_until,
             unique_key=unique_key,
+            **_limits(job_class, args, kwargs),
         )
 
     def _adapter_for(self, new_jobs: list[NewJob]) -> Adapter:
         adapter = self.job_class.adapter or config.get_adapter()
+        if any(job.limit_key is not None for job in new_jobs) and not isinstance(
+            adapter, FlowControl
+        ):
+            raise ConfigurationError(
+                f"{self.job_class.name} sets max_concurrency or rate_limit, and the "
+                f"{type(adapter).__name__} store cannot enforce limits (it does not declare "
+                "FlowControl)"
+            )
         if not adapter.capabilities.unique and any(job.unique_key for job in new_jobs):
             raise ConfigurationError(
                 f"{self.job_class.name} is a unique job, and the {type(adapter).__name__} "
@@ -466,6 +495,37 @@ def job(
 
 
 _CALL_CHECKS: dict[type[Job], CallCheck] = {}
+_MAX_LIMIT_KEY = 200
+
+
+def _check_limits(cls: type[Job], where: str) -> None:
+    limit = cls.max_concurrency
+    if limit is not None and (type(limit) is not int or limit < 1):
+        raise ConfigurationError(f"{where}: max_concurrency={limit!r} must be a whole number >= 1")
+    if cls.rate_limit is None:
+        cls._rate = None
+        return
+    try:
+        cls._rate = RateLimit.parse(cls.rate_limit)
+    except ValueError as exc:
+        raise ConfigurationError(f"{where}: {exc}") from None
+
+
+def _limits(job_class: type[Job], args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The ``NewJob`` fields of a call's flow-control limits (none for most jobs)."""
+    if job_class.max_concurrency is None and job_class._rate is None:
+        return {}
+    key = job_class().concurrency_key(*args, **kwargs)
+    if not isinstance(key, str) or not 1 <= len(key) <= _MAX_LIMIT_KEY:
+        raise ConfigurationError(
+            f"{job_class.__qualname__}.concurrency_key() returned {key!r}: return a string of "
+            f"1 to {_MAX_LIMIT_KEY} characters"
+        )
+    return {
+        "limit_key": key,
+        "max_concurrency": job_class.max_concurrency,
+        "rate_limit": job_class._rate,
+    }
 
 
 def _check_max_runtime(cls: type[Job], where: str) -> None:

@@ -11,10 +11,11 @@ import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from queuebox.backends.base import Adapter, NewJob
 
-__all__ = ["JOBS_MODULE", "Process", "enqueue", "ledger", "wait_until", "write_project"]
+__all__ = ["JOBS_MODULE", "CoreOnly", "Process", "enqueue", "ledger", "wait_until", "write_project"]
 
 #: Jobs for worker processes: each writes a line to ``ledger.txt`` in the project folder.
 JOBS_MODULE = textwrap.dedent(
@@ -106,3 +107,57 @@ def wait_until(condition: Callable[[], bool], timeout: float = 30, what: str = "
 def ledger(project: Path) -> list[str]:
     path = project / "ledger.txt"
     return path.read_text().splitlines() if path.exists() else []
+
+
+class CoreOnly(Adapter):
+    """A store seen through the required core alone: no optional interface is declared,
+    so the core's paths for a minimal custom store are what runs."""
+
+    def __init__(self, inner: Adapter) -> None:
+        self.inner = inner
+        self.capabilities = inner.capabilities
+
+    def now(self) -> Any:
+        return self.inner.now()
+
+    def schedule(self, jobs: Any) -> Any:
+        return self.inner.schedule(jobs)
+
+    def claim(self, worker_id: str, queues: Any, *, limit: int = 1, lease: float) -> Any:
+        return self.inner.claim(worker_id, queues, limit=limit, lease=lease)
+
+    def complete(self, job_id: str, lock_token: str, *, keep: bool = False) -> bool:
+        return self.inner.complete(job_id, lock_token, keep=keep)
+
+    def reschedule(self, job_id: str, lock_token: str, *, delay: float, error: str) -> bool:
+        return self.inner.reschedule(job_id, lock_token, delay=delay, error=error)
+
+    def fail(self, job_id: str, lock_token: str, *, error: str, keep: bool = True) -> bool:
+        return self.inner.fail(job_id, lock_token, error=error, keep=keep)
+
+    def release(self, job_id: str, lock_token: str) -> bool:
+        return self.inner.release(job_id, lock_token)
+
+    def extend(self, job_id: str, lock_token: str, *, lease: float) -> bool:
+        return self.inner.extend(job_id, lock_token, lease=lease)
+
+    def wait_for_work(self, queues: Any, timeout: float) -> None:
+        self.inner.wait_for_work(queues, timeout)
+
+    def get(self, job_id: str) -> Any:
+        return self.inner.get(job_id)
+
+    def list_jobs(self, **options: Any) -> Any:
+        return self.inner.list_jobs(**options)
+
+    def counts(self) -> Any:
+        return self.inner.counts()
+
+    def retry(self, job_id: str) -> bool:
+        return self.inner.retry(job_id)
+
+    def delete(self, job_id: str) -> bool:
+        return self.inner.delete(job_id)
+
+    def clear(self, queues: Any = None) -> int:
+        return self.inner.clear(queues)

@@ -34,14 +34,19 @@ from typing import Any, Protocol, Self
 from queuebox.backends.records import (
     EARLIEST_RUN_AT,
     LATEST_RUN_AT,
+    RUNTIME_BUCKETS,
     UNREADABLE_NAME,
     WORKER_LOST,
     CancelOutcome,
     JobRecord,
     JobState,
+    MinuteStats,
     NewJob,
     QueueCounts,
+    RateLimit,
     Row,
+    RunningJob,
+    WorkerInfo,
     reclaim_note,
     record_from_row,
     unreadable_record,
@@ -51,24 +56,32 @@ __all__ = [
     "ALL_QUEUES",
     "EARLIEST_RUN_AT",
     "LATEST_RUN_AT",
+    "RUNTIME_BUCKETS",
     "UNREADABLE_NAME",
     "WORKER_LOST",
     "Adapter",
     "AsyncScheduling",
+    "CancelOutcome",
     "Cancellation",
     "Capabilities",
-    "CancelOutcome",
     "ClaimAhead",
     "ClaimedBatch",
+    "FlowControl",
     "JobRecord",
     "JobState",
+    "MinuteStats",
     "NewJob",
     "PipelinedClaims",
     "Purgeable",
     "QueueCounts",
+    "RateLimit",
     "RecurringStore",
     "Row",
+    "RunningJob",
+    "ThroughputHistory",
     "TransactionalEnqueue",
+    "WorkerInfo",
+    "WorkerRegistry",
     "reclaim_note",
     "record_from_row",
     "unreadable_record",
@@ -386,3 +399,74 @@ class Purgeable(abc.ABC):
     @abc.abstractmethod
     def purge(self) -> None:
         """Remove every job and every key or row the adapter owns; ids may be reused after."""
+
+
+class FlowControl(abc.ABC):
+    """Hold work back across every worker: paused queues, and the limits of
+    ``NewJob.limit_key`` (``max_concurrency``, ``rate_limit``), enforced inside the atomic
+    claim on the store's clock.
+
+    ``claim`` (and every fused claim) of a store that declares it never returns a job of a
+    paused queue; it skips a job whose key already has ``max_concurrency`` runs holding live
+    locks, or whose key had ``rate_limit.count`` starts in the last ``rate_limit.per``
+    seconds, and takes the next eligible one (other keys are never held up, and the claim
+    does not walk the held-back jobs one by one). A job held back spends no attempt. A run
+    frees its key's slot when its outcome is written, or when its lock lapses.
+    """
+
+    @abc.abstractmethod
+    def pause(self, queue: str) -> bool:
+        """Stop every claim from ``queue`` until ``resume``; ``False`` if it was paused
+        already. Stored: it survives restarts. Jobs are still scheduled; runs go on."""
+
+    @abc.abstractmethod
+    def resume(self, queue: str) -> bool:
+        """Let claims take ``queue``'s jobs again; ``False`` if it was not paused. Idle
+        workers of the queue wake as for new work."""
+
+    @abc.abstractmethod
+    def paused_queues(self) -> set[str]:
+        """The queues paused now."""
+
+
+class WorkerRegistry(abc.ABC):
+    """Every worker process records itself in the store, so that ``queuebox status`` and the
+    dashboard list the workers of every machine."""
+
+    #: How long a lost worker's record is kept (shown as lost) before it is removed.
+    lost_kept: float = 3600.0
+
+    @abc.abstractmethod
+    def beat(self, worker: WorkerInfo, *, ttl: float, stats: Sequence[MinuteStats] = ()) -> None:
+        """Record or renew ``worker`` (``beat_at`` = the store's now); it counts as lost when
+        no beat came for ``ttl`` seconds. A store that also declares ``ThroughputHistory``
+        adds ``stats`` (``add_stats``) in the same round trip; the worker passes none to a
+        store that does not."""
+
+    @abc.abstractmethod
+    def retire(self, worker_id: str) -> None:
+        """Remove a worker's record (a clean exit)."""
+
+    @abc.abstractmethod
+    def workers(self) -> list[WorkerInfo]:
+        """Every recorded worker, by host then id; lost ones flagged ``lost``, and those lost
+        for longer than ``lost_kept`` removed."""
+
+
+class ThroughputHistory(abc.ABC):
+    """Per queue, job name and minute: runs that succeeded, were retried, failed or were
+    cancelled, and their run-time histogram, kept for ``retention`` seconds. Workers add
+    their tallies with their registry beat (``WorkerRegistry.beat``), a few seconds apart,
+    never one round trip per job."""
+
+    #: How long minutes are kept (24 hours at minute resolution).
+    retention: float = 86400.0
+
+    @abc.abstractmethod
+    def add_stats(self, stats: Sequence[MinuteStats]) -> None:
+        """Add each tally to the stored one of its minute, queue and name (atomically, as
+        several workers add at once), and drop minutes older than ``retention``."""
+
+    @abc.abstractmethod
+    def stats(self, *, since: datetime, queues: Sequence[str] | None = None) -> list[MinuteStats]:
+        """The stored minutes from ``since`` on, sorted by minute, queue, then name."""

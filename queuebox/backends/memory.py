@@ -6,6 +6,7 @@ reading of its docstring in ``base.py``.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import itertools
 import threading
@@ -18,11 +19,17 @@ from queuebox.backends.base import (
     Cancellation,
     CancelOutcome,
     Capabilities,
+    FlowControl,
     JobRecord,
     JobState,
+    MinuteStats,
     NewJob,
     QueueCounts,
+    RateLimit,
     RecurringStore,
+    ThroughputHistory,
+    WorkerInfo,
+    WorkerRegistry,
     reclaim_note,
 )
 
@@ -49,6 +56,9 @@ class _Row:
     completed_at: datetime | None = None
     unique_key: str | None = None
     cancelled_at: datetime | None = None
+    limit_key: str | None = None
+    max_concurrency: int | None = None
+    rate_limit: RateLimit | None = None
 
     def lock_is_live(self, now: datetime) -> bool:
         return self.lock_expires_at is not None and self.lock_expires_at > now
@@ -97,13 +107,16 @@ class _Row:
             completed_at=self.completed_at,
             unique_key=self.unique_key,
             cancelled_at=self.cancelled_at,
+            limit_key=self.limit_key,
         )
 
     def unlock(self) -> None:
         self.locked_at = self.locked_by = self.lock_expires_at = self.lock_token = None
 
 
-class MemoryAdapter(Adapter, RecurringStore, Cancellation):
+class MemoryAdapter(
+    Adapter, RecurringStore, Cancellation, FlowControl, WorkerRegistry, ThroughputHistory
+):
     """Jobs in a dict guarded by one lock. Nothing survives the process."""
 
     schemes = ("memory",)
@@ -118,6 +131,10 @@ class MemoryAdapter(Adapter, RecurringStore, Cancellation):
         self._lock = threading.Lock()
         self._work_added = threading.Condition(self._lock)
         self._clock_offset = timedelta(0)
+        self._paused: set[str] = set()
+        self._starts: dict[str, collections.deque[datetime]] = {}  # limit key -> recent starts
+        self._workers: dict[str, tuple[str, datetime, float]] = {}  # id -> (record, beat, ttl)
+        self._stats: dict[tuple[datetime, str, str], MinuteStats] = {}
 
     @classmethod
     def from_url(cls, url: str) -> MemoryAdapter:
@@ -158,6 +175,9 @@ class MemoryAdapter(Adapter, RecurringStore, Cancellation):
             created_at=now,
             updated_at=now,
             unique_key=job.unique_key,
+            limit_key=job.limit_key,
+            max_concurrency=job.max_concurrency,
+            rate_limit=job.rate_limit,
         )
         self._rows[row.id] = row
         if job.unique_key is not None:
@@ -206,12 +226,23 @@ class MemoryAdapter(Adapter, RecurringStore, Cancellation):
                 (
                     row
                     for row in self._rows.values()
-                    if (wanted is None or row.queue in wanted) and row.claimable(now)
+                    if (wanted is None or row.queue in wanted)
+                    and row.queue not in self._paused
+                    and row.claimable(now)
                 ),
                 key=lambda row: (row.priority, row.run_at, row.id),
             )
-            claimed = []
-            for row in candidates[:limit]:
+            running = collections.Counter(
+                row.limit_key
+                for row in self._rows.values()
+                if row.limit_key is not None and row.lock_is_live(now)
+            )
+            claimed: list[JobRecord] = []
+            for row in candidates:
+                if len(claimed) == limit:
+                    break
+                if not self._within_limits(row, running, now):
+                    continue
                 if row.locked_by is not None:
                     row.last_error = reclaim_note(row.locked_by, row.lock_expires_at)
                 row.attempts += 1
@@ -222,6 +253,86 @@ class MemoryAdapter(Adapter, RecurringStore, Cancellation):
                 row.updated_at = now
                 claimed.append(row.record(now, with_token=True))
             return claimed
+
+    def _within_limits(self, row: _Row, running: collections.Counter[str], now: datetime) -> bool:
+        """Whether ``row`` may start now under its key's limits; if so, count its start."""
+        key = row.limit_key
+        if key is None:
+            return True
+        if row.max_concurrency is not None and running[key] >= row.max_concurrency:
+            return False
+        if row.rate_limit is not None:
+            starts = self._starts.setdefault(key, collections.deque())
+            window_start = now - timedelta(seconds=row.rate_limit.per)
+            while starts and starts[0] <= window_start:
+                starts.popleft()
+            if len(starts) >= row.rate_limit.count:
+                return False
+            starts.append(now)
+        running[key] += 1
+        return True
+
+    # -- flow control -------------------------------------------------------------------------
+
+    def pause(self, queue: str) -> bool:
+        with self._lock:
+            was = queue in self._paused
+            self._paused.add(queue)
+            return not was
+
+    def resume(self, queue: str) -> bool:
+        with self._lock:
+            was = queue in self._paused
+            self._paused.discard(queue)
+            self._work_added.notify_all()
+            return was
+
+    def paused_queues(self) -> set[str]:
+        with self._lock:
+            return set(self._paused)
+
+    # -- the worker registry and throughput history ---------------------------------------------
+
+    def beat(self, worker: WorkerInfo, *, ttl: float, stats: Sequence[MinuteStats] = ()) -> None:
+        with self._lock:
+            now = self.now()
+            self._workers[worker.id] = (worker.to_json(), now, ttl)
+        if stats:
+            self.add_stats(stats)
+
+    def retire(self, worker_id: str) -> None:
+        with self._lock:
+            self._workers.pop(worker_id, None)
+
+    def workers(self) -> list[WorkerInfo]:
+        with self._lock:
+            now = self.now()
+            found = []
+            for worker_id, (text, beat_at, ttl) in list(self._workers.items()):
+                silent = (now - beat_at).total_seconds()
+                if silent > ttl + self.lost_kept:
+                    del self._workers[worker_id]
+                    continue
+                found.append(WorkerInfo.from_json(text, beat_at=beat_at, lost=silent > ttl))
+        return sorted(found, key=lambda worker: (worker.host, worker.id))
+
+    def add_stats(self, stats: Sequence[MinuteStats]) -> None:
+        with self._lock:
+            for tally in stats:
+                key = (tally.minute, tally.queue, tally.name)
+                known = self._stats.get(key)
+                self._stats[key] = tally if known is None else known.merged(tally)
+            oldest = self.now() - timedelta(seconds=self.retention)
+            for key in [key for key in self._stats if key[0] < oldest]:
+                del self._stats[key]
+
+    def stats(self, *, since: datetime, queues: Sequence[str] | None = None) -> list[MinuteStats]:
+        with self._lock:
+            return [
+                self._stats[key]
+                for key in sorted(self._stats)
+                if key[0] >= since and (queues is None or key[1] in queues)
+            ]
 
     def _owned(self, job_id: str, lock_token: str) -> _Row | None:
         row = self._rows.get(_int_id(job_id))
@@ -234,6 +345,8 @@ class MemoryAdapter(Adapter, RecurringStore, Cancellation):
             row = self._owned(job_id, lock_token)
             if row is None:
                 return False
+            if row.limit_key is not None:
+                self._work_added.notify_all()  # a slot of its key frees
             if not keep:
                 self._remove(row)
                 return True
@@ -261,6 +374,8 @@ class MemoryAdapter(Adapter, RecurringStore, Cancellation):
             row = self._owned(job_id, lock_token)
             if row is None:
                 return False
+            if row.limit_key is not None:
+                self._work_added.notify_all()  # a slot of its key frees
             if not keep:
                 self._remove(row)
                 return True
@@ -325,6 +440,8 @@ class MemoryAdapter(Adapter, RecurringStore, Cancellation):
             row = self._owned(job_id, lock_token)
             if row is None:
                 return False
+            if row.limit_key is not None:
+                self._work_added.notify_all()  # a slot of its key frees
             now = self.now()
             row.unlock()
             self._free_unique_key(row)
@@ -339,9 +456,12 @@ class MemoryAdapter(Adapter, RecurringStore, Cancellation):
             now = self.now()
             wanted = None if queues is None else set(queues)
             due_times = [
-                row.run_at if row.lock_expires_at is None else max(row.run_at, row.lock_expires_at)
+                at
                 for row in self._rows.values()
-                if (wanted is None or row.queue in wanted) and not row.finished()
+                if (wanted is None or row.queue in wanted)
+                and row.queue not in self._paused
+                and not row.finished()
+                and (at := self._due_at(row, now)) is not None
             ]
             if due_times:
                 soonest = (min(due_times) - now).total_seconds()
@@ -349,6 +469,23 @@ class MemoryAdapter(Adapter, RecurringStore, Cancellation):
                     return
                 timeout = min(timeout, soonest)
             self._work_added.wait(timeout)
+
+    def _due_at(self, row: _Row, now: datetime) -> datetime | None:
+        """When ``row`` can next be claimed, as far as time alone tells (``None``: when a
+        run of its key ends, which notifies waiters)."""
+        due = row.run_at if row.lock_expires_at is None else max(row.run_at, row.lock_expires_at)
+        key = row.limit_key
+        if key is None or due > now:
+            return due
+        if row.max_concurrency is not None:
+            live = sum(1 for r in self._rows.values() if r.limit_key == key and r.lock_is_live(now))
+            if live >= row.max_concurrency:
+                return None
+        if row.rate_limit is not None:
+            starts = self._starts.get(key)
+            if starts and len(starts) >= row.rate_limit.count:
+                return starts[-row.rate_limit.count] + timedelta(seconds=row.rate_limit.per)
+        return due
 
     def get(self, job_id: str) -> JobRecord | None:
         with self._lock:

@@ -8,6 +8,7 @@ derive a record's state from its columns with the same rules, on the store's clo
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,14 +17,19 @@ from typing import Any, Protocol
 __all__ = [
     "EARLIEST_RUN_AT",
     "LATEST_RUN_AT",
+    "RUNTIME_BUCKETS",
     "UNREADABLE_NAME",
     "WORKER_LOST",
     "CancelOutcome",
     "JobRecord",
     "JobState",
+    "MinuteStats",
     "NewJob",
     "QueueCounts",
+    "RateLimit",
     "Row",
+    "RunningJob",
+    "WorkerInfo",
     "reclaim_note",
     "record_from_row",
     "unreadable_record",
@@ -78,6 +84,33 @@ class CancelOutcome(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class RateLimit:
+    """At most ``count`` starts in any ``per`` seconds (a sliding window, on the store's
+    clock), across every worker."""
+
+    count: int
+    per: float
+
+    _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+    @classmethod
+    def parse(cls, text: str) -> RateLimit:
+        """``"100/m"`` (``/s``, ``/m``, ``/h``); ``ValueError`` saying what is accepted."""
+        count, slash, unit = str(text).strip().partition("/")
+        per = cls._UNITS.get(unit.strip().lower())
+        if not slash or per is None or not count.strip().isdigit() or int(count) < 1:
+            raise ValueError(
+                f"rate_limit={text!r} is not valid: give starts per second, minute or hour, "
+                "e.g. '20/s', '100/m' or '5000/h'"
+            )
+        return cls(int(count), per)
+
+    def __str__(self) -> str:
+        unit = {1.0: "s", 60.0: "m", 3600.0: "h"}.get(self.per)
+        return f"{self.count}/{unit}" if unit else f"{self.count}/{self.per:g}s"
+
+
+@dataclass(frozen=True, slots=True)
 class NewJob:
     """A job the core has validated and encoded, ready to store.
 
@@ -97,6 +130,13 @@ class NewJob:
     delay: float = 0.0
     run_at: datetime | None = None
     unique_key: str | None = None
+    #: Flow control (stores that declare ``FlowControl``): runs that share a ``limit_key``
+    #: count together; at most ``max_concurrency`` of them run at once, and at most
+    #: ``rate_limit`` of them start in any window. A job held back waits; it spends no
+    #: attempt and never blocks jobs of other keys.
+    limit_key: str | None = None
+    max_concurrency: int | None = None
+    rate_limit: RateLimit | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +172,8 @@ class JobRecord:
     cancelled_at: datetime | None = None
     #: Why the store could not read this record (see ``unreadable_record``).
     unreadable: str | None = None
+    #: The flow-control key it counts against, if any (see ``NewJob.limit_key``).
+    limit_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +198,136 @@ class QueueCounts:
             + self.completed
             + self.cancelled
         )
+
+
+#: Upper bounds (seconds) of the run-time histogram buckets; a last bucket takes the rest.
+RUNTIME_BUCKETS: tuple[float, ...] = (
+    0.001,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+    1800.0,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MinuteStats:
+    """What the runs of one job name on one queue did in one minute (``ThroughputHistory``).
+
+    ``runtime_counts`` has one count per ``RUNTIME_BUCKETS`` bound (runs that took at most
+    that long and more than the bound before), then one for longer runs.
+    """
+
+    queue: str
+    name: str
+    minute: datetime  # the minute's start, UTC
+    succeeded: int = 0
+    retried: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    runtime_counts: tuple[int, ...] = (0,) * (len(RUNTIME_BUCKETS) + 1)
+    runtime_sum: float = 0.0
+
+    @property
+    def finished(self) -> int:
+        return self.succeeded + self.retried + self.failed + self.cancelled
+
+    def merged(self, other: MinuteStats) -> MinuteStats:
+        """The sum of two tallies of the same minute, queue and name."""
+        return MinuteStats(
+            self.queue,
+            self.name,
+            self.minute,
+            self.succeeded + other.succeeded,
+            self.retried + other.retried,
+            self.failed + other.failed,
+            self.cancelled + other.cancelled,
+            tuple(a + b for a, b in zip(self.runtime_counts, other.runtime_counts, strict=True)),
+            self.runtime_sum + other.runtime_sum,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RunningJob:
+    """A job a worker runs now, as its registry record shows it."""
+
+    id: str
+    name: str
+    queue: str
+    started_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """One worker process as the store's registry knows it (``WorkerRegistry``).
+
+    ``beat_at`` is the store's time of its last beat; ``lost`` says the beats stopped
+    (for longer than the ``ttl`` the worker gave), so its process died or froze.
+    """
+
+    id: str
+    host: str
+    pid: int
+    queues: tuple[str, ...] | None
+    concurrency: int
+    version: str
+    started_at: datetime
+    jobs: tuple[RunningJob, ...] = ()
+    beat_at: datetime | None = None
+    lost: bool = False
+
+    def to_json(self) -> str:
+        """The record a store keeps for this worker (as opaque text)."""
+        return json.dumps(
+            {
+                "id": self.id,
+                "host": self.host,
+                "pid": self.pid,
+                "queues": None if self.queues is None else list(self.queues),
+                "concurrency": self.concurrency,
+                "version": self.version,
+                "started_at": self.started_at.isoformat(),
+                "jobs": [
+                    [job.id, job.name, job.queue, job.started_at.isoformat()] for job in self.jobs
+                ],
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str, *, beat_at: datetime, lost: bool) -> WorkerInfo:
+        """The worker a stored record describes; ``ValueError`` for text that is not one."""
+        try:
+            data = json.loads(text)
+            queues = data["queues"]
+            return cls(
+                id=str(data["id"]),
+                host=str(data["host"]),
+                pid=int(data["pid"]),
+                queues=None if queues is None else tuple(str(q) for q in queues),
+                concurrency=int(data["concurrency"]),
+                version=str(data["version"]),
+                started_at=datetime.fromisoformat(data["started_at"]),
+                jobs=tuple(
+                    RunningJob(str(i), str(n), str(q), datetime.fromisoformat(t))
+                    for i, n, q, t in data["jobs"]
+                ),
+                beat_at=beat_at,
+                lost=lost,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a queuebox worker record: {exc}") from None
 
 
 def reclaim_note(previous_owner: str, expired_at: datetime | None) -> str:
@@ -244,4 +416,5 @@ def record_from_row(
         completed_at=maybe(row["completed_at"]),
         unique_key=row["unique_key"],
         cancelled_at=maybe(row["cancelled_at"]) if "cancelled_at" in keys else None,
+        limit_key=row["limit_key"] if "limit_key" in keys else None,
     )

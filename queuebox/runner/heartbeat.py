@@ -11,6 +11,8 @@ that looks after every job a worker holds.
   job that has not started yet is skipped when its turn comes.
 * It stops runs that passed their ``max_runtime`` (``JobTimeout``), and reports a run that
   is still going ``stop_grace`` seconds after it was asked to stop to ``on_stuck``.
+* Every ``BEAT_INTERVAL`` seconds it calls ``on_beat`` (the worker records itself, and its
+  throughput tallies, in a store that declares ``WorkerRegistry``).
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ from queuebox.backends.base import Adapter, Cancellation
 from queuebox.errors import QueueboxError
 from queuebox.runner.runs import Held, HeldJobs, Phase, Reason
 
-__all__ = ["CANCEL_CHECK_INTERVAL", "Heartbeat"]
+__all__ = ["BEAT_INTERVAL", "CANCEL_CHECK_INTERVAL", "Heartbeat"]
 
 #: Seconds between two "was any of these cancelled?" reads while jobs run.
 CANCEL_CHECK_INTERVAL = 0.25
+#: Seconds between two registry beats.
+BEAT_INTERVAL = 5.0
 
 
 class Heartbeat:
@@ -40,6 +44,7 @@ class Heartbeat:
         stop_grace: float,
         logger: logging.Logger,
         on_stuck: Callable[[Held], None],
+        on_beat: Callable[[], None] | None = None,
     ) -> None:
         self._adapter = adapter
         self._held = held
@@ -47,6 +52,7 @@ class Heartbeat:
         self._stop_grace = stop_grace
         self._logger = logger
         self._on_stuck = on_stuck
+        self._on_beat = on_beat
         self._cancellation = adapter if isinstance(adapter, Cancellation) else None
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
@@ -71,7 +77,13 @@ class Heartbeat:
         renew_every = self._lease / 3
         tick = min(CANCEL_CHECK_INTERVAL, renew_every)
         next_renewal = time.monotonic() + renew_every
-        while not self._stopped.wait(tick):
+        next_beat = 0.0  # at once: the registry shows a worker as soon as it starts
+        while not self._stopped.is_set():
+            if self._on_beat is not None and time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + BEAT_INTERVAL
+                self._beat(self._on_beat)
+            if self._stopped.wait(tick):
+                return
             held = self._held.all()
             if not held:
                 continue
@@ -84,6 +96,14 @@ class Heartbeat:
                 self._check_cancellations(self._cancellation, held)
             for job in running:
                 self._watch(job, now)
+
+    def _beat(self, beat: Callable[[], None]) -> None:
+        try:
+            beat()
+        except QueueboxError as exc:
+            self._logger.debug("could not record this worker in the registry: %s", exc)
+        except Exception:  # a store's bug must not stop the heartbeat
+            self._logger.exception("the store's registry beat raised")
 
     # -- renewals ---------------------------------------------------------------------------
 

@@ -44,6 +44,8 @@ class WorkerSettings:
     #: Seconds a run asked to stop (past max_runtime, or cancelled) gets to stop before the
     #: worker process records its outcome and ends itself, to be replaced by a fresh one.
     stop_grace: float = 10.0
+    #: Hand per-minute throughput tallies to a store that keeps them (ThroughputHistory).
+    record_stats: bool = True
 
     def __post_init__(self) -> None:
         if self.queues is not None:
@@ -60,6 +62,8 @@ class WorkerSettings:
                 f"concurrency={self.concurrency}, batch_size={self.batch_size}: at most "
                 f"{MAX_CONCURRENCY} jobs in flight and {MAX_BATCH_SIZE} per claim"
             )
+        if type(self.record_stats) is not bool:
+            raise ConfigurationError(f"record_stats={self.record_stats!r}: give true or false")
         if type(self.claim_ahead) is not bool:
             raise ConfigurationError(
                 f"claim_ahead={self.claim_ahead!r} is not valid: give true or false"

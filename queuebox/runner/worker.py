@@ -24,8 +24,9 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 
-from queuebox.backends.base import WORKER_LOST, Adapter, Cancellation, JobRecord
+from queuebox.backends.base import WORKER_LOST, Adapter, Cancellation, JobRecord, WorkerRegistry
 from queuebox.errors import StorageUnavailable
+from queuebox.runner.beat import RegistryBeat
 from queuebox.runner.claims import ClaimSource, Success, claim_source_for
 from queuebox.runner.execution import Outcome, Prepared, global_hooks, prepare, run_async, run_sync
 from queuebox.runner.heartbeat import Heartbeat
@@ -35,6 +36,7 @@ from queuebox.runner.recurring import RecurringScheduler
 from queuebox.runner.runs import Held, HeldJobs, Phase, Reason
 from queuebox.runner.settings import WorkerSettings
 from queuebox.runner.signals import ColdStop, StopFlag
+from queuebox.runner.stats import StatsCollector
 from queuebox.runner.stuck import end_process
 
 __all__ = [
@@ -87,6 +89,19 @@ class Worker:
             adapter, self.settings, worker_id=self.worker_id, lease=self.lease
         )
         self.held = HeldJobs()
+        self.stats = StatsCollector() if self.settings.record_stats else None
+        self.beat = (
+            RegistryBeat(
+                adapter,
+                adapter,
+                self.settings,
+                worker_id=self.worker_id,
+                held=self.held,
+                stats=self.stats,
+            )
+            if isinstance(adapter, WorkerRegistry)
+            else None
+        )
         self.heartbeat = Heartbeat(
             adapter,
             self.held,
@@ -94,6 +109,7 @@ class Worker:
             stop_grace=self.settings.stop_grace,
             logger=self.logger,
             on_stuck=self._stuck,
+            on_beat=self.beat,
         )
         self.outage = StoreOutage(self.stop, self.logger)
         self.recurring = RecurringScheduler(adapter, self.settings.queues, self.logger)
@@ -107,6 +123,7 @@ class Worker:
         self._woken: list[JobRecord] = []  # jobs that came with the last wake-up
         self._loop: asyncio.AbstractEventLoop | None = None  # for async jobs, one at a time
         self._record_lock = threading.Lock()
+        self._idle_spins = 0  # early wake-ups in a row that found nothing
 
     # -- loops ------------------------------------------------------------------------------
 
@@ -116,6 +133,7 @@ class Worker:
             from queuebox.runner.concurrent import ConcurrentLoop  # noqa: PLC0415 - a cycle
 
             return ConcurrentLoop(self).run(until_empty=False)
+        self._started()
         try:
             while not self.stop.stopping:
                 self.schedule_recurring()
@@ -145,6 +163,7 @@ class Worker:
             return ConcurrentLoop(self).run(
                 until_empty=True, progress=progress, give_up_after=give_up_after
             )
+        self._started()
         try:
             while not self.stop.stopping:
                 jobs = self.next_jobs(self.settings.batch_size, give_up_after=give_up_after)
@@ -161,6 +180,10 @@ class Worker:
         count = self._run_batch(self.next_jobs(self.settings.batch_size, ahead=False))
         self.flush()
         return count
+
+    def _started(self) -> None:
+        if self.beat is not None:
+            self.heartbeat.start()  # the registry shows the worker before its first job
 
     def _run_batch(self, jobs: Sequence[JobRecord]) -> int:
         hooks = global_hooks() if jobs else False
@@ -288,6 +311,7 @@ class Worker:
         delay = backoff_delay(record.attempts)
         write = self.adapter.reschedule
         if self._write(held, lambda: write(record.id, held.token, delay=delay, error=error)):
+            self._tally(record, "retried", elapsed)
             self.summary.retried += 1
             self.summary.retried_ids.add(record.id)
             prepared.logger.warning(
@@ -305,6 +329,7 @@ class Worker:
         record, keep = held.record, not self.settings.delete_failed_jobs
         fail = self.adapter.fail
         if self._write(held, lambda: fail(record.id, held.token, error=error, keep=keep)):
+            self._tally(record, "failed", elapsed or 0.0)
             self.summary.failed += 1
             self.summary.failed_ids.append(record.id)
             took = "" if elapsed is None else f" after {duration(elapsed)}"
@@ -324,6 +349,7 @@ class Worker:
             self._failed(held, error, "cancelled")
             return
         if self._write(held, lambda: store.mark_cancelled(record.id, held.token, error=error)):
+            self._tally(record, "cancelled", time.monotonic() - held.started_at)
             self.summary.cancelled += 1
             self.logger.warning("cancelled %s id=%s: %s", record.name, record.id, error)
 
@@ -341,6 +367,8 @@ class Worker:
             jobs, self._woken = self._woken, []
         else:
             jobs = self._claim(limit, ahead, give_up_after)
+        if jobs:
+            self._idle_spins = 0
         for record in jobs:
             self.held.hold(record)
         return jobs
@@ -365,6 +393,10 @@ class Worker:
     def wait_for_work(self, limit: int) -> list[JobRecord]:
         """Idle: wait up to ``sleep_delay`` for work (less when recurring jobs fall due or a
         stop comes); jobs may come with the wake-up."""
+        if self._idle_spins:
+            # The last early wake-up found nothing to claim (held back by a limit, say):
+            # back off a little each time, so that an idle worker never spins on the store.
+            self.stop.wait(min(0.5, 0.005 * 2**self._idle_spins))
         deadline = time.monotonic() + self.settings.sleep_delay
         while not self.stop.stopping:
             remaining = deadline - time.monotonic()
@@ -378,6 +410,7 @@ class Worker:
                 self.outage.down(exc)
                 return []
             if jobs or time.monotonic() - started < chunk * 0.9:
+                self._idle_spins = 0 if jobs else min(self._idle_spins + 1, 7)
                 return jobs  # jobs came, or woken early: work may be there
         return []
 
@@ -411,13 +444,23 @@ class Worker:
             self.release([held.record for held in self.held.all() if held.phase is Phase.WAITING])
         finally:
             self.heartbeat.stop()
+            self._leave_registry()
             if self._loop is not None:
                 self._loop.close()
+
+    def _leave_registry(self) -> None:
+        if self.beat is None:
+            return
+        try:
+            self.beat.retire()
+        except StorageUnavailable as exc:
+            self.logger.warning("could not remove this worker from the registry: %s", exc)
 
     def _acknowledged(self, acked: Sequence[tuple[Success, bool]]) -> None:
         for success, applied in acked:
             self.held.drop(success.record.id)
             if self._applied(applied, success.record):
+                self._tally(success.record, "succeeded", success.elapsed)
                 self.summary.succeeded += 1
                 if success.logger.isEnabledFor(logging.INFO):
                     success.logger.info(
@@ -426,6 +469,10 @@ class Worker:
                         success.record.id,
                         duration(success.elapsed),
                     )
+
+    def _tally(self, record: JobRecord, outcome: str, elapsed: float) -> None:
+        if self.stats is not None:
+            self.stats.add(record.queue, record.name, outcome, elapsed)
 
     def _write(self, held: Held, write: Callable[[], bool]) -> bool:
         """Apply a worker-owned write, retrying while the store is unreachable. ``False``

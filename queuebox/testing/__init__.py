@@ -37,7 +37,9 @@ from queuebox.testing.extras import (
     TransactionalEnqueueContract,
     TransactionHandle,
 )
+from queuebox.testing.flow import FlowControlContract, limited_job
 from queuebox.testing.pipelined import ClaimAheadContract, PipelinedClaimsContract
+from queuebox.testing.registry import ThroughputHistoryContract, WorkerRegistryContract
 from queuebox.testing.robustness import RobustnessContract, UnreachableFactory
 from queuebox.testing.support import LEASE, SHORT_LEASE, AdapterFactory, new_job
 from queuebox.testing.unique_recurring import RecurringStoreContract, UniqueJobsContract
@@ -51,14 +53,18 @@ __all__ = [
     "CancellationContract",
     "ClaimAheadContract",
     "CoreContract",
+    "FlowControlContract",
     "PipelinedClaimsContract",
     "PurgeableContract",
     "RecurringStoreContract",
     "RobustnessContract",
+    "ThroughputHistoryContract",
     "TransactionHandle",
     "TransactionalEnqueueContract",
     "UniqueJobsContract",
     "UnreachableFactory",
+    "WorkerRegistryContract",
+    "limited_job",
     "new_job",
 ]
 
@@ -74,6 +80,9 @@ class AdapterContract(
     AsyncSchedulingContract,
     TransactionalEnqueueContract,
     PurgeableContract,
+    FlowControlContract,
+    WorkerRegistryContract,
+    ThroughputHistoryContract,
 ):
     """Everything a store is checked for: the core, robustness, and each optional interface
     the adapter declares."""
