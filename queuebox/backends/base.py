@@ -38,6 +38,7 @@ from queuebox.backends.records import (
     UNREADABLE_NAME,
     WORKER_LOST,
     CancelOutcome,
+    JobPage,
     JobRecord,
     JobState,
     MinuteStats,
@@ -67,7 +68,9 @@ __all__ = [
     "ClaimAhead",
     "ClaimedBatch",
     "FlowControl",
+    "JobPage",
     "JobRecord",
+    "JobSearch",
     "JobState",
     "MinuteStats",
     "NewJob",
@@ -470,3 +473,28 @@ class ThroughputHistory(abc.ABC):
     @abc.abstractmethod
     def stats(self, *, since: datetime, queues: Sequence[str] | None = None) -> list[MinuteStats]:
         """The stored minutes from ``since`` on, sorted by minute, queue, then name."""
+
+
+class JobSearch(abc.ABC):
+    """Browsing jobs at any scale (the dashboard): filters, and pages that follow a cursor
+    instead of an offset, so that page 1,000 costs what page 1 costs."""
+
+    #: The most rows one call may look at for a text filter before it returns a page
+    #: (perhaps short) with a cursor to go on from.
+    scan_limit: int = 10_000
+
+    @abc.abstractmethod
+    def search_jobs(
+        self,
+        *,
+        queue: str | None = None,
+        state: JobState | None = None,
+        name: str | None = None,
+        text: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> JobPage:
+        """Jobs that match every filter given: one queue, one state, an exact job name, and
+        ``text`` found (case-insensitively) in the handler (the arguments) or the last
+        error. Newest first (the latest enqueued); ``cursor`` is a previous page's
+        ``next_cursor``. Without ``text`` a full page comes unless the end is reached."""

@@ -20,7 +20,9 @@ from queuebox.backends.base import (
     CancelOutcome,
     Capabilities,
     FlowControl,
+    JobPage,
     JobRecord,
+    JobSearch,
     JobState,
     MinuteStats,
     NewJob,
@@ -115,7 +117,13 @@ class _Row:
 
 
 class MemoryAdapter(
-    Adapter, RecurringStore, Cancellation, FlowControl, WorkerRegistry, ThroughputHistory
+    Adapter,
+    RecurringStore,
+    Cancellation,
+    FlowControl,
+    WorkerRegistry,
+    ThroughputHistory,
+    JobSearch,
 ):
     """Jobs in a dict guarded by one lock. Nothing survives the process."""
 
@@ -513,6 +521,42 @@ class MemoryAdapter(
         if states is not None:
             records = [record for record in records if record.state in states]
         return records[offset : offset + limit]
+
+    def search_jobs(
+        self,
+        *,
+        queue: str | None = None,
+        state: JobState | None = None,
+        name: str | None = None,
+        text: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> JobPage:
+        before = _int_id(cursor) if cursor is not None else None
+        needle = text.casefold() if text else None
+        with self._lock:
+            now = self.now()
+            found: list[JobRecord] = []
+            for row_id in sorted(self._rows, reverse=True):
+                if before is not None and row_id >= before:
+                    continue
+                row = self._rows[row_id]
+                if queue is not None and row.queue != queue:
+                    continue
+                if name is not None and row.name != name:
+                    continue
+                if state is not None and row.state(now) is not state:
+                    continue
+                if (
+                    needle is not None
+                    and needle not in row.handler.casefold()
+                    and (row.last_error is None or needle not in row.last_error.casefold())
+                ):
+                    continue
+                if len(found) == limit:
+                    return JobPage(found, str(found[-1].id))
+                found.append(row.record(now))
+        return JobPage(found, None)
 
     def counts(self) -> list[QueueCounts]:
         with self._lock:

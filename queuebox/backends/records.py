@@ -21,6 +21,7 @@ __all__ = [
     "UNREADABLE_NAME",
     "WORKER_LOST",
     "CancelOutcome",
+    "JobPage",
     "JobRecord",
     "JobState",
     "MinuteStats",
@@ -256,6 +257,17 @@ class MinuteStats:
             tuple(a + b for a, b in zip(self.runtime_counts, other.runtime_counts, strict=True)),
             self.runtime_sum + other.runtime_sum,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    """One page of ``JobSearch.search_jobs``: jobs, and the cursor of the next page
+    (``None`` at the end). A page may hold fewer jobs than asked even before the end: a
+    search that scans (a text filter) stops after a bounded amount of work and says where
+    to go on."""
+
+    jobs: list[JobRecord]
+    next_cursor: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

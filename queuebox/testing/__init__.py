@@ -41,6 +41,7 @@ from queuebox.testing.flow import FlowControlContract, limited_job
 from queuebox.testing.pipelined import ClaimAheadContract, PipelinedClaimsContract
 from queuebox.testing.registry import ThroughputHistoryContract, WorkerRegistryContract
 from queuebox.testing.robustness import RobustnessContract, UnreachableFactory
+from queuebox.testing.search import JobSearchContract
 from queuebox.testing.support import LEASE, SHORT_LEASE, AdapterFactory, new_job
 from queuebox.testing.unique_recurring import RecurringStoreContract, UniqueJobsContract
 
@@ -54,6 +55,7 @@ __all__ = [
     "ClaimAheadContract",
     "CoreContract",
     "FlowControlContract",
+    "JobSearchContract",
     "PipelinedClaimsContract",
     "PurgeableContract",
     "RecurringStoreContract",
@@ -83,6 +85,7 @@ class AdapterContract(
     FlowControlContract,
     WorkerRegistryContract,
     ThroughputHistoryContract,
+    JobSearchContract,
 ):
     """Everything a store is checked for: the core, robustness, and each optional interface
     the adapter declares."""

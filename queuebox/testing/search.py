@@ -1,0 +1,78 @@
+"""The contract of ``JobSearch``: filters and cursor pages for browsing jobs."""
+
+from __future__ import annotations
+
+from typing import cast
+
+import pytest
+
+from queuebox.backends.base import Adapter, JobSearch, JobState
+from queuebox.testing.support import LEASE, StoreFixtures, claim_one, new_job
+
+__all__ = ["JobSearchContract"]
+
+
+class SearchAdapter(Adapter, JobSearch):
+    """For type checking only: an adapter that declares ``JobSearch``."""
+
+
+class JobSearchContract(StoreFixtures):
+    @pytest.fixture
+    def searchable(self, adapter: Adapter) -> SearchAdapter:
+        if not isinstance(adapter, JobSearch):
+            pytest.skip(f"{type(adapter).__name__} does not declare JobSearch")
+        return cast(SearchAdapter, adapter)
+
+    def test_pages_follow_the_cursor_newest_first(self, searchable: SearchAdapter) -> None:
+        records = [searchable.schedule_one(new_job(args=[n])) for n in range(7)]
+        seen: list[str] = []
+        cursor = None
+        for _ in range(10):
+            page = searchable.search_jobs(limit=3, cursor=cursor)
+            assert len(page.jobs) <= 3
+            seen += [job.id for job in page.jobs]
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        assert seen == [record.id for record in reversed(records)]
+
+    def test_filters_combine(self, searchable: SearchAdapter) -> None:
+        adapter = searchable
+        adapter.schedule([new_job("a", name="Alpha", args=["needle"]), new_job("b", name="Alpha")])
+        wanted = adapter.schedule_one(new_job("a", name="Beta", args=["the NEEDLE here"]))
+        adapter.schedule_one(new_job("a", name="Beta", args=["hay"]))
+        failing = adapter.schedule_one(new_job("c", name="Gamma"))
+        claim_one(adapter, queues=["c"])
+        running = adapter.get(failing.id)
+        assert running is not None and running.state is JobState.RUNNING
+        page = adapter.search_jobs(queue="a", name="Beta", text="needle")
+        assert [job.id for job in page.jobs] == [wanted.id]
+        assert [j.id for j in adapter.search_jobs(state=JobState.RUNNING).jobs] == [failing.id]
+        assert {j.queue for j in adapter.search_jobs(name="Alpha").jobs} == {"a", "b"}
+        assert adapter.search_jobs(queue="nothing").jobs == []
+
+    def test_text_is_found_in_the_last_error(self, searchable: SearchAdapter) -> None:
+        adapter = searchable
+        record = adapter.schedule_one(new_job())
+        adapter.schedule_one(new_job(delay=3600))
+        claimed = adapter.claim("w1", None, limit=1, lease=LEASE)[0]
+        assert adapter.fail(record.id, claimed.lock_token or "", error="TimeoutError: SMTP down")
+        page = adapter.search_jobs(text="smtp DOWN")
+        assert [job.id for job in page.jobs] == [record.id]
+        assert page.jobs[0].state is JobState.FAILED
+        assert [job.id for job in adapter.search_jobs(state=JobState.FAILED).jobs] == [record.id]
+
+    def test_a_text_search_pages_through_many_rows(self, searchable: SearchAdapter) -> None:
+        adapter = searchable
+        adapter.schedule([new_job(args=["hay"]) for _ in range(60)])
+        needle = adapter.schedule_one(new_job(args=["needle"]))
+        adapter.schedule([new_job(args=["hay"]) for _ in range(60)])
+        found: list[str] = []
+        cursor = None
+        for _ in range(200):  # short pages are allowed, as long as the cursor goes on
+            page = adapter.search_jobs(text="needle", limit=5, cursor=cursor)
+            found += [job.id for job in page.jobs]
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        assert found == [needle.id]
