@@ -19,19 +19,19 @@ import asyncio
 import logging
 import os
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 
-from queuebox.backends.base import WORKER_LOST, Adapter, Cancellation, JobRecord, WorkerRegistry
+from queuebox.backends.base import WORKER_LOST, Adapter, JobRecord, WorkerRegistry
 from queuebox.errors import StorageUnavailable
 from queuebox.runner.beat import RegistryBeat
 from queuebox.runner.claims import ClaimSource, Success, claim_source_for
 from queuebox.runner.execution import Outcome, Prepared, global_hooks, prepare, run_async, run_sync
 from queuebox.runner.heartbeat import Heartbeat
-from queuebox.runner.outage import STOPPING_TRIES, StoreOutage, duration
+from queuebox.runner.outage import STOPPING_TRIES, StoreOutage
 from queuebox.runner.outcomes import MAX_ERROR_CHARS, WorkSummary, backoff_delay, format_error
+from queuebox.runner.recorder import Recorder
 from queuebox.runner.recurring import RecurringScheduler
 from queuebox.runner.runs import Held, HeldJobs, Phase, Reason
 from queuebox.runner.settings import WorkerSettings
@@ -118,11 +118,18 @@ class Worker:
         self.stuck: Held | None = None
         #: Set by the concurrent loop, which handles a stuck run itself.
         self.on_stuck: Callable[[Held], None] | None = None
-        self.done: list[Success] = []  # successes not yet handed to the claim source
-        self._done_lock = threading.Lock()  # the concurrent loop adds, the store thread takes
+        self.recorder = Recorder(
+            adapter,
+            self.settings,
+            held=self.held,
+            summary=self.summary,
+            outage=self.outage,
+            stats=self.stats,
+            stop=self.stop,
+            logger=self.logger,
+        )
         self._woken: list[JobRecord] = []  # jobs that came with the last wake-up
         self._loop: asyncio.AbstractEventLoop | None = None  # for async jobs, one at a time
-        self._record_lock = threading.Lock()
         self._idle_spins = 0  # early wake-ups in a row that found nothing
 
     # -- loops ------------------------------------------------------------------------------
@@ -228,7 +235,7 @@ class Worker:
         record = held.record
         prepared = prepare(record, self.settings.max_attempts, self.settings.max_runtime)
         if isinstance(prepared, str):
-            self._failed(held, prepared, "unrunnable")
+            self.recorder.failed(held, prepared, "unrunnable")
             return None
         if record.last_error is not None and record.last_error.startswith(WORKER_LOST):
             self.logger.warning(
@@ -242,10 +249,12 @@ class Worker:
             # Only a reclaim pushes attempts past the limit: the worker that held the job
             # died (or stalled) on its last allowed attempt.
             reason = (record.last_error or WORKER_LOST).split("\n", 1)[0]
-            self._failed(held, f"{reason}; out of attempts ({prepared.max_attempts})", "failed")
+            self.recorder.failed(
+                held, f"{reason}; out of attempts ({prepared.max_attempts})", "failed"
+            )
             return None
         if held.cancel_requested:
-            self._cancelled(held, "JobCancelled: cancelled before it started")
+            self.recorder.cancelled(held, "JobCancelled: cancelled before it started")
             return None
         return prepared
 
@@ -254,6 +263,18 @@ class Worker:
 
     def job_finished(self, outcome: Outcome) -> None:
         """Called once each run's outcome is recorded (for subclasses: limits, reports)."""
+
+    def record(self, outcome: Outcome) -> None:
+        """Write what one run's outcome means into the store (successes go with the next
+        claim)."""
+        self.recorder.record(outcome)
+        self.job_finished(outcome)
+
+    def take_done(self) -> list[Success]:
+        return self.recorder.take_done()
+
+    def release(self, records: Sequence[JobRecord]) -> None:
+        self.recorder.release(records)
 
     def log_start(self, prepared: Prepared, held: Held, slot: int) -> None:
         logger, record = prepared.logger, held.record
@@ -270,88 +291,6 @@ class Worker:
                 prepared.max_attempts,
                 slot,
             )
-
-    def record(self, outcome: Outcome) -> None:
-        """Write what one run's outcome means into the store (successes go with the next
-        claim)."""
-        held, prepared, reason = outcome.held, outcome.prepared, outcome.reason
-        if reason is Reason.LOCK_LOST:
-            self.held.drop(held.record.id)
-            self._applied(False, held.record)
-        elif reason is Reason.COLD_STOP:
-            self.stop.stop_now()
-            self.logger.warning("cold stop: giving the running job's lock back")
-            self.release([held.record])
-        elif reason is Reason.CANCEL:
-            took = duration(outcome.elapsed)
-            self._cancelled(held, f"JobCancelled: cancelled while it ran (after {took})")
-        elif reason is Reason.TIMEOUT:
-            limit = f"{prepared.max_runtime:g}s"
-            error = f"JobTimeout: ran longer than max_runtime ({limit})"
-            self.summary.timed_out += 1
-            self._raised(held, prepared, error, outcome.elapsed)
-        elif outcome.error is not None:
-            self._raised(held, prepared, format_error(outcome.error), outcome.elapsed)
-        else:
-            with self._done_lock:
-                self.done.append(Success(held.record, outcome.elapsed, prepared.logger))
-        self.job_finished(outcome)
-
-    def take_done(self) -> list[Success]:
-        """The successes waiting to be handed to the claim source, taken."""
-        with self._done_lock:
-            done, self.done = self.done, []
-        return done
-
-    def _raised(self, held: Held, prepared: Prepared, error: str, elapsed: float) -> None:
-        record = held.record
-        if record.attempts >= prepared.max_attempts:
-            self._failed(held, error, "failed for good", elapsed=elapsed)
-            return
-        delay = backoff_delay(record.attempts)
-        write = self.adapter.reschedule
-        if self._write(held, lambda: write(record.id, held.token, delay=delay, error=error)):
-            self._tally(record, "retried", elapsed)
-            self.summary.retried += 1
-            self.summary.retried_ids.add(record.id)
-            prepared.logger.warning(
-                "raised %s id=%s attempt %d/%d after %s: %s; next attempt in %s",
-                record.name,
-                record.id,
-                record.attempts,
-                prepared.max_attempts,
-                duration(elapsed),
-                error.split("\n", 1)[0],
-                duration(delay),
-            )
-
-    def _failed(self, held: Held, error: str, log_as: str, *, elapsed: float | None = None) -> None:
-        record, keep = held.record, not self.settings.delete_failed_jobs
-        fail = self.adapter.fail
-        if self._write(held, lambda: fail(record.id, held.token, error=error, keep=keep)):
-            self._tally(record, "failed", elapsed or 0.0)
-            self.summary.failed += 1
-            self.summary.failed_ids.append(record.id)
-            took = "" if elapsed is None else f" after {duration(elapsed)}"
-            self.logger.error(
-                "%s %s id=%s attempt %d%s: %s",
-                log_as,
-                record.name,
-                record.id,
-                record.attempts,
-                took,
-                error.split("\n", 1)[0],
-            )
-
-    def _cancelled(self, held: Held, error: str) -> None:
-        store, record = self.adapter, held.record
-        if not isinstance(store, Cancellation):  # the job cancelled itself on such a store
-            self._failed(held, error, "cancelled")
-            return
-        if self._write(held, lambda: store.mark_cancelled(record.id, held.token, error=error)):
-            self._tally(record, "cancelled", time.monotonic() - held.started_at)
-            self.summary.cancelled += 1
-            self.logger.warning("cancelled %s id=%s: %s", record.name, record.id, error)
 
     # -- store calls ------------------------------------------------------------------------
 
@@ -383,9 +322,9 @@ class Worker:
                 self.outage.bug(exc, "claim", give_up_after)
             else:
                 self.outage.back()
-                self._acknowledged(claimed.acked)
+                self.recorder.acknowledged(claimed.acked)
                 for record in claimed.lost:
-                    self._applied(False, record)
+                    self.recorder.applied(False, record)
                 return claimed.jobs
             if self.stop.stopping:
                 return []
@@ -431,7 +370,7 @@ class Worker:
                     return
                 self.outage.down(exc)
                 continue
-            self._acknowledged(flushed.acked)
+            self.recorder.acknowledged(flushed.acked)
             self.release(flushed.jobs)
             return
 
@@ -455,55 +394,6 @@ class Worker:
             self.beat.retire()
         except StorageUnavailable as exc:
             self.logger.warning("could not remove this worker from the registry: %s", exc)
-
-    def _acknowledged(self, acked: Sequence[tuple[Success, bool]]) -> None:
-        for success, applied in acked:
-            self.held.drop(success.record.id)
-            if self._applied(applied, success.record):
-                self._tally(success.record, "succeeded", success.elapsed)
-                self.summary.succeeded += 1
-                if success.logger.isEnabledFor(logging.INFO):
-                    success.logger.info(
-                        "succeeded %s id=%s in %s",
-                        success.record.name,
-                        success.record.id,
-                        duration(success.elapsed),
-                    )
-
-    def _tally(self, record: JobRecord, outcome: str, elapsed: float) -> None:
-        if self.stats is not None:
-            self.stats.add(record.queue, record.name, outcome, elapsed)
-
-    def _write(self, held: Held, write: Callable[[], bool]) -> bool:
-        """Apply a worker-owned write, retrying while the store is unreachable. ``False``
-        when the lock had been taken over: the new owner's state is left alone."""
-        with self._record_lock:  # the heartbeat writes for a stuck run from its thread
-            try:
-                applied = self.outage.retrying(write)
-            finally:
-                self.held.drop(held.record.id)
-        return self._applied(applied, held.record)
-
-    def _applied(self, applied: bool, record: JobRecord) -> bool:
-        if not applied:
-            self.summary.lock_lost += 1
-            self.logger.warning(
-                "job %s (%s): the lock was lost (expired and taken by another worker, or the "
-                "job was deleted); this worker's outcome was not recorded",
-                record.id,
-                record.name,
-            )
-        return applied
-
-    def release(self, records: Sequence[JobRecord]) -> None:
-        for record in records:
-            try:
-                if self.adapter.release(record.id, record.lock_token or ""):
-                    self.summary.released += 1
-            except StorageUnavailable as exc:
-                self.logger.warning("could not give back job %s: %s", record.id, exc)
-            finally:
-                self.held.drop(record.id)
 
     def schedule_recurring(self) -> int:
         try:
