@@ -342,7 +342,7 @@ class JobOptions:
             delay=self.wait or 0.0,
             run_at=self.wait_until,
             unique_key=unique_key,
-            **_limits(job_class, args, kwargs),
+            **flow_limits(job_class, args, kwargs),
         )
 
     def _adapter_for(self, new_jobs: list[NewJob]) -> Adapter:
@@ -511,7 +511,9 @@ def _check_limits(cls: type[Job], where: str) -> None:
         raise ConfigurationError(f"{where}: {exc}") from None
 
 
-def _limits(job_class: type[Job], args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+def flow_limits(
+    job_class: type[Job], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> dict[str, Any]:
     """The ``NewJob`` fields of a call's flow-control limits (none for most jobs)."""
     if job_class.max_concurrency is None and job_class._rate is None:
         return {}

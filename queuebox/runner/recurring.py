@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 
 from queuebox import config, registry
 from queuebox.backends.base import Adapter, NewJob, RecurringStore
+from queuebox.job import flow_limits
 from queuebox.payload import encode_handler
 
 if TYPE_CHECKING:
@@ -200,4 +201,5 @@ class RecurringScheduler:
             priority=job_class.priority,
             run_at=tick,
             unique_key=unique_key_for(job_class),
+            **flow_limits(job_class, (), {}),
         )
