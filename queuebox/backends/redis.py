@@ -38,14 +38,15 @@ from queuebox.backends.redis_calls import (
     delay_ms,
     enqueue_batches,
     jobs_by_queue,
+    latest_ticks,
     lease_ms,
     lock_calls,
     moment_ms,
     pack_jobs,
     queue_counts,
     refused_schedule,
+    requested,
     scheduled_records,
-    tick_ms,
 )
 from queuebox.backends.redis_client import (
     AsyncClients,
@@ -58,7 +59,6 @@ from queuebox.backends.redis_codec import (
     ClaimedBatch,
     claim_order,
     decode_record,
-    from_ms,
     new_record,
 )
 from queuebox.backends.redis_keys import (
@@ -232,7 +232,6 @@ class RedisAdapter(Adapter, ClaimAhead, RecurringStore, Cancellation, AsyncSched
     def recurring_ticks(self) -> dict[str, datetime]:
         """The ``ticks`` hashes of every registered queue, read in one pipeline (per node on a
         cluster); a key recorded in several queues (its job moved) gives its latest tick."""
-        latest: dict[str, int] = {}
         with self._translated_errors():
             names = self._registry.everything()
             if not names:
@@ -240,14 +239,7 @@ class RedisAdapter(Adapter, ClaimAhead, RecurringStore, Cancellation, AsyncSched
             pipe = self._client.pipeline(transaction=False)
             for queue in names:
                 pipe.hgetall(self._keys(queue).ticks)
-            replies = pipe.execute()
-        for reply in replies:
-            for raw_key, raw_tick in reply.items():
-                tick = tick_ms(raw_tick)
-                if tick is not None:  # else written past queuebox: as if none was recorded
-                    name = raw_key.decode(errors="replace")
-                    latest[name] = max(tick, latest.get(name, tick))
-        return {name: from_ms(ms) for name, ms in latest.items()}
+            return latest_ticks(pipe.execute())
 
     # -- execution --------------------------------------------------------------------------
 
@@ -398,12 +390,7 @@ class RedisAdapter(Adapter, ClaimAhead, RecurringStore, Cancellation, AsyncSched
             for queue, jobs in by_queue.items():
                 pipe.smismember(self._keys(queue).cancelling, [number for _, number in jobs])
             replies = pipe.execute()
-        return {
-            job
-            for jobs, flags in zip(by_queue.values(), replies, strict=True)
-            for (job, _), flag in zip(jobs, flags, strict=True)
-            if flag
-        }
+        return requested(by_queue, replies)
 
     def mark_cancelled(self, job_id: str, lock_token: str, *, error: str | None = None) -> bool:
         given: list[str | int] = [1, error] if error is not None else [0, ""]

@@ -43,14 +43,15 @@ __all__ = [
     "delay_ms",
     "enqueue_batches",
     "jobs_by_queue",
+    "latest_ticks",
     "lease_ms",
     "lock_calls",
     "moment_ms",
     "pack_jobs",
     "queue_counts",
     "refused_schedule",
+    "requested",
     "scheduled_records",
-    "tick_ms",
 ]
 
 _APPLIED = ord("1")
@@ -287,11 +288,30 @@ def jobs_by_queue(job_ids: Sequence[str]) -> dict[str, list[tuple[str, int]]]:
     return by_queue
 
 
-def tick_ms(raw: bytes) -> int | None:
-    """A recorded tick (ms), or ``None`` for a value that is not one a client can read."""
-    try:
-        tick = int(raw)
-        from_ms(tick)
-    except (ValueError, OverflowError):
-        return None
-    return tick
+def requested(
+    by_queue: dict[str, list[tuple[str, int]]], replies: Sequence[Sequence[int]]
+) -> set[str]:
+    """The ids whose ``SMISMEMBER`` flag (one reply per queue of ``by_queue``) is set."""
+    return {
+        job
+        for jobs, flags in zip(by_queue.values(), replies, strict=True)
+        for (job, _), flag in zip(jobs, flags, strict=True)
+        if flag
+    }
+
+
+def latest_ticks(replies: Sequence[dict[bytes, bytes]]) -> dict[str, datetime]:
+    """The latest tick of each recurring key in the queues' ``ticks`` hashes (a key recorded
+    in several queues, its job moved, gives its latest); a value no client can read, written
+    past queuebox, counts as no tick recorded."""
+    latest: dict[str, int] = {}
+    for reply in replies:
+        for raw_key, raw_tick in reply.items():
+            try:
+                tick = int(raw_tick)
+                from_ms(tick)
+            except (ValueError, OverflowError):
+                continue
+            name = raw_key.decode(errors="replace")
+            latest[name] = max(tick, latest.get(name, tick))
+    return {name: from_ms(ms) for name, ms in latest.items()}

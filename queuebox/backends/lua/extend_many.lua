@@ -5,9 +5,19 @@
 -- complete_many.lua).
 -- Returns one character per job, in order: '1', or '0' (that job unchanged) when the token is
 -- not the job's current lock token.
+-- The record renewed until expires, packed, or nil when token is not its lock token; the
+-- values are changed in place, as the claim does (lock_record). Raises for bytes that are
+-- not a record.
+local function renewed(raw, token, now, expires)
+  local t = numeric(cmsgpack.unpack(raw))
+  if not t[11] or t[11] ~= token then return nil end
+  t[6], t[10] = now - t[4], expires
+  return pack_locked(t)
+end
+
 local now = now_ms()
 local expires = now + tonumber(ARGV[1])
-local out, running = {}, {}
+local out, running, saved = {}, {}, {}
 local members, tokens = {}, {}
 for member, given in string.gmatch(ARGV[2], '(%d+):([%w_%-]+)') do
   members[#members + 1], tokens[#tokens + 1] = member, given
@@ -17,12 +27,11 @@ for i = 1, #members, 500 do
   local raws = redis.call('HMGET', Q.jobs, tunpack(members, i, last))
   for j = i, last do
     local member, raw = members[j], raws[j - i + 1]
-    local ok, r = false, nil
-    if raw then ok, r = pcall(decode_job, raw) end
-    if ok and r[11] and r[11] == tokens[j] then
-      r[6], r[10] = now, expires
-      save_job(tonumber(member), r)
-      local k = #running
+    local ok, packed = false, nil
+    if raw then ok, packed = pcall(renewed, raw, tokens[j], now, expires) end
+    if ok and packed then
+      local k = #saved
+      saved[k + 1], saved[k + 2] = member, packed
       running[k + 1], running[k + 2] = int(expires), member
       out[j] = '1'
     else
@@ -30,5 +39,6 @@ for i = 1, #members, 500 do
     end
   end
 end
+call_chunked('HSET', Q.jobs, saved, 500)
 call_chunked('ZADD', Q.running, running, 500)
 return table.concat(out)

@@ -134,14 +134,10 @@ local function save_job(n, r) -- returns the packed record
   return raw
 end
 
--- The packed record of a claimed job: updated_at = now, one more attempt, locked by worker
--- until expires with token. Raises for bytes that are not a record. The claim's hot path:
--- it changes the unpacked values in place rather than through decode_job and pack_job.
-local function lock_record(raw, now, worker, expires, token)
-  local t = numeric(cmsgpack.unpack(raw))
-  t[6], t[7] = now - t[4], t[7] + 1
-  t[8], t[9], t[10], t[11] = now, worker, expires, token
-  for i = 12, FIELDS do -- what follows the lock fields: absent as false, none trailing
+-- t, an unpacked record whose lock fields (8 to 11) are set, packed again: the values after
+-- them absent as false, none trailing (a record of an earlier version may hold nil there).
+local function pack_locked(t)
+  for i = 12, FIELDS do
     if t[i] == nil then t[i] = false end
   end
   for i = FIELDS, 12, -1 do
@@ -149,6 +145,16 @@ local function lock_record(raw, now, worker, expires, token)
     t[i] = nil
   end
   return cmsgpack.pack(t)
+end
+
+-- The packed record of a claimed job: updated_at = now, one more attempt, locked by worker
+-- until expires with token. Raises for bytes that are not a record. The claim's hot path:
+-- it changes the unpacked values in place rather than through decode_job and pack_job.
+local function lock_record(raw, now, worker, expires, token)
+  local t = numeric(cmsgpack.unpack(raw))
+  t[6], t[7] = now - t[4], t[7] + 1
+  t[8], t[9], t[10], t[11] = now, worker, expires, token
+  return pack_locked(t)
 end
 
 -- redis.call(command, key, the values of list) in chunks of at most per values (even, so that
