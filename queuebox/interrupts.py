@@ -2,8 +2,10 @@
 
 Both are ``BaseException`` subclasses, as ``asyncio.CancelledError`` is, so that a job's own
 ``except Exception`` does not swallow them and go on running. A sync job gets them raised
-inside its thread (at the next Python instruction it runs, so not inside a blocking C call);
-an async job gets its task cancelled, and the worker records the reason.
+inside its thread (at the next Python instruction it runs, so not inside a blocking C call).
+An async job gets its task cancelled, the asyncio way: it sees ``asyncio.CancelledError``
+(whose message names the reason, ``"JobCancelled"`` or ``"JobTimeout"``), and the worker
+records the reason. Either way ``self.cancelled`` is already true when a cancel stops it.
 """
 
 from __future__ import annotations

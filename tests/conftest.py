@@ -108,6 +108,29 @@ def memory_store() -> MemoryAdapter:
     return adapter
 
 
+def _open_store(name: str, request: pytest.FixtureRequest, folder: Path) -> tuple[str, str]:
+    """``(url, tag)`` of a fresh store of kind ``name``: its own SQLite file, PostgreSQL
+    schema or Redis key prefix."""
+    tag = "t" + uuid.uuid4().hex[:12]
+    if name == "sqlite":
+        return f"sqlite:///{folder / 'store.db'}", tag
+    if name == "postgres":
+        return f"{request.getfixturevalue('postgres_url')}?schema={tag}", tag
+    return f"{request.getfixturevalue('redis_url')}?prefix={tag}", tag
+
+
+def _remove_store(name: str, url: str, tag: str, request: pytest.FixtureRequest) -> None:
+    if name == "postgres":
+        _drop_schema(request.getfixturevalue("postgres_url"), tag)
+    elif name == "redis":
+        adapter = from_url(url)
+        try:
+            if isinstance(adapter, Purgeable):
+                adapter.purge()
+        finally:
+            adapter.close()
+
+
 @pytest.fixture(
     params=[
         "memory",
@@ -119,24 +142,37 @@ def memory_store() -> MemoryAdapter:
 def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Adapter]:
     """Each store in turn, fresh and empty, configured as queuebox's store for the test."""
     name = request.param
-    tag = "t" + uuid.uuid4().hex[:12]
     if name == "memory":
         adapter: Adapter = MemoryAdapter()
-    elif name == "sqlite":
-        adapter = from_url(f"sqlite:///{tmp_path / 'store.db'}")
-    elif name == "postgres":
-        adapter = from_url(f"{request.getfixturevalue('postgres_url')}?schema={tag}")
+        url, tag = "memory://", ""
     else:
-        adapter = from_url(f"{request.getfixturevalue('redis_url')}?prefix={tag}")
+        url, tag = _open_store(name, request, tmp_path)
+        adapter = from_url(url)
     config.configure(adapter=adapter)
     try:
         yield adapter
     finally:
-        if isinstance(adapter, Purgeable):
-            adapter.purge()
         adapter.close()
-        if name == "postgres":
-            _drop_schema(request.getfixturevalue("postgres_url"), tag)
+        if name != "memory":
+            _remove_store(name, url, tag, request)
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("redis", marks=pytest.mark.redis),
+    ]
+)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of each store that worker processes can share, fresh and empty; removed
+    after the test."""
+    name = request.param
+    url, tag = _open_store(name, request, tmp_path)
+    try:
+        yield url
+    finally:
+        _remove_store(name, url, tag, request)
 
 
 def _drop_schema(url: str, schema: str) -> None:

@@ -15,7 +15,17 @@ from typing import Any
 
 from queuebox.backends.base import Adapter, NewJob
 
-__all__ = ["JOBS_MODULE", "CoreOnly", "Process", "enqueue", "ledger", "wait_until", "write_project"]
+__all__ = [
+    "JOBS_MODULE",
+    "CoreOnly",
+    "Process",
+    "enqueue",
+    "ledger",
+    "peak_overlap",
+    "runs",
+    "wait_until",
+    "write_project",
+]
 
 #: Jobs for worker processes: each writes a line to ``ledger.txt`` in the project folder.
 JOBS_MODULE = textwrap.dedent(
@@ -44,6 +54,42 @@ JOBS_MODULE = textwrap.dedent(
         async def perform(self, seconds):
             note(f"start {self.record.id} {os.getpid()} {time.time()}")
             await asyncio.sleep(seconds)
+            note(f"done {self.record.id} {os.getpid()} {time.time()}")
+
+    class Spin(Job):
+        # Busy Python code: a stop lands at once. Notes how each run ended.
+
+        def perform(self, seconds):
+            note(f"start {self.record.id} {os.getpid()} {time.time()}")
+            ended = "done"
+            try:
+                deadline = time.monotonic() + seconds
+                while time.monotonic() < deadline:
+                    pass
+            except BaseException as exc:
+                ended = type(exc).__name__
+                raise
+            finally:
+                note(f"{ended} {self.record.id} {os.getpid()} {time.time()} {self.cancelled}")
+
+    class AsyncWait(Job):
+        async def perform(self, seconds):
+            note(f"start {self.record.id} {os.getpid()} {time.time()}")
+            ended = "done"
+            try:
+                await asyncio.sleep(seconds)
+            except BaseException as exc:
+                ended = type(exc).__name__
+                raise
+            finally:
+                note(f"{ended} {self.record.id} {os.getpid()} {time.time()} {self.cancelled}")
+
+    class Stuck(Job):
+        # Blocked in C code: no interruption reaches it until the call returns.
+
+        def perform(self, seconds):
+            note(f"start {self.record.id} {os.getpid()} {time.time()}")
+            time.sleep(seconds)
             note(f"done {self.record.id} {os.getpid()} {time.time()}")
     """
 )
@@ -161,3 +207,28 @@ class CoreOnly(Adapter):
 
     def clear(self, queues: Any = None) -> int:
         return self.inner.clear(queues)
+
+
+def runs(project: Path) -> list[tuple[str, float, float]]:
+    """``(job id, start, end)`` of every run in the ledger that has both lines."""
+    started: dict[tuple[str, str], float] = {}
+    found = []
+    for line in ledger(project):
+        parts = line.split()
+        if len(parts) < 4:
+            continue
+        key = (parts[1], parts[2])  # job id, pid
+        if parts[0] == "start":
+            started[key] = float(parts[3])
+        elif key in started:
+            found.append((parts[1], started.pop(key), float(parts[3])))
+    return found
+
+
+def peak_overlap(spans: list[tuple[str, float, float]]) -> int:
+    edges = sorted([(start, 1) for _, start, _ in spans] + [(end, -1) for _, _, end in spans])
+    peak = current = 0
+    for _, change in edges:
+        current += change
+        peak = max(peak, current)
+    return peak

@@ -109,7 +109,7 @@ class Held:
             if reason is Reason.CANCEL and self.instance is not None:
                 self.instance.cancelled = True
             if self.task is not None and self.loop is not None:
-                self.loop.call_soon_threadsafe(self.task.cancel, reason.name)
+                self.loop.call_soon_threadsafe(self.task.cancel, reason.value.__name__)
             elif self.thread_id is not None:
                 _raise_in_thread(self.thread_id, reason.value)
             return True
