@@ -25,13 +25,21 @@ LEASE = 2.0
 
 
 @pytest.mark.timeout(scale(150, 900))
-def test_random_sigkills_lose_nothing(project: Project) -> None:
-    # Workers on the jobs' one queue: on Redis they claim the next batch while one runs.
+@pytest.mark.parametrize("concurrency", [1, 16])
+def test_random_sigkills_lose_nothing(project: Project, concurrency: int) -> None:
+    # Workers on the jobs' one queue: on Redis they claim the next batch while one runs; with
+    # concurrency, each holds up to 16 runs in flight when it is killed.
     project.configure(
-        queue="default", lease=LEASE, batch_size=BATCH, sleep_delay=0.5, max_attempts=50
+        queue="default",
+        lease=LEASE,
+        batch_size=BATCH,
+        sleep_delay=0.5,
+        max_attempts=50,
+        concurrency=concurrency,
     )
     store = project.store.adapter
-    ids = [record.id for record in store.schedule(new_jobs("Note", [JOB_SECONDS], JOBS))]
+    seconds = JOB_SECONDS * (8 if concurrency > 1 else 1)  # as long a drain, more in flight
+    ids = [record.id for record in store.schedule(new_jobs("Note", [seconds], JOBS))]
     workers = [project.worker(name=f"w{i}") for i in range(WORKERS)]
     rng = random.Random(7)
     started = time.monotonic()
@@ -66,13 +74,18 @@ def test_random_sigkills_lose_nothing(project: Project) -> None:
         assert attempts == sorted(set(attempts)), f"{job}: attempts {attempts}"
     # What a killed worker ran without its acknowledgement reaching the store: the batch in
     # hand, and on a store that claims ahead (queuebox.runner.claims) the batch before it,
-    # whose acknowledgement may still have been in flight.
-    limit = 2 * BATCH if project.store.kind == "redis" else BATCH
+    # whose acknowledgement may still have been in flight; with concurrency, the runs in
+    # flight and the successes waiting to go out with the next claim.
+    if concurrency > 1:
+        limit = 2 * concurrency
+    else:
+        limit = 2 * BATCH if project.store.kind == "redis" else BATCH
     assert all(count <= limit for count in in_hand.values()), in_hand
     codes = project.stop_all()
     assert set(codes.values()) <= {0}, project.logs()
     print(
-        f"\n[chaos] {project.store.kind}: {JOBS} jobs, {len(project.killed)} workers killed, "
+        f"\n[chaos] {project.store.kind} -c {concurrency}: {JOBS} jobs, "
+        f"{len(project.killed)} workers killed, "
         f"{sum(len(f) - 1 for f in duplicates.values())} duplicate runs of "
         f"{len(duplicates)} jobs, 0 lost, {elapsed:.1f}s"
     )
