@@ -410,8 +410,8 @@ class FlowControl(abc.ABC):
     claim on the store's clock.
 
     ``claim`` (and every fused claim) of a store that declares it never returns a job of a
-    paused queue; it skips a job whose key already has ``max_concurrency`` runs holding live
-    locks, or whose key had ``rate_limit.count`` starts in the last ``rate_limit.per``
+    paused queue; it skips a job whose (queue, key) already has ``max_concurrency`` runs
+    holding live locks, or had ``rate_limit.count`` starts in the last ``rate_limit.per``
     seconds, and takes the next eligible one (other keys are never held up, and the claim
     does not walk the held-back jobs one by one). A job held back spends no attempt. A run
     frees its key's slot when its outcome is written, or when its lock lapses.

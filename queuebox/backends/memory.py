@@ -140,7 +140,8 @@ class MemoryAdapter(
         self._work_added = threading.Condition(self._lock)
         self._clock_offset = timedelta(0)
         self._paused: set[str] = set()
-        self._starts: dict[str, collections.deque[datetime]] = {}  # limit key -> recent starts
+        # (queue, limit key) -> its recent starts
+        self._starts: dict[tuple[str, str], collections.deque[datetime]] = {}
         self._workers: dict[str, tuple[str, datetime, float]] = {}  # id -> (record, beat, ttl)
         self._stats: dict[tuple[datetime, str, str], MinuteStats] = {}
 
@@ -241,7 +242,7 @@ class MemoryAdapter(
                 key=lambda row: (row.priority, row.run_at, row.id),
             )
             running = collections.Counter(
-                row.limit_key
+                (row.queue, row.limit_key)
                 for row in self._rows.values()
                 if row.limit_key is not None and row.lock_is_live(now)
             )
@@ -262,11 +263,13 @@ class MemoryAdapter(
                 claimed.append(row.record(now, with_token=True))
             return claimed
 
-    def _within_limits(self, row: _Row, running: collections.Counter[str], now: datetime) -> bool:
+    def _within_limits(
+        self, row: _Row, running: collections.Counter[tuple[str, str]], now: datetime
+    ) -> bool:
         """Whether ``row`` may start now under its key's limits; if so, count its start."""
-        key = row.limit_key
-        if key is None:
+        if row.limit_key is None:
             return True
+        key = (row.queue, row.limit_key)
         if row.max_concurrency is not None and running[key] >= row.max_concurrency:
             return False
         if row.rate_limit is not None:
@@ -482,11 +485,15 @@ class MemoryAdapter(
         """When ``row`` can next be claimed, as far as time alone tells (``None``: when a
         run of its key ends, which notifies waiters)."""
         due = row.run_at if row.lock_expires_at is None else max(row.run_at, row.lock_expires_at)
-        key = row.limit_key
-        if key is None or due > now:
+        if row.limit_key is None or due > now:
             return due
+        key = (row.queue, row.limit_key)
         if row.max_concurrency is not None:
-            live = sum(1 for r in self._rows.values() if r.limit_key == key and r.lock_is_live(now))
+            live = sum(
+                1
+                for r in self._rows.values()
+                if (r.queue, r.limit_key) == key and r.lock_is_live(now)
+            )
             if live >= row.max_concurrency:
                 return None
         if row.rate_limit is not None:

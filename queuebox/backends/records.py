@@ -131,10 +131,11 @@ class NewJob:
     delay: float = 0.0
     run_at: datetime | None = None
     unique_key: str | None = None
-    #: Flow control (stores that declare ``FlowControl``): runs that share a ``limit_key``
-    #: count together; at most ``max_concurrency`` of them run at once, and at most
-    #: ``rate_limit`` of them start in any window. A job held back waits; it spends no
-    #: attempt and never blocks jobs of other keys.
+    #: Flow control (stores that declare ``FlowControl``): runs of one queue that share a
+    #: ``limit_key`` count together (per queue, as unique keys are, so that a store can keep
+    #: a limit beside its queue's jobs); at most ``max_concurrency`` of them run at once,
+    #: and at most ``rate_limit`` of them start in any window. A job held back waits; it
+    #: spends no attempt and never blocks jobs of other keys.
     limit_key: str | None = None
     max_concurrency: int | None = None
     rate_limit: RateLimit | None = None
