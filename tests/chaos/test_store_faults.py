@@ -15,6 +15,7 @@ import pytest
 
 from queuebox import from_url
 from queuebox.backends.base import JobState
+from queuebox.backends.redis import RedisAdapter
 from queuebox.errors import PayloadError, StorageUnavailable
 
 from .conftest import (
@@ -252,7 +253,8 @@ def test_redis_record_that_is_not_msgpack(redis_store: Store, tmp_path: Path) ->
         project.configure(lease=5.0, sleep_delay=0.3)
         [broken] = adapter.schedule(new_jobs("Note", [], 1, priority=1))
         number = broken.id.rsplit("/", 1)[1]
-        client = adapter._client  # type: ignore[attr-defined]
+        assert isinstance(adapter, RedisAdapter)
+        client = adapter.client
         client.hset(f"{store.namespace}:{{default}}:jobs", number, b"\xc1 not msgpack")
         good = [r.id for r in adapter.schedule(new_jobs("Note", [], 5))]
         worker = project.worker(name="w0")
@@ -264,7 +266,8 @@ def test_redis_record_that_is_not_msgpack(redis_store: Store, tmp_path: Path) ->
         record = adapter.get(broken.id)
         assert record is not None and record.state is JobState.FAILED
         assert record.last_error is not None
-        assert record.last_error.startswith("PayloadError: the stored record is not")
+        assert record.last_error.startswith("UnreadableRecord: the stored record of job")
+        assert "not msgpack" in record.last_error
         assert [job.id for job in adapter.list_jobs(states=[JobState.FAILED])] == [broken.id]
         assert [(c.failed, c.total) for c in adapter.counts()] == [(1, 1)]
         assert adapter.delete(broken.id)
