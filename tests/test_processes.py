@@ -312,3 +312,28 @@ def test_a_parent_cold_stop_gives_the_lock_back(
     job = store.get(job_id)
     assert job is not None and job.state is JobState.READY and job.attempts == 0, job
     assert [line.split()[0] for line in ledger(project)] == ["start"]
+
+
+def test_work_n_children_get_the_store_through_the_environment(
+    project: Path, store: Adapter, processes: list[Process]
+) -> None:
+    """A password in the URL must not show in ``ps``: the children's command lines hold
+    neither the URL nor the app modules; their environment does."""
+    url = f"sqlite:///{project / 'jobs.db'}?busy_timeout=30"
+    pool = Process(project, "--url", url, "--app", "proc_jobs", "work", "-n", "2")
+    processes.append(pool)
+    enqueue(store, "Record", ["x"], n=2)
+    wait_until(lambda: len(ledger(project)) == 2, what="both jobs")
+    children = subprocess.run(
+        ["pgrep", "-P", str(pool.popen.pid)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    assert len(children) == 2
+    for pid in children:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        assert not any(b"sqlite" in arg or b"proc_jobs" in arg for arg in argv), argv
+        assert b"--url" not in argv and b"--app" not in argv
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert f"QUEUEBOX_URL={url}".encode() in environ
+        assert b"QUEUEBOX_APP=proc_jobs" in environ
+    pool.signal(signal.SIGTERM)
+    assert pool.wait() == 0, pool.output()

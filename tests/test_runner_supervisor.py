@@ -111,7 +111,7 @@ def _kill_everything_under(folder: Path) -> None:
     run = folder / ".queuebox"
     pids: list[object] = []
     with contextlib.suppress(OSError, ValueError):
-        pids.append(int((run / "supervisor.pid").read_text()))
+        pids.append(int((run / "supervisor.pid").read_text().splitlines()[0]))
     with contextlib.suppress(OSError, ValueError):
         pids += [w["pid"] for w in json.loads((run / "supervisor.json").read_text())["workers"]]
     for pid in pids:
@@ -179,7 +179,8 @@ def worker_pids(project: Path) -> dict[str, int]:
 
 
 def supervisor_pid(project: Path) -> int:
-    return int((project / ".queuebox" / "supervisor.pid").read_text())
+    """Line 1 of the pid file (line 2 holds the supervisor's start identity)."""
+    return int((project / ".queuebox" / "supervisor.pid").read_text().splitlines()[0])
 
 
 def log(project: Path) -> str:
@@ -356,9 +357,25 @@ def test_stop_escalates_to_sigkill_and_the_job_is_kept(project: Path, store: Ada
     assert job is not None, "the job was lost"
 
 
-def test_start_fails_fast_with_the_log_when_workers_cannot_come_up(tmp_path: Path) -> None:
+def test_start_refuses_an_app_module_it_cannot_import(tmp_path: Path) -> None:
     (tmp_path / "queuebox.toml").write_text(
         f'url = "sqlite:///{tmp_path / "jobs.db"}"\napp = ["no_such_module"]\n'
+    )
+    result = queuebox(tmp_path, "start", "-n", "2")
+    assert result.returncode == 1
+    assert "cannot import the app module 'no_such_module'" in result.stderr
+    assert not (tmp_path / ".queuebox").exists(), "nothing was launched"
+
+
+def test_start_fails_fast_with_the_log_when_workers_cannot_come_up(tmp_path: Path) -> None:
+    # The app imports in `start` itself, and breaks in the worker processes only.
+    (tmp_path / "half_app.py").write_text(
+        "import sys\n"
+        "if '--child-settings' in sys.argv:\n"
+        "    raise ImportError('this module cannot be imported in a worker')\n"
+    )
+    (tmp_path / "queuebox.toml").write_text(
+        f'url = "sqlite:///{tmp_path / "jobs.db"}"\napp = ["half_app"]\n'
     )
     try:
         began = time.monotonic()
@@ -367,7 +384,84 @@ def test_start_fails_fast_with_the_log_when_workers_cannot_come_up(tmp_path: Pat
         assert time.monotonic() - began < 15
         assert "queuebox did not start: worker *#" in result.stderr
         assert "died during start-up: exit code 1" in result.stderr
-        assert "cannot import the app module 'no_such_module'" in result.stderr
+        assert "cannot import the app module 'half_app'" in result.stderr
         assert not (tmp_path / ".queuebox" / "supervisor.pid").exists()
     finally:
         _kill_everything_under(tmp_path)
+
+
+def test_config_groups_on_one_queue_each_get_their_own_label(project: Path, store: Adapter) -> None:
+    (project / "queuebox.toml").write_text(
+        (project / "queuebox.toml").read_text()
+        + '[[workers]]\nqueue = "email"\ncount = 2\nsleep_delay = 0.2\n'
+        + '[[workers]]\nqueue = "*"\nbatch_size = 5\nsleep_delay = 0.2\nlease = 2\n'
+    )
+    started = queuebox(project, "start")
+    assert started.returncode == 0, started.stderr + log(project)
+    pids = worker_pids(project)
+    assert sorted(pids) == ["*#1", "*#2", "email#1", "email#2"]
+    assert len(set(pids.values())) == 4
+    supervisor = supervisor_pid(project)
+    assert queuebox(project, "stop").returncode == 0
+    assert_all_gone(project, supervisor, list(pids.values()))
+
+
+def test_the_log_file_is_readable_by_its_owner_only(project: Path, store: Adapter) -> None:
+    custom = project / "logs" / "custom.log"
+    started = queuebox(project, "start", "-n", "1", "--log-file", str(custom))
+    assert started.returncode == 0, started.stderr
+    supervisor = supervisor_pid(project)
+    assert custom.stat().st_mode & 0o777 == 0o600
+    assert queuebox(project, "stop").returncode == 0
+    wait_until(lambda: not running(supervisor), timeout=10, what="the supervisor to exit")
+    foreground_log = project / "foreground.log"
+    code = "import sys; from pathlib import Path; from queuebox.runner.supervisor import "
+    code += "redirect_output; redirect_output(Path(sys.argv[1])); print('x')"
+    subprocess.run([sys.executable, "-c", code, str(foreground_log)], check=True)
+    assert foreground_log.read_text() == "x\n"
+    assert foreground_log.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql://qb:hunter2@127.0.0.1:1/none", "redis://:hunter2@127.0.0.1:1/0"]
+)
+def test_start_refuses_an_unreachable_store(tmp_path: Path, url: str) -> None:
+    (tmp_path / "run_jobs.py").write_text(JOBS_MODULE)
+    (tmp_path / "queuebox.toml").write_text(f'url = "{url}"\napp = ["run_jobs"]\n')
+    try:
+        began = time.monotonic()
+        result = queuebox(tmp_path, "start", "-n", "1", "--wait", "10")
+        assert result.returncode == 1, result.stdout
+        assert time.monotonic() - began < 12
+        assert "queuebox did not start: the store cannot be used: " in result.stderr
+        assert "hunter2" not in result.stderr + result.stdout
+        assert "started" not in result.stdout
+        assert not (tmp_path / ".queuebox" / "supervisor.pid").exists()
+        restarted = queuebox(tmp_path, "restart", "-n", "1", "--wait", "10")
+        assert restarted.returncode == 1 and "queuebox was not restarted" in restarted.stderr
+    finally:
+        _kill_everything_under(tmp_path)
+
+
+def test_stop_leaves_a_process_that_reused_the_pid_alone(tmp_path: Path) -> None:
+    """``docker start queuebox-web`` once got SIGTERM then SIGKILL from a stale pid file."""
+    lookalike = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "start", "queuebox-web"]
+    )
+    try:
+        run = tmp_path / ".queuebox"
+        run.mkdir()
+        (run / "supervisor.pid").write_text(f"{lookalike.pid}\n")
+        (run / "supervisor.json").write_text(json.dumps({"workers": [{"pid": lookalike.pid}]}))
+        status = queuebox(tmp_path, "status")
+        assert f"supervisor: not running (stale pid file {run / 'supervisor.pid'}" in status.stdout
+        stopped = queuebox(tmp_path, "stop", "--timeout", "0.5")
+        assert stopped.returncode == 0, stopped.stderr
+        assert f"pid {lookalike.pid} is another process now" in stopped.stdout
+        assert "it was not signalled" in stopped.stdout
+        time.sleep(0.5)
+        assert lookalike.poll() is None, "an unrelated process was signalled"
+        assert not (run / "supervisor.pid").exists()
+    finally:
+        lookalike.kill()
+        lookalike.wait()

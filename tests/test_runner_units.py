@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,9 +22,14 @@ from queuebox.runner.managed import Limits, ManagedWorker, StatusReporter, resid
 from queuebox.runner.pidfile import (
     AlreadyRunning,
     PidFile,
-    is_supervisor,
+    SupervisorRecord,
     process_alive,
+    process_identity,
     read_pid,
+    read_supervisor,
+    remove_if_stale,
+    same_process,
+    signal_process,
 )
 from queuebox.runner.proctitle import COMM_LIMIT, short_name
 from queuebox.runner.rundir import RunDir
@@ -39,15 +45,45 @@ class RunnerUnitCount(Job):
         ran.append(n)
 
 
+#: A process that holds a pid file as a supervisor does, deaf to SIGTERM (as a supervisor
+#: waiting for a long job is): the pid file's path is its argument.
+HOLDER = (
+    "import signal, sys, time; from pathlib import Path; "
+    "from queuebox.runner.pidfile import PidFile; "
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    "PidFile(Path(sys.argv[1])).acquire(); print('ready', flush=True); time.sleep(60)"
+)
+
+
 @pytest.fixture
-def sleeper() -> Iterator[subprocess.Popen[bytes]]:
-    """A live process whose command line looks like a queuebox supervisor's."""
+def processes() -> Iterator[list[subprocess.Popen[str]]]:
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for process in started:
+        process.kill()
+        process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def holder(path: Path, started: list[subprocess.Popen[str]]) -> subprocess.Popen[str]:
     process = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(60)", "queuebox", "supervise"]
+        [sys.executable, "-c", HOLDER, str(path)], stdout=subprocess.PIPE, text=True
     )
-    yield process
-    process.kill()
-    process.wait()
+    started.append(process)
+    assert process.stdout is not None and process.stdout.readline() == "ready\n"
+    return process
+
+
+def lookalike(started: list[subprocess.Popen[str]]) -> subprocess.Popen[str]:
+    """A live process whose arguments look like a supervisor's (``docker start queuebox-web``
+    did, and was killed by the old check)."""
+    code = "import time; time.sleep(60)"
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, "start", "queuebox-web", "supervise"], text=True
+    )
+    started.append(process)
+    return process
 
 
 def _dead_pid() -> int:
@@ -59,48 +95,147 @@ def _dead_pid() -> int:
 # -- pid file ------------------------------------------------------------------------------------
 
 
-def test_pid_file_is_created_with_our_pid_and_removed_on_release(tmp_path: Path) -> None:
+def test_pid_file_holds_our_pid_and_start_and_is_removed_on_release(tmp_path: Path) -> None:
     path = tmp_path / "run" / "supervisor.pid"
     pid_file = PidFile(path)
     pid_file.acquire()
+    identity = process_identity(os.getpid())
+    assert identity is not None and identity.startswith(f"{os.getpid()}:")
+    assert path.read_text() == f"{os.getpid()}\nstart={identity}\n"
     assert read_pid(path) == os.getpid()
+    record = read_supervisor(path)
+    assert record == SupervisorRecord(os.getpid(), identity, locked=True) and record.running
     assert pid_file.replaced_stale is None
     assert [p.name for p in path.parent.iterdir()] == ["supervisor.pid"]  # no temporary left
     pid_file.release()
     assert not path.exists()
 
 
-def test_a_live_supervisor_refuses_a_second(
-    tmp_path: Path, sleeper: subprocess.Popen[bytes]
-) -> None:
-    path = tmp_path / "supervisor.pid"
-    path.write_text(f"{sleeper.pid}\n")
-    assert is_supervisor(sleeper.pid)
-    with pytest.raises(AlreadyRunning, match=f"already running \\(supervisor pid {sleeper.pid}"):
-        PidFile(path).acquire()
-    PidFile(path).release()  # not ours: left alone
-    assert read_pid(path) == sleeper.pid
-
-
-@pytest.mark.parametrize("content", ["dead", "not queuebox", "garbage", "empty"])
-def test_a_stale_pid_file_is_replaced(tmp_path: Path, content: str) -> None:
-    path = tmp_path / "supervisor.pid"
-    other = subprocess.Popen(["sleep", "30"])
+def test_process_identity_tells_processes_apart() -> None:
+    dead = _dead_pid()
+    assert process_identity(dead) is None and not same_process(dead, "1@x")
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        text = {
-            "dead": str(_dead_pid()),
-            "not queuebox": str(other.pid),  # alive, but a reused pid
-            "garbage": "hello",
-            "empty": "",
-        }[content]
-        path.write_text(text)
-        pid_file = PidFile(path)
-        pid_file.acquire()
-        assert read_pid(path) == os.getpid()
-        assert pid_file.replaced_stale == (int(text) if text.isdigit() else None)
+        theirs, ours = process_identity(other.pid), process_identity(os.getpid())
+        assert theirs is not None and theirs != ours
+        assert same_process(other.pid, theirs) and not same_process(other.pid, ours)
+        assert not same_process(other.pid, None), "without a recorded start nothing is proven"
+        assert not signal_process(other.pid, ours, signal.SIGTERM)
+        assert other.poll() is None
+        assert signal_process(other.pid, theirs, signal.SIGTERM)
+        assert other.wait(5) == -signal.SIGTERM
     finally:
         other.kill()
         other.wait()
+
+
+def test_a_live_supervisor_refuses_a_second(
+    tmp_path: Path, processes: list[subprocess.Popen[str]]
+) -> None:
+    path = tmp_path / "supervisor.pid"
+    live = holder(path, processes)
+    record = read_supervisor(path)
+    assert record is not None and record.pid == live.pid and record.running
+    with pytest.raises(AlreadyRunning, match=f"already running \\(supervisor pid {live.pid}"):
+        PidFile(path).acquire()
+    assert not remove_if_stale(path)
+    assert read_pid(path) == live.pid
+    live.kill()
+    live.wait()
+    stale = read_supervisor(path)
+    assert stale is not None and stale.locked is False and not stale.running
+    assert remove_if_stale(path) and not path.exists()
+
+
+@pytest.mark.parametrize("content", ["dead", "lookalike", "ours unlocked", "garbage", "empty"])
+def test_a_stale_pid_file_is_replaced(
+    tmp_path: Path, content: str, processes: list[subprocess.Popen[str]]
+) -> None:
+    path = tmp_path / "supervisor.pid"
+    other = lookalike(processes)
+    text = {
+        "dead": f"{_dead_pid()}\n",
+        "lookalike": f"{other.pid}\nstart={process_identity(other.pid)}\n",  # nobody's lock
+        "ours unlocked": f"{os.getpid()}\n",  # pid 1 again, in a restarted container
+        "garbage": "hello",
+        "empty": "",
+    }[content]
+    path.write_text(text)
+    pid_file = PidFile(path)
+    pid_file.acquire()
+    try:
+        assert read_pid(path) == os.getpid()
+        first = text.split("\n")[0]
+        assert pid_file.replaced_stale == (int(first) if first.isdigit() else None)
+        assert other.poll() is None
+    finally:
+        pid_file.release()
+
+
+def test_stop_never_signals_a_process_that_is_not_provably_ours(
+    tmp_path: Path, processes: list[subprocess.Popen[str]]
+) -> None:
+    run_dir = RunDir(tmp_path / ".queuebox")
+    run_dir.create()
+    victim = lookalike(processes)
+    said: list[str] = []
+    for text in (
+        f"{victim.pid}\n",  # a stale file whose pid was reused
+        f"{victim.pid}\nstart={process_identity(victim.pid)}\n",  # its start, but no lock
+    ):
+        run_dir.pid_file.write_text(text)
+        run_dir.write_state({"pid": victim.pid, "workers": [{"pid": victim.pid}]})
+        said.clear()
+        assert stop_supervisor(run_dir, timeout=0.2, say=said.append) is False
+        assert said == [
+            f"queuebox is not running: pid {victim.pid} is another process now (the supervisor "
+            "that wrote the pid file is gone: the file's lock is free); it was not signalled; "
+            "removed the stale pid file"
+        ]
+        assert not run_dir.pid_file.exists() and run_dir.read_state() is None
+        assert process_report(run_dir) is None
+    # A pid file locked by a live process but naming another: the lock's owner is not the pid.
+    live = holder(run_dir.pid_file, processes)
+    run_dir.pid_file.write_text(f"{victim.pid}\nstart={process_identity(live.pid)}\n")
+    assert stop_supervisor(run_dir, timeout=0.2, say=said.append) is False
+    time.sleep(0.3)
+    assert victim.poll() is None and live.poll() is None
+
+
+@pytest.mark.timeout(60)
+def test_sigkill_reaches_only_the_workers_the_supervisor_started(
+    tmp_path: Path, processes: list[subprocess.Popen[str]]
+) -> None:
+    """A supervisor deaf to stops is killed, and so is its worker; a pid in supervisor.json
+    that now belongs to another process is left alone."""
+    run_dir = RunDir(tmp_path / ".queuebox")
+    run_dir.create()
+    supervisor = holder(run_dir.pid_file, processes)
+    worker = subprocess.Popen(
+        [sys.executable, "-c", "import signal, time; signal.signal(15, 1); time.sleep(60)"],
+        text=True,
+    )
+    processes.append(worker)
+    reused = lookalike(processes)
+    wait_for_identity = time.monotonic() + 5
+    while process_identity(worker.pid) is None and time.monotonic() < wait_for_identity:
+        time.sleep(0.01)
+    run_dir.write_state(
+        {
+            "pid": supervisor.pid,
+            "workers": [
+                {"pid": worker.pid, "identity": process_identity(worker.pid)},
+                {"pid": reused.pid, "identity": f"{reused.pid}:1@boot"},
+                {"pid": reused.pid},
+            ],
+        }
+    )
+    said: list[str] = []
+    assert stop_supervisor(run_dir, timeout=0.3, say=said.append) is True
+    assert said[-1].startswith(f"killed pid(s) {supervisor.pid}, {worker.pid} with SIGKILL")
+    assert supervisor.wait(5) == -signal.SIGKILL and worker.wait(5) == -signal.SIGKILL
+    assert reused.poll() is None
+    assert not run_dir.pid_file.exists()
 
 
 def test_process_alive_does_not_count_a_zombie() -> None:
@@ -109,6 +244,7 @@ def test_process_alive_does_not_count_a_zombie() -> None:
     while Path(f"/proc/{process.pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
         deadline.wait(0.01)
     assert not process_alive(process.pid)
+    assert process_identity(process.pid) is None
     process.wait()
     assert not process_alive(process.pid)
     assert process_alive(os.getpid())
@@ -235,3 +371,9 @@ def test_stop_and_status_when_nothing_runs(tmp_path: Path) -> None:
     assert stop_supervisor(run_dir, timeout=1, say=said.append) is False
     assert said == [f"queuebox is not running: pid {dead} is gone; removed the stale pid file"]
     assert not run_dir.pid_file.exists()
+    run_dir.pid_file.write_text("not a pid\n")
+    said.clear()
+    assert stop_supervisor(run_dir, timeout=1, say=said.append) is False
+    assert said == [
+        "queuebox is not running: the pid file names no pid; removed the stale pid file"
+    ]

@@ -5,18 +5,21 @@ to the log file) rather than forking itself, since the command may already hold 
 connections; then it waits until ``supervisor.json`` says every worker is up, and fails with
 the end of the log if the supervisor exits first. ``stop`` needs nothing but the run folder:
 the pid file names the supervisor, ``supervisor.json`` its workers.
+
+Nothing is signalled that is not proven ours (see ``pidfile``): the supervisor only while it
+holds the pid file's lock and has the recorded start time, a worker only while it has the
+start time the supervisor recorded when it spawned it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,10 +28,13 @@ from queuebox.errors import QueueboxError
 from queuebox.runner.managed import Limits
 from queuebox.runner.pidfile import (
     AlreadyRunning,
-    is_queuebox_process,
-    is_supervisor,
+    SupervisorRecord,
+    process_alive,
     read_pid,
-    signal_if_queuebox,
+    read_supervisor,
+    remove_if_stale,
+    same_process,
+    signal_process,
 )
 from queuebox.runner.pool import settings_from_json, settings_to_json
 from queuebox.runner.rundir import RunDir
@@ -73,8 +79,8 @@ def groups_from_json(text: str) -> list[WorkerSettings]:
 
 def running_supervisor(run_dir: RunDir) -> int | None:
     """The pid of the live supervisor that holds the pid file, if any."""
-    pid = read_pid(run_dir.pid_file)
-    return pid if pid is not None and is_supervisor(pid) else None
+    record = read_supervisor(run_dir.pid_file)
+    return record.pid if record is not None and record.running else None
 
 
 # -- start ------------------------------------------------------------------------------------
@@ -112,7 +118,9 @@ def start_background(
         str(log_file),
         *limits.child_args(),
     ]
-    with log_file.open("ab") as log:
+    # Job arguments and errors end up in the log: only its owner may read it (the umask
+    # may take more away, never add).
+    with os.fdopen(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
         process = subprocess.Popen(
             command,
             env=dict(env),
@@ -191,40 +199,41 @@ def stop_supervisor(run_dir: RunDir, *, timeout: float, say: Callable[[str], Non
 
     Says what it did through ``say``; returns whether a supervisor was running.
     """
-    pid = read_pid(run_dir.pid_file)
-    if pid is None:
+    record = read_supervisor(run_dir.pid_file)
+    if record is None:
         say(f"queuebox is not running (no pid file at {run_dir.pid_file})")
         return False
-    if not is_supervisor(pid):
-        run_dir.pid_file.unlink(missing_ok=True)
-        run_dir.clear()
-        say(f"queuebox is not running: pid {pid} is gone; removed the stale pid file")
+    pid = record.pid
+    if pid is None or not record.running:
+        if remove_if_stale(run_dir.pid_file):
+            run_dir.clear()
+        say(f"queuebox is not running: {_why_stale(record)}; removed the stale pid file")
         return False
-    workers = _worker_pids(run_dir)
+    workers = _workers(run_dir)
     started = time.monotonic()
-    _kill(pid, signal.SIGTERM)
+    _signal_supervisor(run_dir, pid, signal.SIGTERM)
     say(
         f"stopping queuebox (supervisor pid {pid}, {len(workers)} worker(s)); waiting up to "
         f"{timeout:g}s for running jobs to finish"
     )
-    if _wait_gone(pid, workers, timeout):
+    if _wait_gone(run_dir, pid, workers, timeout):
         say(f"stopped in {time.monotonic() - started:.1f}s")
         return True
     grace = min(timeout, _COLD_GRACE_MAX)
-    _kill(pid, signal.SIGTERM)  # the second request: a cold stop
+    _signal_supervisor(run_dir, pid, signal.SIGTERM)  # the second request: a cold stop
     say(
         f"still running after {timeout:g}s: cold stop (running jobs are interrupted and "
         f"given back to the queue); {grace:g}s more before SIGKILL"
     )
-    if _wait_gone(pid, workers, grace):
+    if _wait_gone(run_dir, pid, workers, grace):
         say(f"stopped in {time.monotonic() - started:.1f}s")
         return True
-    workers = sorted(set(workers) | set(_worker_pids(run_dir)))
-    killed = [p for p in [pid, *workers] if signal_if_queuebox(p, signal.SIGKILL)]
-    _wait_gone(pid, workers, 5.0)
-    if read_pid(run_dir.pid_file) == pid:
-        run_dir.pid_file.unlink(missing_ok=True)
-    run_dir.clear()
+    workers = {**workers, **_workers(run_dir)}
+    killed = [pid] if _signal_supervisor(run_dir, pid, signal.SIGKILL) else []
+    killed += [p for p, identity in workers.items() if signal_process(p, identity, signal.SIGKILL)]
+    _wait_gone(run_dir, pid, workers, 5.0)
+    if remove_if_stale(run_dir.pid_file):
+        run_dir.clear()
     say(
         f"killed pid(s) {', '.join(map(str, killed))} with SIGKILL; the jobs they were running "
         "run again once their locks expire"
@@ -232,20 +241,58 @@ def stop_supervisor(run_dir: RunDir, *, timeout: float, say: Callable[[str], Non
     return True
 
 
-def _worker_pids(run_dir: RunDir) -> list[int]:
+def _why_stale(record: SupervisorRecord) -> str:
+    if record.pid is None:
+        return "the pid file names no pid"
+    if not process_alive(record.pid):
+        return f"pid {record.pid} is gone"
+    return (
+        f"pid {record.pid} is another process now (the supervisor that wrote the pid file is "
+        "gone: the file's lock is free); it was not signalled"
+    )
+
+
+def _workers(run_dir: RunDir) -> dict[int, str | None]:
+    """Each worker's pid, with the start identity the supervisor recorded for it."""
     state = run_dir.read_state() or {}
-    return [w["pid"] for w in state.get("workers", []) if isinstance(w.get("pid"), int)]
+    found: dict[int, str | None] = {}
+    for worker in state.get("workers", []):
+        pid, identity = worker.get("pid"), worker.get("identity")
+        if isinstance(pid, int) and pid > 0:
+            found[pid] = identity if isinstance(identity, str) else None
+    return found
 
 
-def _kill(pid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
+def _supervisor_running(run_dir: RunDir, pid: int) -> bool:
+    record = read_supervisor(run_dir.pid_file)
+    return record is not None and record.pid == pid and record.running
+
+
+def _signal_supervisor(run_dir: RunDir, pid: int, signum: int) -> bool:
+    """Signal the supervisor only while the pid file still proves it is ours."""
+    record = read_supervisor(run_dir.pid_file)
+    if record is None or record.pid != pid or not record.running:
+        return False
+    if record.identity is not None:
+        return signal_process(pid, record.identity, signum)
+    try:  # no /proc: the lock, just tested, is the proof
         os.kill(pid, signum)
+    except ProcessLookupError:
+        return False
+    return True
 
 
-def _wait_gone(supervisor: int, workers: Iterable[int], timeout: float) -> bool:
+def _worker_alive(pid: int, identity: str | None) -> bool:
+    return same_process(pid, identity) if identity is not None else process_alive(pid)
+
+
+def _wait_gone(
+    run_dir: RunDir, supervisor: int, workers: Mapping[int, str | None], timeout: float
+) -> bool:
     deadline = time.monotonic() + timeout
-    workers = list(workers)
-    while is_supervisor(supervisor) or any(is_queuebox_process(pid) for pid in workers):
+    while _supervisor_running(run_dir, supervisor) or any(
+        _worker_alive(pid, identity) for pid, identity in workers.items()
+    ):
         if time.monotonic() > deadline:
             return False
         time.sleep(_POLL)
@@ -257,10 +304,11 @@ def _wait_gone(supervisor: int, workers: Iterable[int], timeout: float) -> bool:
 
 def process_report(run_dir: RunDir) -> dict[str, Any] | None:
     """The supervisor and each worker with what it runs now; ``None`` without a pid file."""
-    pid = read_pid(run_dir.pid_file)
-    if pid is None:
+    record = read_supervisor(run_dir.pid_file)
+    if record is None or record.pid is None:
         return None
-    if not is_supervisor(pid):
+    pid = record.pid
+    if not record.running:
         return {"pid_file": str(run_dir.pid_file), "supervisor": {"pid": pid, "running": False}}
     state = run_dir.read_state() or {}
     now = time.time()
@@ -269,12 +317,14 @@ def process_report(run_dir: RunDir) -> dict[str, Any] | None:
         worker_pid = slot.get("pid")
         status = run_dir.read_worker(worker_pid) if isinstance(worker_pid, int) else None
         job = (status or {}).get("job")
+        identity = slot.get("identity")
         workers.append(
             {
                 "label": slot.get("label"),
                 "queues": slot.get("queues"),
                 "pid": worker_pid,
-                "alive": isinstance(worker_pid, int) and is_queuebox_process(worker_pid),
+                "alive": isinstance(worker_pid, int)
+                and _worker_alive(worker_pid, identity if isinstance(identity, str) else None),
                 "up_seconds": _since(slot.get("started_at"), now),
                 "restarts": slot.get("restarts", 0),
                 "last_exit": slot.get("last_exit"),

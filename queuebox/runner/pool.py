@@ -1,10 +1,13 @@
-"""Several worker processes kept attached to the terminal: ``queuebox work -n 4``.
+"""Several worker processes kept attached to the terminal: ``queuebox work -n 4`` and
+``queuebox workoff -n 4``.
 
-Each worker is a fresh interpreter (``python -m queuebox work --child ...``), never a fork of
-this one, so no store connection or thread is shared and nothing needs pickling. Children run
-in their own session, so a Ctrl-C reaches only this process, which passes each stop request
-on: the first as SIGUSR1 (warm), the second as SIGUSR2 (cold). Neither counts as a SIGTERM,
-so a worker that also got a service manager's SIGTERM still finishes its job.
+Each worker is a fresh interpreter (``python -m queuebox work --child-settings ...``), never a
+fork of this one, so no store connection or thread is shared and nothing needs pickling. The
+store URL and the app modules reach it through the environment (``QUEUEBOX_URL``,
+``QUEUEBOX_APP``), never its command line, which every local user can read in ``ps``.
+Children run in their own session, so a Ctrl-C reaches only this process, which passes each
+stop request on: the first as SIGUSR1 (warm), the second as SIGUSR2 (cold). Neither counts as
+a SIGTERM, so a worker that also got a service manager's SIGTERM still finishes its job.
 """
 
 from __future__ import annotations
@@ -26,7 +29,14 @@ from queuebox.runner.signals import COLD_STOP_SIGNAL, WARM_STOP_SIGNAL, StopFlag
 #: not import the command line).
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
-__all__ = ["WorkerPool", "WorkerSlot", "child_command", "settings_from_json", "settings_to_json"]
+__all__ = [
+    "WorkerPool",
+    "WorkerSlot",
+    "child_command",
+    "make_slots",
+    "settings_from_json",
+    "settings_to_json",
+]
 
 
 def settings_to_json(settings: WorkerSettings) -> str:
@@ -44,7 +54,8 @@ def settings_from_json(text: str) -> WorkerSettings:
 
 @dataclass
 class WorkerSlot:
-    """One worker process: its group's settings and its index within the group."""
+    """One worker process: its group's settings and its index among the slots that work the
+    same queues (so that two groups on one queue give ``*#1`` and ``*#2``)."""
 
     settings: WorkerSettings
     index: int
@@ -58,24 +69,31 @@ class WorkerSlot:
 def child_command(
     slot: WorkerSlot,
     *,
-    url: str | None,
-    app: Sequence[str],
+    subcommand: str = "work",
     extra: Sequence[str] = (),
     global_args: Sequence[str] = (),
 ) -> list[str]:
-    """``global_args`` go before ``work`` (``--verbose``), ``extra`` after it. The child logs
-    at this process's queuebox log level (``--log-level``)."""
+    """``global_args`` go before ``subcommand`` (``--verbose``), ``extra`` after it. The child
+    logs at this process's queuebox log level (``--log-level``). The command holds no store
+    URL and no app module: pass those in the child's environment."""
     command = [sys.executable, "-m", "queuebox", *global_args]
     level = logging.getLevelName(logging.getLogger("queuebox").getEffectiveLevel())
     if level in _LOG_LEVELS and "--log-level" not in global_args:
         command += ["--log-level", level]
-    if url:
-        command += ["--url", url]
-    for module in app:
-        command += ["--app", module]
-    command += ["work", "--child-settings", settings_to_json(slot.settings)]
+    command += [subcommand, "--child-settings", settings_to_json(slot.settings)]
     command += ["--child-label", slot.label, "--parent-pid", str(os.getpid()), *extra]
     return command
+
+
+def make_slots(groups: Sequence[WorkerSettings]) -> list[WorkerSlot]:
+    """One slot per worker of every group, each label unique."""
+    slots: list[WorkerSlot] = []
+    taken: dict[str, int] = {}
+    for group in groups:
+        for _ in range(group.count):
+            index = taken[group.queue_label] = taken.get(group.queue_label, 0) + 1
+            slots.append(WorkerSlot(settings=group, index=index))
+    return slots
 
 
 class WorkerPool:
@@ -85,21 +103,21 @@ class WorkerPool:
         self,
         groups: Sequence[WorkerSettings],
         *,
-        url: str | None,
-        app: Sequence[str],
         logger: logging.Logger,
+        env: Mapping[str, str] | None = None,
+        subcommand: str = "work",
         extra_args: Sequence[str] = (),
         global_args: Sequence[str] = (),
-        env: Mapping[str, str] | None = None,
+        report_early_exits: bool = True,
     ) -> None:
-        self.slots = [
-            WorkerSlot(settings=group, index=index)
-            for group in groups
-            for index in range(1, group.count + 1)
-        ]
-        self._url, self._app, self._extra = url, tuple(app), tuple(extra_args)
+        """``env`` is the children's whole environment (``None``: this one's); it carries
+        the store URL and app modules. ``report_early_exits=False`` for children that are
+        meant to end by themselves (``workoff``)."""
+        self.slots = make_slots(groups)
+        self._subcommand, self._extra = subcommand, tuple(extra_args)
         self._global_args = tuple(global_args)
         self._env = None if env is None else dict(env)
+        self._report_early_exits = report_early_exits
         self.logger = logger
 
     def start(self) -> None:
@@ -109,7 +127,7 @@ class WorkerPool:
     def spawn(self, slot: WorkerSlot) -> subprocess.Popen[bytes]:
         """Start ``slot``'s worker process (again, for a supervisor replacing a dead one)."""
         command = child_command(
-            slot, url=self._url, app=self._app, extra=self._extra, global_args=self._global_args
+            slot, subcommand=self._subcommand, extra=self._extra, global_args=self._global_args
         )
         slot.process = subprocess.Popen(command, start_new_session=True, env=self._env)
         self.logger.info("started worker %s (pid %d)", slot.label, slot.process.pid)
@@ -133,7 +151,7 @@ class WorkerPool:
             while stops_sent < requested:
                 stops_sent += 1
                 self.signal_all(WARM_STOP_SIGNAL if stops_sent == 1 else COLD_STOP_SIGNAL)
-            if not stop.stopping:
+            if not stop.stopping and self._report_early_exits:
                 self._report_deaths(reported)
             time.sleep(0.1)
         worst = 0
@@ -141,7 +159,7 @@ class WorkerPool:
             code = slot.process.returncode if slot.process is not None else 0
             if code != 0:
                 worst = 1
-                if slot.label not in reported:
+                if slot.label not in reported and self._report_early_exits:
                     self.logger.error("worker %s ended with %s", slot.label, _how(code))
         return worst
 

@@ -2,8 +2,9 @@
 
 It is a ``WorkerPool`` (one fresh interpreter per worker, in its own session) that also:
 
-- holds the pid file in the run folder while it runs, and keeps ``supervisor.json`` there
-  up to date with each worker slot's pid, so ``stop`` and ``status`` need no flags;
+- holds the pid file (and its lock) in the run folder while it runs, and keeps
+  ``supervisor.json`` there up to date with each worker slot's pid and start identity, so
+  ``stop`` and ``status`` need no flags and never take a reused pid for a worker;
 - replaces a worker that dies, after 1 s, 2 s, 4 s ... up to 60 s when it keeps dying, the
   delay starting over once a worker has lived a minute; a worker that retired by itself
   (``--max-jobs``, ``--max-memory``) is replaced at once;
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from queuebox.runner.managed import Limits
-from queuebox.runner.pidfile import PidFile
+from queuebox.runner.pidfile import PidFile, process_identity
 from queuebox.runner.pool import WorkerPool, WorkerSlot
 from queuebox.runner.proctitle import set_process_title
 from queuebox.runner.rundir import RunDir
@@ -78,6 +79,8 @@ class _Life:
     restarts: int = 0
     restart_at: float | None = None  # monotonic
     last_exit: str | None = None
+    #: The worker process's start identity, so that ``stop`` never signals a reused pid.
+    identity: str | None = None
 
 
 class Supervisor(WorkerPool):
@@ -94,12 +97,10 @@ class Supervisor(WorkerPool):
     ) -> None:
         super().__init__(
             groups,
-            url=None,  # the store URL and app reach the workers through the environment
-            app=(),
             logger=logger,
+            env=env,  # the store URL and app modules reach the workers through it
             extra_args=["--child-run-dir", str(run_dir.path), *(limits or Limits()).child_args()],
             global_args=global_args,
-            env=env,
         )
         self.run_dir = run_dir
         self.log_file = log_file
@@ -113,6 +114,7 @@ class Supervisor(WorkerPool):
         life = self._life[slot.label]
         life.started_at, life.started_wall = time.monotonic(), time.time()
         life.restart_at = None
+        life.identity = process_identity(process.pid)
         return process
 
     def run(self, stop: StopFlag) -> int:
@@ -155,6 +157,7 @@ class Supervisor(WorkerPool):
                     "label": slot.label,
                     "queues": None if slot.settings.queues is None else list(slot.settings.queues),
                     "pid": slot.process.pid if slot.process is not None else None,
+                    "identity": life.identity if slot.process is not None else None,
                     "started_at": life.started_wall,
                     "restarts": life.restarts,
                     "last_exit": life.last_exit,
@@ -253,7 +256,8 @@ class Supervisor(WorkerPool):
 def redirect_output(log_file: Path) -> None:
     """Send this process's stdout and stderr (and so its workers') to ``log_file``."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    # Job arguments and errors end up in the log: only its owner may read it.
+    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         os.dup2(fd, 1)
         os.dup2(fd, 2)
