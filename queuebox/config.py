@@ -9,6 +9,11 @@ Each setting comes from the first of these that gives it:
    directory or the nearest parent that has one;
 5. the embedded default, ``sqlite:///queuebox.db``.
 
+An adapter given to ``configure(adapter=...)`` is the store, whatever URL the other sources
+name. A relative SQLite path in a config file (and the default one, when a config file is
+found) is relative to that file's folder, so a command run from a subfolder acts on the same
+file as one run beside the config.
+
 Nothing is read at import time: the first use resolves the settings, and ``configure`` or
 ``reset`` start again.
 """
@@ -23,10 +28,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from queuebox.backends import from_url
 from queuebox.backends.base import Adapter
-from queuebox.errors import ConfigurationError
+from queuebox.errors import ConfigurationError, redact_text, redact_url
 from queuebox.payload import DEFAULT_MAX_PAYLOAD_BYTES
 from queuebox.runner.settings import WorkerSettings
 
@@ -35,7 +41,9 @@ __all__ = [
     "HOOK_EVENTS",
     "Settings",
     "add_hook",
+    "close_adapter",
     "configure",
+    "describe_store",
     "get_adapter",
     "get_hooks",
     "get_logger",
@@ -61,6 +69,8 @@ class Settings:
     #: Where ``start`` keeps pid files and logs: beside the config file, or the cwd.
     run_dir: Path = Path(".queuebox")
     sources: dict[str, str] = field(default_factory=dict)
+    #: The config file read (``queuebox.toml`` or ``pyproject.toml``), if one was found.
+    config_file: Path | None = None
 
 
 @dataclass
@@ -115,13 +125,17 @@ def configure(
 
 
 def set_command_line(*, url: str | None = None, app: Sequence[str] = ()) -> None:
-    """Record ``--url`` / ``--app``; called by the CLI only."""
+    """Record ``--url`` / ``--app``; called by the CLI only.
+
+    An adapter given to ``configure(adapter=...)`` stays the store: code wins.
+    """
     with _lock:
         if url:
             _state.command_line["url"] = _check_url(url, "--url")
         if app:
             _state.command_line["app"] = _app_tuple(app, "--app")
-        _drop_adapter()
+        if _state.adapter_is_ours:
+            _drop_adapter()  # built from a URL that may have just changed
         _state.settings = None
 
 
@@ -174,6 +188,30 @@ def get_adapter() -> Adapter:
         return _state.adapter
 
 
+def describe_store() -> str:
+    """Which store the commands act on, for people: the URL with its secrets hidden, or the
+    repr of an adapter given to ``configure(adapter=...)``. Builds nothing."""
+    with _lock:
+        adapter = _state.adapter
+        if adapter is not None and not _state.adapter_is_ours:
+            return f"{redact_text(repr(adapter))} (configured in code)"
+        return redact_url(get_settings().url)
+
+
+def close_adapter() -> None:
+    """Close the store in use, whoever built it (the command line does so at exit). One that
+    queuebox built from a URL is forgotten too; one given to ``configure`` stays configured
+    (adapters reconnect when used again)."""
+    with _lock:
+        adapter, ours = _state.adapter, _state.adapter_is_ours
+        if adapter is None:
+            return
+        if ours:
+            _drop_adapter()
+        else:
+            adapter.close()
+
+
 def get_logger() -> logging.Logger:
     return _state.logger or logging.getLogger("queuebox")
 
@@ -205,11 +243,25 @@ def _resolve() -> Settings:
                 values[key], sources[key] = value, source
     base_dir = file_path.parent if file_path is not None else Path.cwd()
     run_dir = Path(values.pop("run_dir", ".queuebox"))
+    if file_path is not None and sources.get("url", str(file_path)) == str(file_path):
+        values["url"] = _anchor_sqlite_path(values.get("url", DEFAULT_URL), base_dir)
     return Settings(
         run_dir=run_dir if run_dir.is_absolute() else base_dir / run_dir,
         sources=sources,
+        config_file=file_path,
         **values,
     )
+
+
+def _anchor_sqlite_path(url: str, base_dir: Path) -> str:
+    """``sqlite:///jobs.db`` from a config file means the ``jobs.db`` beside that file."""
+    head = "sqlite:///"
+    if not url.lower().startswith(head):
+        return url
+    path = url[len(head) :]
+    if not path or path.startswith("/") or path.lower().startswith(":memory:"):
+        return url
+    return f"sqlite:///{quote(base_dir.as_posix())}/{path}"  # the adapter unquotes the path
 
 
 def _read_config_file(start: Path) -> tuple[dict[str, Any], Path | None]:

@@ -113,11 +113,22 @@ class LockLost(QueueboxError):
 _SECRET_KEYS = frozenset({"password", "passwd", "pass", "pwd", "sslpassword", "auth", "apikey"})
 _SECRET_WORDS = ("password", "passwd", "secret", "token")
 _REDACTED = "***"
-_CONNINFO_SECRET = re.compile(
-    r"(?P<key>\b[A-Za-z_]*(?:password|passwd|secret|token)[A-Za-z_]*|\bpass|\bpwd)"
-    r"(?P<eq>\s*=\s*)(?P<value>'(?:[^'\\]|\\.)*'|[^\s']*)",
-    re.IGNORECASE,
-)
+
+
+def _secret_setting(bare_value: str) -> re.Pattern[str]:
+    """``password=...`` and the like; a value is quoted libpq-style, or runs while
+    ``bare_value`` matches."""
+    return re.compile(
+        r"(?P<key>\b[A-Za-z_]*(?:password|passwd|secret|token)[A-Za-z_]*|\bpass|\bpwd)"
+        rf"(?P<eq>\s*=\s*)(?P<value>'(?:[^'\\]|\\.)*'|{bare_value})",
+        re.IGNORECASE,
+    )
+
+
+#: In a libpq ``key=value`` string a bare value runs to the next space; in free text (a
+#: repr, a message) it also ends at the punctuation around it.
+_CONNINFO_SECRET = _secret_setting(r"[^\s']*")
+_TEXT_SECRET = _secret_setting(r"[^\s'\",;)\]}]*")
 _URL_IN_TEXT = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]*")
 
 
@@ -149,8 +160,10 @@ def redact_url(url: str) -> str:
 
 
 def redact_text(text: str) -> str:
-    """``text`` (an error message, a repr) with the secrets of every URL in it hidden."""
-    return _URL_IN_TEXT.sub(lambda match: redact_url(match.group()), text)
+    """``text`` (an error message, a repr) with the secrets of every URL in it hidden, and
+    every ``password=...``-like setting (libpq's ``key=value`` form) too."""
+    text = _URL_IN_TEXT.sub(lambda match: redact_url(match.group()), text)
+    return _TEXT_SECRET.sub(_hide_conninfo_value, text)
 
 
 def url_secrets(url: str) -> list[str]:

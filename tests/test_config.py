@@ -12,6 +12,7 @@ import queuebox
 from queuebox import config
 from queuebox.backends import from_url
 from queuebox.backends.memory import MemoryAdapter
+from queuebox.backends.sqlite import SQLiteAdapter
 from queuebox.errors import (
     BackendNotAvailable,
     ConfigurationError,
@@ -103,6 +104,64 @@ def test_configure_with_an_adapter(memory_store: MemoryAdapter) -> None:
     assert config.get_adapter() is memory_store
 
 
+def test_the_command_line_keeps_an_adapter_configured_in_code(
+    memory_store: MemoryAdapter,
+) -> None:
+    config.set_command_line(url="redis://:hunter2@elsewhere/0", app=("myapp",))
+    assert config.get_adapter() is memory_store, "configure() in code wins"
+    assert config.describe_store() == f"{memory_store!r} (configured in code)"
+    assert config.get_settings().app == ("myapp",)
+
+
+def test_describe_store_names_the_url_without_secrets() -> None:
+    config.set_command_line(url="redis://:hunter2@host/0?password=hunter2")
+    assert config.describe_store() == "redis://:***@host/0?password=***"
+
+
+def test_close_adapter_closes_a_store_queuebox_did_not_build() -> None:
+    class Counting(MemoryAdapter):
+        closes = 0
+
+        def close(self) -> None:
+            Counting.closes += 1
+
+    adapter = Counting()
+    queuebox.configure(adapter=adapter)
+    config.close_adapter()
+    assert Counting.closes == 1 and config.get_adapter() is adapter
+    config.reset()
+    assert Counting.closes == 1, "reset() closes only what queuebox built"
+    built = config.get_adapter()
+    config.close_adapter()
+    assert config.get_adapter() is not built, "one queuebox built is rebuilt on next use"
+
+
+def test_relative_sqlite_paths_in_a_config_file_are_beside_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "a b?c#d"
+    (folder / "var").mkdir(parents=True)
+    (folder / "queuebox.toml").write_text('url = "sqlite:///var/jobs.db"\n')
+    nested = folder / "sub"
+    nested.mkdir()
+    monkeypatch.chdir(nested)
+    settings = config.get_settings()
+    assert settings.config_file == folder / "queuebox.toml"
+    adapter = config.get_adapter()
+    assert isinstance(adapter, SQLiteAdapter) and adapter.path == folder / "var" / "jobs.db"
+    (folder / "queuebox.toml").write_text("app = []\n")  # the default store: beside it too
+    config.reset()
+    default = config.get_adapter()
+    assert isinstance(default, SQLiteAdapter) and default.path == folder / "queuebox.db"
+    monkeypatch.setenv("QUEUEBOX_URL", "sqlite:///here.db")  # not from the file: as given
+    config.reset()
+    assert config.get_settings().url == "sqlite:///here.db"
+    (folder / "queuebox.toml").write_text('url = "sqlite:////abs/x.db"\n')
+    monkeypatch.delenv("QUEUEBOX_URL")
+    config.reset()
+    assert config.get_settings().url == "sqlite:////abs/x.db"
+
+
 def test_configure_rejects_bad_arguments() -> None:
     with pytest.raises(ConfigurationError, match="not both"):
         queuebox.configure(url="memory://", adapter=MemoryAdapter())
@@ -187,6 +246,9 @@ def test_secrets_are_scrubbed_from_text_about_a_url() -> None:
     )
     assert redact_text("Store('mysql://root:hunter2@db/x', pool=2)") == (
         "Store('mysql://root:***@db/x', pool=2)"
+    )
+    assert redact_text("Store('host=db password=hunter2', token=abc)") == (
+        "Store('host=db password=***', token=***)"
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,8 +18,17 @@ from typing import Any, TypeVar
 import click
 
 from queuebox import config
-from queuebox.cli.common import cli, guard, setup_logging, worker_groups, worker_options
-from queuebox.errors import QueueboxError
+from queuebox.cli.common import (
+    BoundedFloat,
+    child_environment,
+    cli,
+    guard,
+    import_app,
+    setup_logging,
+    worker_groups,
+    worker_options,
+)
+from queuebox.errors import QueueboxError, redact_text
 from queuebox.runner.control import (
     groups_from_json,
     process_report,
@@ -45,17 +55,27 @@ def run_dir_option(function: F) -> F:
     )(function)
 
 
+#: ``start --wait`` and ``stop --timeout`` at most: a day.
+_MAX_WAIT = 86400.0
+
+
 def _start_options(function: F) -> F:
     options = [
-        click.option("-n", "spec", metavar="SPEC", help="Workers: 4, or default:2,email:1."),
+        click.option(
+            "-n",
+            "spec",
+            metavar="SPEC",
+            help="Workers: 4, or default:2,email:1. Replaces the config's [[workers]] groups "
+            "(each new group takes the first group's settings).",
+        ),
         click.option(
             "--max-jobs",
-            type=click.IntRange(1),
+            type=click.IntRange(1, 10**9),
             help="Replace a worker by a fresh process after it ran this many jobs.",
         ),
         click.option(
             "--max-memory",
-            type=click.FloatRange(min=1),
+            type=BoundedFloat(min=1, max=2**20),
             metavar="MB",
             help="Replace a worker whose resident memory passed this, checked between jobs.",
         ),
@@ -68,7 +88,7 @@ def _start_options(function: F) -> F:
         click.option(
             "--wait",
             "wait_seconds",
-            type=click.FloatRange(min=0, min_open=True),
+            type=BoundedFloat(min=0, min_open=True, max=_MAX_WAIT),
             default=30.0,
             show_default=True,
             help="Seconds to wait for the workers to come up.",
@@ -84,7 +104,7 @@ def _start_options(function: F) -> F:
 def _timeout_option(function: F) -> F:
     return click.option(
         "--timeout",
-        type=click.FloatRange(min=0),
+        type=BoundedFloat(min=0, max=_MAX_WAIT),
         default=30.0,
         show_default=True,
         help="Seconds for running jobs to finish; then a cold stop (their jobs are given "
@@ -110,11 +130,22 @@ def start(
     foreground: bool,
     **overrides: Any,
 ) -> None:
-    """Start workers in the background, kept alive by a supervisor; return once they are up."""
+    """Start workers in the background, kept alive by a supervisor; return once they are up.
+
+    Refused without an app module, and (in the background) when the store cannot be
+    reached: it exits 1 with the reason. With --foreground, an unreachable store is logged
+    and the workers keep trying, as they do when the store goes away later.
+    """
+    import_app(required=True)
     groups = worker_groups(spec, overrides)
     limits = Limits(max_jobs=max_jobs, max_memory_mb=max_memory)
+    problem = _store_problem(wait_seconds)
     if foreground:
+        if problem is not None:
+            logging.getLogger("queuebox").warning("%s; the workers keep trying", problem)
         sys.exit(_supervise(groups, _run_dir(run_dir), log_file, limits))
+    if problem is not None:
+        raise click.ClickException(f"queuebox did not start: {problem}")
     _start(groups, _run_dir(run_dir), log_file, limits, wait_seconds)
 
 
@@ -141,7 +172,12 @@ def restart(
     **overrides: Any,
 ) -> None:
     """Stop the workers (if running), then start them with the options given here."""
-    groups = worker_groups(spec, overrides)  # a bad option must not stop the running ones
+    # A bad option, a missing app or an unreachable store must not stop the running ones.
+    import_app(required=True)
+    groups = worker_groups(spec, overrides)
+    problem = _store_problem(wait_seconds)
+    if problem is not None:
+        raise click.ClickException(f"queuebox was not restarted: {problem}")
     where = _run_dir(run_dir)
     guard(lambda: stop_supervisor(where, timeout=timeout, say=click.echo))
     _start(
@@ -171,16 +207,32 @@ def _run_dir(option: Path | None) -> RunDir:
     return RunDir((option or guard(config.get_settings).run_dir).absolute())
 
 
-def _child_env() -> dict[str, str]:
-    """This environment, plus the store URL and app modules however they were given, so the
-    workers resolve the same configuration (and no password shows in ``ps``)."""
-    settings = guard(config.get_settings)
-    env = dict(os.environ)
-    if "url" in settings.sources:
-        env["QUEUEBOX_URL"] = settings.url
-    if settings.app:
-        env["QUEUEBOX_APP"] = ",".join(settings.app)
-    return env
+def _store_problem(timeout: float) -> str | None:
+    """Why the store cannot be used now (``None``: it answered), waiting at most ``timeout``
+    seconds for it (a store behind a firewall may never answer a connect)."""
+    outcome: list[BaseException | None] = []
+    adapter = guard(config.get_adapter)
+
+    def probe() -> None:
+        try:
+            adapter.now()
+        except Exception as exc:  # reported, whatever it is
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    thread = threading.Thread(target=probe, name="queuebox-store-check", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    where = config.describe_store()
+    if not outcome:
+        return f"the store {where} did not answer within {timeout:g}s (--wait)"
+    error = outcome[0]
+    if error is None:
+        return None
+    if isinstance(error, QueueboxError):
+        return f"the store cannot be used: {redact_text(str(error))}"
+    return f"the store {where} cannot be used: {type(error).__name__}: {redact_text(str(error))}"
 
 
 def _global_args() -> list[str]:
@@ -202,7 +254,7 @@ def _start(
             run_dir=run_dir,
             log_file=log,
             limits=limits,
-            env=_child_env(),
+            env=child_environment(),
             global_args=_global_args(),
             timeout=wait_seconds,
         )
@@ -214,6 +266,7 @@ def _start(
         f"started queuebox: supervisor pid {started.pid}; {len(started.workers)} "
         f"worker(s): {workers}"
     )
+    click.echo(f"store: {config.describe_store()}")
     click.echo(f"logs: {log}")
 
 
@@ -234,7 +287,7 @@ def _supervise(
             logger=logging.getLogger("queuebox.supervisor"),
             limits=limits,
             global_args=_global_args(),
-            env=_child_env(),
+            env=child_environment(),
             log_file=log_file,
         )
     except QueueboxError as exc:
