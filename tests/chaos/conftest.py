@@ -383,6 +383,11 @@ class Project:
         """SIGTERM every live process once (a warm stop); their exit codes by name."""
         live = [proc for proc in self.procs if proc.alive()]
         for proc in live:
+            # A worker says "store: ..." once its stop handlers are in place; a SIGTERM
+            # before that (still importing) would kill it instead of stopping it.
+            deadline = time.monotonic() + 15
+            while proc.alive() and "store:" not in proc.output() and time.monotonic() < deadline:
+                time.sleep(0.05)
             proc.signal(signal.SIGTERM)
         return {proc.name: proc.wait(timeout) for proc in live}
 
