@@ -504,7 +504,7 @@ def test_every_query_prepares(adapter: SQLiteAdapter, db_path: Path) -> None:
             params: dict[str, object] = dict.fromkeys(
                 ("queues", "states", "run_at", "id", "token", "error", "name", "handler")
             )
-            params |= {"unique_key": None, "ids": None, "tokens": None}
+            params |= {"unique_key": None, "ids": None, "tokens": None, "acks": None}
             params |= {"key": "k", "tick": 0}
             params |= {"limit": 1, "offset": 0, "lease": 1, "delay": 0, "nonce": "n"}
             params |= {"worker_id": "w", "queue": "q", "priority": 1}

@@ -21,7 +21,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
-from queuebox.backends.base import Capabilities, JobRecord, NewJob, TransactionalEnqueue
+from queuebox.backends.base import Capabilities, JobRecord, NewJob, Row, TransactionalEnqueue
 from queuebox.backends.postgres_support import (
     URL_OPTIONS,
     NotifyWatch,
@@ -29,13 +29,20 @@ from queuebox.backends.postgres_support import (
     close_quietly,
     display_url,
     identifier,
+    lenient_rows,
     parse_flag,
     short_channel,
     split_url,
     usable,
 )
 from queuebox.backends.sql import ChangeWatch, SQLRecurring, SQLStore
-from queuebox.errors import ConfigurationError, PayloadError, QueueboxError, StorageUnavailable
+from queuebox.errors import (
+    ConfigurationError,
+    PayloadError,
+    QueueboxError,
+    StorageUnavailable,
+    scrub,
+)
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "URL_OPTIONS", "PostgresAdapter"]
 
@@ -148,14 +155,18 @@ class PostgresAdapter(SQLRecurring, SQLStore, TransactionalEnqueue):
                 self._conninfo, autocommit=True, prepare_threshold=None, row_factory=dict_row
             )
         except psycopg.OperationalError as exc:
+            if _refused_credentials(exc):
+                raise ConfigurationError(
+                    f"PostgreSQL refused the credentials of {self._url}: "
+                    f"{scrub(_first_line(exc), self._conninfo)}; check the user name and password"
+                ) from None
             raise self._unavailable("cannot connect to PostgreSQL", exc) from exc
         except psycopg.Error as exc:
             raise ConfigurationError(f"cannot connect to {self._url}: {exc}") from exc
 
     def _unavailable(self, what: str, exc: BaseException) -> StorageUnavailable:
-        detail = str(exc).strip().splitlines()
         return StorageUnavailable(
-            f"{what}: {detail[0] if detail else type(exc).__name__}", url=self._url
+            f"{what}: {scrub(_first_line(exc), self._conninfo)}", url=self._url
         )
 
     def _failure(self, exc: Exception) -> QueueboxError | None:
@@ -191,6 +202,13 @@ class PostgresAdapter(SQLRecurring, SQLStore, TransactionalEnqueue):
         if not self.wakeup:
             return ChangeWatch()
         return NotifyWatch(self._connect, self._queries["listen"])
+
+    def _fetch(self, cursor: Any) -> list[Row]:
+        try:
+            rows: list[Row] = cursor.fetchall()
+        except psycopg.DataError:  # a time Python cannot hold: read each row leniently
+            rows = list(lenient_rows(cursor))
+        return rows
 
     def _moment(self, value: Any) -> datetime:
         try:
@@ -233,3 +251,18 @@ class PostgresAdapter(SQLRecurring, SQLStore, TransactionalEnqueue):
             if (exc.sqlstate or "").startswith("40"):  # class 40: transaction rollback
                 raise
             raise self._unavailable("PostgreSQL is unavailable", exc) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _refused_credentials(exc: psycopg.OperationalError) -> bool:
+    """A wrong password or an unknown user: no retry will fix it, so it is a configuration
+    error, not an unreachable store (libpq reports it without a SQLSTATE)."""
+    text = str(exc)
+    return exc.sqlstate in {"28P01", "28000"} or any(
+        marker in text
+        for marker in ("password authentication failed", "no password supplied", "auth failed")
+    )

@@ -8,13 +8,17 @@ import hashlib
 import logging
 import select
 import time
+import types
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
+from psycopg.adapt import AdaptersMap, Buffer, Transformer
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import DictRow, dict_row
+from psycopg.types.datetime import TimestamptzLoader
 
 from queuebox.backends.sql.waiting import ChangeWatch, Wake, sleep_until
 from queuebox.errors import ConfigurationError, StorageUnavailable, redact_url
@@ -26,6 +30,7 @@ __all__ = [
     "close_quietly",
     "display_url",
     "identifier",
+    "lenient_rows",
     "parse_flag",
     "short_channel",
     "split_url",
@@ -47,7 +52,9 @@ def split_url(url: str) -> tuple[str, dict[str, str]]:
     parts = urlsplit(url)
     pairs = parse_qsl(parts.query, keep_blank_values=True)
     options = {key: value for key, value in pairs if key in URL_OPTIONS}
-    rest = urlencode([(key, value) for key, value in pairs if key not in URL_OPTIONS])
+    # quote, not quote_plus: libpq reads "+" as a plus sign, not as a space.
+    kept = [(key, value) for key, value in pairs if key not in URL_OPTIONS]
+    rest = urlencode(kept, quote_via=quote)
     return urlunsplit((parts.scheme, parts.netloc, parts.path, rest, parts.fragment)), options
 
 
@@ -109,6 +116,34 @@ def close_quietly(conn: psycopg.Connection[Any] | None) -> None:
     if conn is not None:
         with contextlib.suppress(Exception):
             conn.close()
+
+
+class _LenientTimestamptz(TimestamptzLoader):
+    """A timestamptz Python cannot hold (``infinity``, ``-infinity``, year 20000) loads as
+    its text, which the SQL base then reports as unreadable for that row alone."""
+
+    def load(self, data: Buffer) -> Any:
+        try:
+            return super().load(data)
+        except psycopg.DataError:
+            return bytes(data).decode("utf-8", "replace")
+
+
+def lenient_rows(cursor: psycopg.Cursor[Any]) -> list[DictRow]:
+    """The rows of ``cursor``'s result again, loading what Python cannot hold as text.
+
+    Used when ``fetchall`` raised: the result is still there (for a claim, the jobs are
+    locked already), so it is read again rather than run again.
+    """
+    result = cursor.pgresult
+    if result is None:  # pragma: no cover - only called after a result failed to load
+        return []
+    adapters = AdaptersMap(cursor.adapters)
+    adapters.register_loader("timestamptz", _LenientTimestamptz)
+    context = types.SimpleNamespace(adapters=adapters, connection=cursor.connection)
+    transformer = Transformer(context)
+    transformer.set_pgresult(result)
+    return transformer.load_rows(0, result.ntuples, dict_row(cursor))
 
 
 class NotifyWatch(ChangeWatch):

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from queuebox.backends.base import Capabilities
+from queuebox.backends.base import Capabilities, Row
 from queuebox.backends.sql import SQLRecurring, SQLStore
 from queuebox.errors import ConfigurationError, QueueboxError, StorageUnavailable
 
@@ -37,6 +37,12 @@ _NOT_STORAGE_ERRORS = (
     sqlite3.NotSupportedError,
     sqlite3.InterfaceError,
 )
+
+
+def _lenient_text(data: bytes) -> str:
+    """Text that is not UTF-8, with its bytes kept as surrogate escapes, so that the record
+    of that one row says so (``sql.rows``) instead of the whole read failing."""
+    return data.decode("utf-8", "surrogateescape")
 
 
 class SQLiteAdapter(SQLRecurring, SQLStore):
@@ -156,6 +162,26 @@ class SQLiteAdapter(SQLRecurring, SQLStore):
             hint = "; check that the file is a SQLite database and that its directory is writable"
         return StorageUnavailable(f"the SQLite store {self.path} failed: {exc}{hint}")
 
+    def _fetch(self, cursor: Any) -> list[Row]:
+        """Rows one by one: sqlite3 raises OperationalError ("Could not decode to UTF-8")
+        for a row with text that is not UTF-8, and would lose the rows fetched with it. The
+        failed row is still the cursor's current one, so it is read again leniently."""
+        rows: list[Row] = []
+        while True:
+            try:
+                row = cursor.fetchone()
+            except sqlite3.OperationalError as exc:
+                if "decode" not in str(exc):
+                    raise
+                cursor.connection.text_factory = _lenient_text
+                try:
+                    row = cursor.fetchone()
+                finally:
+                    cursor.connection.text_factory = str
+            if row is None:
+                return rows
+            rows.append(row)
+
     def _moment(self, value: Any) -> datetime:
         if type(value) is not int:
             raise TypeError(f"{value!r} is not integer microseconds")
@@ -169,6 +195,12 @@ class SQLiteAdapter(SQLRecurring, SQLStore):
 
     def _array_param(self, values: list[Any]) -> str:
         return json.dumps(values)
+
+    def _bind(self, params: dict[str, Any]) -> dict[str, Any]:
+        if "tokens" in params:  # the batched writes read (id, token) pairs: see sqlite.sql
+            pairs = list(zip(params["ids"], params["tokens"], strict=True))
+            params = {**params, "acks": json.dumps(pairs)}
+        return super()._bind(params)
 
     def _record_schema_version(self, connection: Any, version: int) -> None:
         connection.execute(self._texts["record_version"].format(version=int(version)))

@@ -228,7 +228,9 @@ WITH candidates AS MATERIALIZED (
     FOR UPDATE SKIP LOCKED
 )
 UPDATE {jobs} AS job
-SET attempts = job.attempts + 1,
+-- attempts stops at the largest integer instead of overflowing (which would fail the
+-- whole claim): a job at the limit is still claimed, and then failed.
+SET attempts = CASE WHEN job.attempts < 2147483647 THEN job.attempts + 1 ELSE job.attempts END,
     locked_at = now(),
     locked_by = %(worker_id)s,
     lock_expires_at = now() + make_interval(secs => %(lease)s),
@@ -292,7 +294,7 @@ WHERE id = %(id)s AND lock_token = %(token)s
 -- name: release
 WITH changed AS (
     UPDATE {jobs}
-    SET {% unlock %}, attempts = greatest(attempts - 1, 0), updated_at = now()
+    SET {% unlock %}, attempts = greatest(attempts, 1) - 1, updated_at = now()
     WHERE id = %(id)s AND lock_token = %(token)s
     RETURNING queue
 )

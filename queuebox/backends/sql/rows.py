@@ -5,7 +5,6 @@ out of range, bytes that are not UTF-8, a column written past queuebox) becomes 
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
@@ -48,39 +47,66 @@ def record_from_row(
     """The record of a row whose columns are named as the record's fields, plus the
     ``state`` the query derived on the store's clock. ``moment`` turns the store's time
     values into aware UTC datetimes. Raises ``UnreadableColumn`` for a row it cannot read."""
+    try:
+        record = _record(row, moment, with_token)
+    except (ValueError, TypeError, OverflowError, ArithmeticError, AttributeError):
+        _find_unreadable(row, moment)
+        raise
+    # Text that is not ASCII may carry the surrogate escapes of bytes that are not UTF-8.
+    if not (record.handler.isascii() and record.name.isascii() and record.queue.isascii()):
+        _find_unreadable(row, moment)
+    for text in (record.locked_by, record.last_error, record.unique_key):
+        if text is not None and not text.isascii():
+            _find_unreadable(row, moment)
+    return record
 
-    def when(column: str) -> datetime:
-        value = row[column]
-        try:
-            return moment(value)
-        except (ValueError, TypeError, OverflowError, ArithmeticError) as exc:
-            raise UnreadableColumn(f"column {column} holds {value!r}: {exc}") from None
 
-    def maybe(column: str) -> datetime | None:
-        return None if row[column] is None else when(column)
-
-    text = {column: _text(column, row[column]) for column in _TEXT_COLUMNS}
+def _record(row: Row, moment: Callable[[Any], datetime], with_token: bool) -> JobRecord:
+    """The fast path: every row queuebox wrote reads here without a check of its own."""
+    locked_at, expires, failed_at = row["locked_at"], row["lock_expires_at"], row["failed_at"]
+    completed_at, cancelled_at = row["completed_at"], row["cancelled_at"]
+    priority, attempts = row["priority"], row["attempts"]
+    if type(priority) is not int or type(attempts) is not int:
+        raise TypeError("priority and attempts must be integers")
     return JobRecord(
         id=str(row["id"]),
-        name=text["name"] or "",
-        handler=text["handler"] or "",
-        queue=text["queue"] or "",
-        priority=_integer("priority", row["priority"]),
-        run_at=when("run_at"),
-        attempts=_integer("attempts", row["attempts"]),
+        name=row["name"],
+        handler=row["handler"],
+        queue=row["queue"],
+        priority=priority,
+        run_at=moment(row["run_at"]),
+        attempts=attempts,
         state=JobState(row["state"]),
-        created_at=when("created_at"),
-        updated_at=when("updated_at"),
-        locked_at=maybe("locked_at"),
-        locked_by=text["locked_by"],
-        lock_expires_at=maybe("lock_expires_at"),
+        created_at=moment(row["created_at"]),
+        updated_at=moment(row["updated_at"]),
+        locked_at=None if locked_at is None else moment(locked_at),
+        locked_by=row["locked_by"],
+        lock_expires_at=None if expires is None else moment(expires),
         lock_token=row["lock_token"] if with_token else None,
-        last_error=text["last_error"],
-        failed_at=maybe("failed_at"),
-        completed_at=maybe("completed_at"),
-        unique_key=text["unique_key"],
-        cancelled_at=maybe("cancelled_at"),
+        last_error=row["last_error"],
+        failed_at=None if failed_at is None else moment(failed_at),
+        completed_at=None if completed_at is None else moment(completed_at),
+        unique_key=row["unique_key"],
+        cancelled_at=None if cancelled_at is None else moment(cancelled_at),
     )
+
+
+def _find_unreadable(row: Row, moment: Callable[[Any], datetime]) -> None:
+    """Raise ``UnreadableColumn`` naming the first column queuebox cannot read, if any."""
+    for column in _TEXT_COLUMNS:
+        _text(column, row[column])
+    _integer("priority", row["priority"])
+    _integer("attempts", row["attempts"])
+    for column in (*_TIME_COLUMNS, *_OPTIONAL_TIMES):
+        value = row[column]
+        if value is None and column in _OPTIONAL_TIMES:
+            continue
+        try:
+            moment(value)
+        except (ValueError, TypeError, OverflowError, ArithmeticError, AttributeError) as exc:
+            raise UnreadableColumn(f"column {column} holds {value!r}: {exc}") from None
+    if row["state"] not in JobState.__members__.values():
+        raise UnreadableColumn(f"column state holds {row['state']!r}")
 
 
 def _shown(value: Any) -> str:
@@ -102,7 +128,13 @@ def read_records(
     """Records of ``rows`` in order; an unreadable row becomes an ``unreadable_record``
     (holding its lock token when ``with_token``: the worker then fails it at once).
     ``now`` (the store's clock) is asked only when a row is unreadable."""
-    clock = functools.cache(now)
+    moments: list[datetime] = []
+
+    def clock() -> datetime:
+        if not moments:
+            moments.append(now())
+        return moments[0]
+
     records = []
     for row in rows:
         try:

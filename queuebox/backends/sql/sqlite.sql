@@ -25,16 +25,16 @@ CASE WHEN job.completed_at IS NOT NULL THEN 'completed'
      WHEN job.run_at <= clock.now THEN 'ready'
      ELSE 'scheduled' END
 
+-- fragment: in_queues
+(:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+
 -- fragment: unlock
 locked_at = NULL, locked_by = NULL, lock_expires_at = NULL, lock_token = NULL
 
 -- fragment: acks
--- The (id, token) pairs of the :ids and :tokens arrays, matched by position.
-ack(id, token) AS (
-    SELECT each_id.value, each_token.value
-    FROM json_each(:ids) AS each_id JOIN json_each(:tokens) AS each_token
-        ON each_token.key = each_id.key
-)
+-- The (id, token) pairs of :ids and :tokens, which the adapter also binds as one JSON array
+-- of pairs, :acks (reading it once is cheaper than matching two arrays by position).
+ack(id, token) AS (SELECT value ->> 0, value ->> 1 FROM json_each(:acks))
 
 -- fragment: waiting_groups
 -- Every (queue, priority) group of waiting jobs in :queues (a JSON array, or NULL for every
@@ -207,21 +207,30 @@ candidate(id, priority, run_at) AS (
         LIMIT :limit
     )
     UNION ALL
-    -- Expired locks: running jobs whose worker stopped renewing them.
+    -- Expired locks: running jobs whose worker stopped renewing them, and locks with no
+    -- expiry at all (written past queuebox), which no worker renews either.
     SELECT id, priority, run_at FROM queuebox_jobs
     WHERE locked_at IS NOT NULL AND lock_expires_at <= (SELECT now FROM clock)
-      AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+      AND {% in_queues %}
+    UNION ALL
+    SELECT id, priority, run_at FROM queuebox_jobs
+    WHERE locked_at IS NOT NULL AND lock_expires_at IS NULL AND {% in_queues %}
 )
 UPDATE queuebox_jobs
-SET attempts = attempts + 1,
+-- attempts stops at the largest integer instead of overflowing into a REAL (which the
+-- STRICT table refuses): a job at the limit is still claimed, and then failed.
+SET attempts = attempts + (attempts < 9223372036854775807),
     -- The right-hand sides see the row as it was, so this reads the lost worker's lock;
     -- the text is records.reclaim_note's (datetime.isoformat of an aware UTC time).
     last_error = CASE WHEN locked_by IS NULL THEN last_error ELSE
         'WorkerLost: the lock held by worker ' || locked_by || ' expired at '
-        || strftime('%Y-%m-%dT%H:%M:%S', lock_expires_at / 1000000, 'unixepoch')
-        || CASE WHEN lock_expires_at % 1000000 = 0 THEN ''
-                ELSE printf('.%06d', lock_expires_at % 1000000) END
-        || '+00:00 before the job finished; the job was claimed again'
+        || COALESCE(
+            strftime('%Y-%m-%dT%H:%M:%S', lock_expires_at / 1000000, 'unixepoch')
+            || CASE WHEN lock_expires_at % 1000000 = 0 THEN ''
+                    ELSE printf('.%06d', lock_expires_at % 1000000) END
+            || '+00:00',
+            'an unknown time')
+        || ' before the job finished; the job was claimed again'
     END,
     locked_at = (SELECT now FROM clock),
     locked_by = :worker_id,
@@ -244,8 +253,11 @@ due(at) AS (
     FROM grp WHERE grp.priority IS NOT NULL
     UNION ALL
     SELECT MIN(lock_expires_at) FROM queuebox_jobs
-    WHERE locked_at IS NOT NULL
-      AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+    WHERE locked_at IS NOT NULL AND {% in_queues %}
+    UNION ALL
+    -- A lock without an expiry can be taken over at once.
+    SELECT (SELECT now FROM clock) FROM queuebox_jobs
+    WHERE locked_at IS NOT NULL AND lock_expires_at IS NULL AND {% in_queues %}
 )
 SELECT (MIN(at) - (SELECT now FROM clock)) / 1000000.0 AS wait FROM due
 
@@ -290,7 +302,7 @@ WHERE id = :id AND lock_token = :token
 -- name: release
 -- run_at is left alone: the job is due again at once, in its old place in the order.
 UPDATE queuebox_jobs
-SET attempts = MAX(attempts - 1, 0), updated_at = {% store_now %}, {% unlock %}
+SET attempts = MAX(attempts, 1) - 1, updated_at = {% store_now %}, {% unlock %}
 WHERE id = :id AND lock_token = :token
 
 -- name: extend
@@ -320,7 +332,7 @@ WITH clock(now) AS (SELECT {% store_now %}),
 job_state AS (
     SELECT job.*, {% state %} AS state
     FROM queuebox_jobs AS job, clock
-    WHERE :queues IS NULL OR job.queue IN (SELECT value FROM json_each(:queues))
+    WHERE {% in_queues %}
 )
 SELECT * FROM job_state
 WHERE :states IS NULL OR state IN (SELECT value FROM json_each(:states))
@@ -344,5 +356,4 @@ WHERE id = :id AND locked_at IS NULL
 DELETE FROM queuebox_jobs WHERE id = :id
 
 -- name: clear
-DELETE FROM queuebox_jobs
-WHERE :queues IS NULL OR queue IN (SELECT value FROM json_each(:queues))
+DELETE FROM queuebox_jobs WHERE {% in_queues %}
