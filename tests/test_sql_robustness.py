@@ -6,7 +6,10 @@ whatever the session's TimeZone."""
 from __future__ import annotations
 
 import re
+import socket
 import sqlite3
+import struct
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,6 +25,7 @@ from psycopg import sql
 from queuebox.backends.base import UNREADABLE_NAME, Adapter, JobState
 from queuebox.backends.postgres import PostgresAdapter
 from queuebox.backends.sqlite import SQLiteAdapter
+from queuebox.errors import ConfigurationError, StorageUnavailable
 from queuebox.testing import new_job
 
 RawWrite = Callable[[str, dict[str, Any]], None]
@@ -161,3 +165,39 @@ def test_now_is_utc_whatever_the_session_time_zone(postgres_url: str) -> None:
     finally:
         with psycopg.connect(postgres_url, autocommit=True) as raw:
             raw.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+def _refusing_server(message: str) -> tuple[int, threading.Thread]:
+    """A loopback socket that answers a PostgreSQL client's start-up as a server refusing its
+    password does (SQLSTATE 28P01), so the test needs no server with password auth."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port: int = listener.getsockname()[1]
+
+    def serve() -> None:
+        with listener:
+            listener.settimeout(10)
+            conn, _ = listener.accept()
+            with conn:
+                while True:
+                    size = struct.unpack("!I", conn.recv(4))[0]
+                    code = struct.unpack("!I", conn.recv(size - 4)[:4])[0]
+                    if code in (80877103, 80877104):  # SSLRequest, GSSENCRequest: no
+                        conn.sendall(b"N")
+                        continue
+                    fields = b"SFATAL\0VFATAL\0C28P01\0M" + message.encode() + b"\0\0"
+                    conn.sendall(b"E" + struct.pack("!I", len(fields) + 4) + fields)
+                    return
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return port, thread
+
+
+def test_a_wrong_password_is_a_configuration_error_that_hides_it() -> None:
+    port, server = _refusing_server('password authentication failed for user "app"')
+    adapter = PostgresAdapter(f"postgresql://app:s3cret@127.0.0.1:{port}/db?sslmode=disable")
+    with pytest.raises(ConfigurationError, match="refused the credentials") as caught:
+        adapter.now()
+    server.join(10)
+    assert "s3cret" not in str(caught.value) and "***" in str(caught.value)
+    assert not isinstance(caught.value, StorageUnavailable)
