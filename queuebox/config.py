@@ -85,6 +85,7 @@ class _State:
 
 
 _state = _State()
+_QUEUEBOX_LOGGER = logging.getLogger("queuebox")
 _lock = threading.RLock()
 
 
@@ -173,6 +174,9 @@ def reset() -> None:
 
 
 def get_settings() -> Settings:
+    settings = _state.settings  # resolved once: the common case needs no lock
+    if settings is not None:
+        return settings
     with _lock:
         if _state.settings is None:
             _state.settings = _resolve()
@@ -181,6 +185,9 @@ def get_settings() -> Settings:
 
 def get_adapter() -> Adapter:
     """The configured store, built from the URL on first use."""
+    adapter = _state.adapter  # built once: the common case (every enqueue) needs no lock
+    if adapter is not None:
+        return adapter
     with _lock:
         if _state.adapter is None:
             _state.adapter = from_url(get_settings().url)
@@ -213,7 +220,7 @@ def close_adapter() -> None:
 
 
 def get_logger() -> logging.Logger:
-    return _state.logger or logging.getLogger("queuebox")
+    return _state.logger or _QUEUEBOX_LOGGER  # (getLogger takes a lock: not per enqueue)
 
 
 def _drop_adapter() -> None:
