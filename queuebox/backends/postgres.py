@@ -35,7 +35,7 @@ from queuebox.backends.postgres_support import (
     split_url,
     usable,
 )
-from queuebox.backends.sql import ChangeWatch, SQLRecurring, SQLStore
+from queuebox.backends.sql import ChangeWatch, SQLCancellation, SQLRecurring, SQLStore
 from queuebox.errors import (
     ConfigurationError,
     PayloadError,
@@ -52,7 +52,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 DEFAULT_TABLE = "queuebox_jobs"
 
 
-class PostgresAdapter(SQLRecurring, SQLStore, TransactionalEnqueue):
+class PostgresAdapter(SQLRecurring, SQLCancellation, SQLStore, TransactionalEnqueue):
     """Jobs in one PostgreSQL table, claimed with ``FOR UPDATE SKIP LOCKED``.
 
     ``url`` is a ``postgresql://`` URL (or a libpq ``key=value`` string). Its query

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from queuebox.backends.base import Capabilities, Row
-from queuebox.backends.sql import SQLRecurring, SQLStore
+from queuebox.backends.sql import SQLCancellation, SQLRecurring, SQLStore
 from queuebox.errors import ConfigurationError, QueueboxError, StorageUnavailable
 
 __all__ = ["SCHEMA_VERSION", "SQLiteAdapter"]
@@ -45,7 +45,7 @@ def _lenient_text(data: bytes) -> str:
     return data.decode("utf-8", "surrogateescape")
 
 
-class SQLiteAdapter(SQLRecurring, SQLStore):
+class SQLiteAdapter(SQLRecurring, SQLCancellation, SQLStore):
     """Jobs in the table ``queuebox_jobs`` of one SQLite database file."""
 
     schemes = ("sqlite",)

@@ -4,13 +4,20 @@ query file defines the queries each mixin names in ``sql_queries``."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import ClassVar
 
-from queuebox.backends.base import JobRecord, NewJob, RecurringStore
+from queuebox.backends.base import (
+    Cancellation,
+    CancelOutcome,
+    JobRecord,
+    NewJob,
+    RecurringStore,
+)
 from queuebox.backends.sql.store import SQLStore
 
-__all__ = ["SQLRecurring"]
+__all__ = ["SQLCancellation", "SQLRecurring"]
 
 
 class SQLRecurring(SQLStore, RecurringStore):
@@ -37,3 +44,31 @@ class SQLRecurring(SQLStore, RecurringStore):
     def recurring_ticks(self) -> dict[str, datetime]:
         rows = self._read("recurring_ticks")
         return {row["key"]: self._moment(row["last_tick"]) for row in rows}
+
+
+class SQLCancellation(SQLStore, Cancellation):
+    """Cancellation through the ``cancelled_at`` column: ``cancel`` is one statement that
+    cancels a waiting job (or one whose lock lapsed) at once and marks a running one."""
+
+    sql_queries: ClassVar[frozenset[str]] = frozenset(
+        {"cancel", "cancel_requested", "mark_cancelled"}
+    )
+
+    def cancel(self, job_id: str) -> CancelOutcome:
+        key = self._job_key(job_id)
+        if key is None:
+            return CancelOutcome.NOT_FOUND
+        rows = self._write_rows("cancel", {"id": key})
+        if rows:
+            return CancelOutcome(rows[0]["outcome"])
+        # Nothing changed: the job had ended (or was cancelled) already, or never existed.
+        return CancelOutcome.FINISHED if self._read("get", {"id": key}) else CancelOutcome.NOT_FOUND
+
+    def cancel_requested(self, job_ids: Sequence[str]) -> set[str]:
+        keys = [key for key in map(self._job_key, job_ids) if key is not None]
+        if not keys:
+            return set()
+        return {str(row["id"]) for row in self._read("cancel_requested", {"ids": keys})}
+
+    def mark_cancelled(self, job_id: str, lock_token: str, *, error: str | None = None) -> bool:
+        return self._owned_write("mark_cancelled", job_id, lock_token, error=error)

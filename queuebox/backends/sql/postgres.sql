@@ -19,6 +19,8 @@
 -- A job's state on the store's clock, in the order records.JobState states.
 CASE WHEN job.completed_at IS NOT NULL THEN 'completed'
      WHEN job.failed_at IS NOT NULL THEN 'failed'
+     WHEN job.cancelled_at IS NOT NULL
+          AND (job.locked_at IS NULL OR job.lock_expires_at <= now()) THEN 'cancelled'
      WHEN job.locked_at IS NOT NULL THEN 'running'
      WHEN job.run_at <= now() THEN 'ready'
      ELSE 'scheduled' END
@@ -32,6 +34,15 @@ unnest(%(ids)s::bigint[], %(tokens)s::text[]) AS ack(id, token)
 -- fragment: notify_changed
 -- A NOTIFY for each queue of the rows a write returned in the CTE "changed", sent at commit.
 SELECT pg_notify({channel}, queue) FROM changed
+
+-- fragment: owned_and_notified
+-- The end of a worker's write that unlocks its job: a job asked to stop becomes cancelled,
+-- which frees its key; and a NOTIFY for its queue.
+unique_key = CASE WHEN cancelled_at IS NULL THEN unique_key END
+    WHERE id = %(id)s AND lock_token = %(token)s
+    RETURNING queue
+)
+{% notify_changed %}
 
 -- fragment: insert
 -- Ids follow the input order (ORDER BY position); the result is sorted by id. The
@@ -220,7 +231,7 @@ WITH candidates AS MATERIALIZED (
     SELECT id, locked_by AS previous_owner,
            lock_expires_at AT TIME ZONE 'UTC' AS previous_expiry
     FROM {jobs}
-    WHERE failed_at IS NULL AND completed_at IS NULL
+    WHERE failed_at IS NULL AND completed_at IS NULL AND cancelled_at IS NULL
       AND greatest(run_at, lock_expires_at) <= now()
       AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
     ORDER BY priority, run_at, id
@@ -279,11 +290,8 @@ RETURNING job.id
 WITH changed AS (
     UPDATE {jobs}
     SET {% unlock %}, last_error = %(error)s,
-        run_at = now() + make_interval(secs => %(delay)s), updated_at = now()
-    WHERE id = %(id)s AND lock_token = %(token)s
-    RETURNING queue
-)
-{% notify_changed %}
+        run_at = now() + make_interval(secs => %(delay)s), updated_at = now(),
+        {% owned_and_notified %}
 
 -- name: fail_keep
 -- A failed job frees its unique key: retrying it later does not take the key back.
@@ -294,11 +302,8 @@ WHERE id = %(id)s AND lock_token = %(token)s
 -- name: release
 WITH changed AS (
     UPDATE {jobs}
-    SET {% unlock %}, attempts = greatest(attempts, 1) - 1, updated_at = now()
-    WHERE id = %(id)s AND lock_token = %(token)s
-    RETURNING queue
-)
-{% notify_changed %}
+    SET {% unlock %}, attempts = greatest(attempts, 1) - 1, updated_at = now(),
+        {% owned_and_notified %}
 
 -- name: extend
 UPDATE {jobs}
@@ -317,7 +322,7 @@ RETURNING job.id
 -- Seconds until the next job of these queues can be claimed (<= 0: now; NULL: none).
 SELECT extract(epoch FROM min(greatest(run_at, lock_expires_at)) - now())::float8 AS wait
 FROM {jobs}
-WHERE failed_at IS NULL AND completed_at IS NULL
+WHERE failed_at IS NULL AND completed_at IS NULL AND cancelled_at IS NULL
   AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
 
 -- name: listen
@@ -349,15 +354,41 @@ FROM {jobs} AS job
 GROUP BY 1, 2
 
 -- name: retry
--- unique_key is left as it is: a failed or kept completed job has none (it was cleared),
--- so a retried job does not take its key back; a scheduled one keeps the key it holds.
+-- unique_key is left as it is: a failed, cancelled or kept completed job has none (it was
+-- cleared), so a retried job does not take its key back; a scheduled one keeps the key it
+-- holds. A live lock is left alone; a lapsed lock's stale fields are cleared.
 WITH changed AS (
     UPDATE {jobs}
-    SET failed_at = NULL, completed_at = NULL, attempts = 0, run_at = now(), updated_at = now()
-    WHERE id = %(id)s AND locked_at IS NULL
+    SET failed_at = NULL, completed_at = NULL, cancelled_at = NULL, attempts = 0,
+        run_at = now(), updated_at = now(), {% unlock %}
+    WHERE id = %(id)s AND (locked_at IS NULL OR lock_expires_at <= now())
     RETURNING queue
 )
 {% notify_changed %}
+
+-- name: cancel
+-- One statement: a waiting job (or one whose lock lapsed) is cancelled at once, its lock
+-- fields and unique key cleared; a running one keeps its lock and gets cancelled_at, which
+-- its worker reads with cancel_requested. No row: finished already, or no such job.
+UPDATE {jobs} AS job
+SET cancelled_at = coalesce(job.cancelled_at, now()), updated_at = now(),
+    unique_key = CASE WHEN job.lock_expires_at > now() THEN job.unique_key END,
+    lock_token = CASE WHEN job.lock_expires_at > now() THEN job.lock_token END,
+    locked_by = CASE WHEN job.lock_expires_at > now() THEN job.locked_by END,
+    locked_at = CASE WHEN job.lock_expires_at > now() THEN job.locked_at END,
+    lock_expires_at = CASE WHEN job.lock_expires_at > now() THEN job.lock_expires_at END
+WHERE job.id = %(id)s AND job.failed_at IS NULL AND job.completed_at IS NULL
+  AND (job.cancelled_at IS NULL OR job.lock_expires_at > now())
+RETURNING CASE WHEN job.locked_at IS NULL THEN 'cancelled' ELSE 'requested' END AS outcome
+
+-- name: cancel_requested
+SELECT id FROM {jobs} WHERE id = ANY(%(ids)s::bigint[]) AND cancelled_at IS NOT NULL
+
+-- name: mark_cancelled
+UPDATE {jobs}
+SET cancelled_at = coalesce(cancelled_at, now()), updated_at = now(),
+    last_error = coalesce(%(error)s, last_error), {% unlock %}, unique_key = NULL
+WHERE id = %(id)s AND lock_token = %(token)s
 
 -- name: delete
 DELETE FROM {jobs} WHERE id = %(id)s

@@ -17,10 +17,16 @@ CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000
 -- fragment: waiting
 locked_at IS NULL AND failed_at IS NULL AND completed_at IS NULL
 
+-- fragment: claimable
+-- Waiting and not cancelled. The index predicate above is part of it, so that index serves.
+{% waiting %} AND cancelled_at IS NULL
+
 -- fragment: state
 -- A job's state on the store's clock, in the order records.JobState states; needs clock.now.
 CASE WHEN job.completed_at IS NOT NULL THEN 'completed'
      WHEN job.failed_at IS NOT NULL THEN 'failed'
+     WHEN job.cancelled_at IS NOT NULL
+          AND (job.locked_at IS NULL OR job.lock_expires_at <= clock.now) THEN 'cancelled'
      WHEN job.locked_at IS NOT NULL THEN 'running'
      WHEN job.run_at <= clock.now THEN 'ready'
      ELSE 'scheduled' END
@@ -47,11 +53,11 @@ named_queue(queue) AS (
 ),
 any_queue(queue) AS (
     SELECT MIN(queue) FROM queuebox_jobs
-    WHERE :queues IS NULL AND {% waiting %}
+    WHERE :queues IS NULL AND {% claimable %}
     UNION ALL
     SELECT (
         SELECT MIN(queue) FROM queuebox_jobs
-        WHERE queue > any_queue.queue AND {% waiting %}
+        WHERE queue > any_queue.queue AND {% claimable %}
     )
     FROM any_queue WHERE any_queue.queue IS NOT NULL
 ),
@@ -63,13 +69,13 @@ chosen_queue(queue) AS (
 grp(queue, priority) AS (
     SELECT queue, (
         SELECT MIN(priority) FROM queuebox_jobs
-        WHERE queue = chosen_queue.queue AND {% waiting %}
+        WHERE queue = chosen_queue.queue AND {% claimable %}
     )
     FROM chosen_queue
     UNION ALL
     SELECT queue, (
         SELECT MIN(priority) FROM queuebox_jobs
-        WHERE queue = grp.queue AND priority > grp.priority AND {% waiting %}
+        WHERE queue = grp.queue AND priority > grp.priority AND {% claimable %}
     )
     FROM grp WHERE grp.priority IS NOT NULL
 )
@@ -202,7 +208,7 @@ candidate(id, priority, run_at) AS (
     WHERE grp.priority IS NOT NULL AND job.id IN (
         SELECT id FROM queuebox_jobs
         WHERE queue = grp.queue AND priority = grp.priority
-          AND run_at <= (SELECT now FROM clock) AND {% waiting %}
+          AND run_at <= (SELECT now FROM clock) AND {% claimable %}
         ORDER BY run_at, id
         LIMIT :limit
     )
@@ -211,10 +217,11 @@ candidate(id, priority, run_at) AS (
     -- expiry at all (written past queuebox), which no worker renews either.
     SELECT id, priority, run_at FROM queuebox_jobs
     WHERE locked_at IS NOT NULL AND lock_expires_at <= (SELECT now FROM clock)
-      AND {% in_queues %}
+      AND cancelled_at IS NULL AND {% in_queues %}
     UNION ALL
     SELECT id, priority, run_at FROM queuebox_jobs
-    WHERE locked_at IS NOT NULL AND lock_expires_at IS NULL AND {% in_queues %}
+    WHERE locked_at IS NOT NULL AND lock_expires_at IS NULL AND cancelled_at IS NULL
+      AND {% in_queues %}
 )
 UPDATE queuebox_jobs
 -- attempts stops at the largest integer instead of overflowing into a REAL (which the
@@ -248,16 +255,17 @@ WITH RECURSIVE
 due(at) AS (
     SELECT (
         SELECT MIN(run_at) FROM queuebox_jobs
-        WHERE queue = grp.queue AND priority = grp.priority AND {% waiting %}
+        WHERE queue = grp.queue AND priority = grp.priority AND {% claimable %}
     )
     FROM grp WHERE grp.priority IS NOT NULL
     UNION ALL
     SELECT MIN(lock_expires_at) FROM queuebox_jobs
-    WHERE locked_at IS NOT NULL AND {% in_queues %}
+    WHERE locked_at IS NOT NULL AND cancelled_at IS NULL AND {% in_queues %}
     UNION ALL
     -- A lock without an expiry can be taken over at once.
     SELECT (SELECT now FROM clock) FROM queuebox_jobs
-    WHERE locked_at IS NOT NULL AND lock_expires_at IS NULL AND {% in_queues %}
+    WHERE locked_at IS NOT NULL AND lock_expires_at IS NULL AND cancelled_at IS NULL
+      AND {% in_queues %}
 )
 SELECT (MIN(at) - (SELECT now FROM clock)) / 1000000.0 AS wait FROM due
 
@@ -289,8 +297,10 @@ WHERE (id, lock_token) IN (SELECT id, token FROM ack)
 RETURNING id
 
 -- name: reschedule
+-- A job asked to stop keeps cancelled_at and becomes cancelled, which frees its key.
 UPDATE queuebox_jobs
-SET run_at = {% store_now %} + :delay, updated_at = {% store_now %}, last_error = :error, {% unlock %}
+SET run_at = {% store_now %} + :delay, updated_at = {% store_now %}, last_error = :error, {% unlock %},
+    unique_key = CASE WHEN cancelled_at IS NULL THEN unique_key END
 WHERE id = :id AND lock_token = :token
 
 -- name: fail_keep
@@ -302,7 +312,8 @@ WHERE id = :id AND lock_token = :token
 -- name: release
 -- run_at is left alone: the job is due again at once, in its old place in the order.
 UPDATE queuebox_jobs
-SET attempts = MAX(attempts, 1) - 1, updated_at = {% store_now %}, {% unlock %}
+SET attempts = MAX(attempts, 1) - 1, updated_at = {% store_now %}, {% unlock %},
+    unique_key = CASE WHEN cancelled_at IS NULL THEN unique_key END
 WHERE id = :id AND lock_token = :token
 
 -- name: extend
@@ -346,11 +357,41 @@ FROM queuebox_jobs AS job, clock
 GROUP BY job.queue, state
 
 -- name: retry
--- A running job is left alone: its worker still holds it.
+-- A job with a live lock is left alone: its worker still holds it. A lapsed lock's stale
+-- fields are cleared.
 UPDATE queuebox_jobs
-SET failed_at = NULL, completed_at = NULL, attempts = 0, run_at = {% store_now %},
-    updated_at = {% store_now %}
-WHERE id = :id AND locked_at IS NULL
+SET failed_at = NULL, completed_at = NULL, cancelled_at = NULL, attempts = 0,
+    run_at = {% store_now %}, updated_at = {% store_now %}, {% unlock %}
+WHERE id = :id AND (locked_at IS NULL OR lock_expires_at <= {% store_now %})
+
+-- name: cancel
+-- One statement: a waiting job (or one whose lock lapsed) is cancelled at once, its lock
+-- fields and unique key cleared; a running one keeps its lock and gets cancelled_at, which
+-- its worker reads with cancel_requested. No row: finished already, or no such job.
+WITH clock(now) AS (SELECT {% store_now %})
+UPDATE queuebox_jobs
+SET cancelled_at = COALESCE(cancelled_at, (SELECT now FROM clock)),
+    updated_at = (SELECT now FROM clock),
+    unique_key = CASE WHEN locked_at IS NULL OR lock_expires_at <= (SELECT now FROM clock)
+                      THEN NULL ELSE unique_key END,
+    lock_token = CASE WHEN lock_expires_at > (SELECT now FROM clock) THEN lock_token END,
+    locked_by = CASE WHEN lock_expires_at > (SELECT now FROM clock) THEN locked_by END,
+    locked_at = CASE WHEN lock_expires_at > (SELECT now FROM clock) THEN locked_at END,
+    lock_expires_at = CASE WHEN lock_expires_at > (SELECT now FROM clock)
+                           THEN lock_expires_at END
+WHERE id = :id AND failed_at IS NULL AND completed_at IS NULL
+  AND (cancelled_at IS NULL OR lock_expires_at > (SELECT now FROM clock))
+RETURNING CASE WHEN locked_at IS NULL THEN 'cancelled' ELSE 'requested' END AS outcome
+
+-- name: cancel_requested
+SELECT id FROM queuebox_jobs
+WHERE id IN (SELECT value FROM json_each(:ids)) AND cancelled_at IS NOT NULL
+
+-- name: mark_cancelled
+UPDATE queuebox_jobs
+SET cancelled_at = COALESCE(cancelled_at, {% store_now %}), updated_at = {% store_now %},
+    last_error = COALESCE(:error, last_error), {% unlock %}, unique_key = NULL
+WHERE id = :id AND lock_token = :token
 
 -- name: delete
 DELETE FROM queuebox_jobs WHERE id = :id
