@@ -25,7 +25,7 @@ from typing import Any
 import queuebox
 from benchmarks.jobs import QUEUE, BenchNoop
 from queuebox.backends.redis import RedisAdapter
-from queuebox.backends.redis_keys import pack_jobs
+from queuebox.backends.redis_calls import pack_jobs
 
 __all__ = ["main", "measure"]
 
