@@ -7,21 +7,18 @@ claim-cost sweep of a store) runs in its own driver process; see docs/benchmarks
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import platform
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.peers import PEERS, PEERS_VENV
+from benchmarks.peers import PEERS
 from benchmarks.report import evaluate, render
+from benchmarks.runner import interpreter_for, machine, run_driver
 from benchmarks.stores import DEFAULT_URLS
-from benchmarks.subject import REPO, python_env
+from benchmarks.subject import REPO
 
 STORES = ("sqlite", "postgres", "redis")
 FULL_DEPTHS = "1000,10000,100000,1000000"
@@ -60,85 +57,43 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _interpreter_for(module: str) -> tuple[str | None, str]:
-    """The first interpreter that imports ``module``: this one, then the peers venv."""
-    candidates = [sys.executable, str(PEERS_VENV / "bin" / "python")]
-    for python in candidates:
-        if not Path(python).exists():
-            continue
-        probe = subprocess.run(
-            [python, "-c", f"import {module}"], capture_output=True, check=False, timeout=60
-        )
-        if probe.returncode == 0:
-            return python, ""
-    return None, f"{module} is not installed (pip install queuebox[bench-peers], see docs)"
+def _driver_argv(args: argparse.Namespace, extra: list[str]) -> list[str]:
+    return [
+        "-n",
+        str(args.n),
+        "--enqueue-n",
+        str(args.n),
+        "--probes",
+        str(args.probes),
+        "--max-seconds",
+        str(args.max_seconds),
+        "--depths",
+        args.depths,
+        "--rounds",
+        "50" if args.quick else "200",
+        "--redis-url",
+        args.redis_url,
+        "--postgres-url",
+        args.postgres_url,
+        *extra,
+    ]
 
 
 def _run_driver(
     python: str, spec: str, args: argparse.Namespace, extra: list[str]
 ) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="queuebox-bench-") as scratch:
-        out = Path(scratch) / "result.json"
-        argv = [
-            python,
-            "-m",
-            "benchmarks.driver",
-            spec,
-            "--out",
-            str(out),
-            "-n",
-            str(args.n),
-            "--enqueue-n",
-            str(args.n),
-            "--probes",
-            str(args.probes),
-            "--max-seconds",
-            str(args.max_seconds),
-            "--depths",
-            args.depths,
-            "--rounds",
-            "50" if args.quick else "200",
-            "--redis-url",
-            args.redis_url,
-            "--postgres-url",
-            args.postgres_url,
-            *extra,
-        ]
-        started = time.monotonic()
-        print(f"  {spec} ...", end="", flush=True, file=sys.stderr)
-        completed = subprocess.run(
-            argv,
-            cwd=REPO,
-            env={**os.environ, **python_env()},
-            capture_output=True,
-            check=False,
-            timeout=900,
-        )
-        print(f" {time.monotonic() - started:.0f}s", file=sys.stderr)
-        if out.exists():
-            result: dict[str, Any] = json.loads(out.read_text())
-        else:
-            tail = completed.stderr.decode(errors="replace")[-1500:]
-            result = {"spec": spec, "error": f"the driver exited {completed.returncode}: {tail}"}
-    if "error" in result:
-        print(f"    failed: {result['error'][:300]}", file=sys.stderr)
-    return result
+    return run_driver(python, spec, _driver_argv(args, extra))
 
 
-def _machine() -> dict[str, Any]:
-    cpu = ""
-    with contextlib.suppress(OSError, StopIteration):
-        cpu = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "cpu": cpu,
-    }
+def _quick_note(args: argparse.Namespace) -> str:
+    return (
+        f"QUICK MODE: {args.n:,} jobs per drain, {args.probes} latency probes, claim-cost "
+        f"depths {args.depths}. This checks that every workload runs and writes its "
+        "results. A drain this small lasts a fraction of a second, so the rates, ratios and "
+        "CPU shares below are not measurements, and the speed targets are not judged: only "
+        "the few that hold at any size are. For figures, run without --quick (see "
+        "docs/benchmarks.md)."
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,21 +117,21 @@ def main(argv: list[str] | None = None) -> int:
             peer = PEERS[name]
             if peer.store not in args.stores:
                 continue
-            python, reason = _interpreter_for(name)
+            python, reason = interpreter_for(name)
             if python is None:
                 print(f"  peer {name}: skipped: {reason}", file=sys.stderr)
                 results.append({"spec": f"peer:{name}", "error": f"skipped: {reason}"})
                 continue
             for setting in settings:
                 results.append(_run_driver(python, f"peer:{name}:{setting}", args, []))
-    targets, ratios = evaluate(results)
-    report = render(results, targets, ratios)
+    targets, ratios = evaluate(results, quick=args.quick)
+    report = render(results, targets, ratios, quick_note=_quick_note(args) if args.quick else "")
     print(report)
     document = {
         "suite": "queuebox benchmarks",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "seconds": time.monotonic() - started,
-        "machine": _machine(),
+        "machine": machine(),
         "options": {
             "quick": args.quick,
             "n": args.n,

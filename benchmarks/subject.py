@@ -30,6 +30,11 @@ class Subject:
     setting = "default"
     #: How this setting runs the workers, for the report.
     detail = ""
+    #: Jobs one worker process keeps in flight at this setting (the I/O workload's ideal
+    #: rate is this many jobs per ``marks.IO_WAIT``).
+    concurrency = 1
+    #: What the I/O workload's jobs are here: ``"sync"`` (they block a thread) or ``"async"``.
+    io_kind = "sync"
 
     def setup(self) -> None:
         """Create what the subject needs (schema, queue); called once before the workloads."""
@@ -53,6 +58,11 @@ class Subject:
         except NotOffered:
             self.enqueue_each(0, count)
 
+    def fill_io(self, count: int) -> None:
+        """Put ``count`` waiting I/O jobs in the queue (``marks.wait_then_mark`` or, for an
+        async system, ``marks.await_then_mark``), the fastest way offered."""
+        raise NotOffered
+
     def worker_argv(self) -> list[str]:
         """The command line of one worker process."""
         raise NotImplementedError
@@ -60,6 +70,10 @@ class Subject:
     def worker_env(self) -> dict[str, str]:
         """Extra environment of the worker processes (the repository is always importable)."""
         return {}
+
+    def worker_cwd(self) -> str | None:
+        """The folder the worker processes start in (``None``: the driver's own)."""
+        return None
 
     def purge(self) -> None:
         """Delete every job this subject stored (between workloads)."""

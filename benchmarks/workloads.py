@@ -88,10 +88,13 @@ class _CpuShares:
             self._marks.append(self._now())
 
     def shares(self) -> dict[str, float | None]:
+        """Cores busy, and the window's length (below ~0.5 s, /proc's 10 ms ticks make the
+        shares noise)."""
         if len(self._marks) < 2 or self._marks[1][0] <= self._marks[0][0]:
             return {}
         (t0, w0, s0), (t1, w1, s1) = self._marks
         return {
+            "cpu_window_seconds": t1 - t0,
             "worker_cpu_share": None if w0 is None or w1 is None else (w1 - w0) / (t1 - t0),
             "server_cpu_share": None if s0 is None or s1 is None else (s1 - s0) / (t1 - t0),
         }
@@ -105,7 +108,9 @@ def measure_drain(
     subject.fill(count)
     counters = _counters(subject, redis_url)
     marks = Marks()
-    group = WorkerGroup(subject.worker_argv(), marks, procs, env=subject.worker_env())
+    group = WorkerGroup(
+        subject.worker_argv(), marks, procs, env=subject.worker_env(), cwd=subject.worker_cwd()
+    )
     try:
         if counters:
             counters.start()
