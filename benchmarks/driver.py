@@ -1,7 +1,10 @@
 """Runs the workloads of one subject in a process of its own and writes their results.
 
 ``python -m benchmarks.driver SPEC --out FILE [options]``, where SPEC is
-``queuebox:STORE:SETTING``, ``peer:NAME:SETTING``, ``claim:STORE`` or ``baseline:STORE``.
+``queuebox:STORE:SETTING`` (``queuebox:STORE:SETTING:nostats``: the workers record no
+throughput tallies), ``peer:NAME:SETTING``, ``claim:STORE``, ``baseline:STORE``, or an I/O
+drain: ``io:queuebox:STORE:sync|async:CONCURRENCY`` or ``io:NAME`` (a peer at its I/O
+setting).
 ``python -m benchmarks`` starts one driver per subject (a peer's with the interpreter that
 has it installed), so that no library's imports or state leak into another's run.
 """
@@ -26,7 +29,10 @@ def _subject(kind: str, name: str, setting: str, urls: dict[str, str]) -> Subjec
     if kind == "queuebox":
         from benchmarks.queuebox_subjects import QueueboxSubject  # noqa: PLC0415
 
-        return QueueboxSubject(name, urls[name], setting)
+        setting, _, variant = setting.partition(":")
+        if variant not in ("", "nostats"):
+            raise ValueError(f"unknown variant {variant!r} of {name}:{setting}; known: nostats")
+        return QueueboxSubject(name, urls[name], setting, record_stats=variant != "nostats")
     from benchmarks.peers import PEERS  # noqa: PLC0415
 
     peer = PEERS[name]
@@ -62,6 +68,57 @@ def run_subject(subject: Subject, args: argparse.Namespace, urls: dict[str, str]
                 subject, args.n, procs, args.max_seconds, redis_url
             )
         result["latency"] = measure_latency(subject, args.probes)
+        result.update(_history(subject))
+    finally:
+        subject.cleanup()
+    return result
+
+
+def _history(subject: Subject) -> dict[str, Any]:
+    """For queuebox: whether the store keeps throughput history, whether the workers were
+    asked to record it, and how many runs they handed over during the workloads."""
+    from benchmarks.queuebox_subjects import QueueboxSubject  # noqa: PLC0415
+
+    if not isinstance(subject, QueueboxSubject):
+        return {}
+    return {
+        "history": {
+            "kept_by_store": subject.keeps_history(),
+            "record_stats": subject.record_stats,
+            "runs_tallied": subject.tallied(),
+        }
+    }
+
+
+def _io_subject(target: str, urls: dict[str, str]) -> Subject:
+    """``queuebox:STORE:KIND:CONCURRENCY`` or a peer's name."""
+    system, _, rest = target.partition(":")
+    if system == "queuebox":
+        from benchmarks.queuebox_subjects import QueueboxSubject  # noqa: PLC0415
+
+        store, kind, concurrency = [*rest.split(":"), "", ""][:3]
+        if not concurrency.isdigit():
+            raise ValueError(f"io:{target}: give io:queuebox:STORE:sync|async:CONCURRENCY")
+        return QueueboxSubject(store, urls[store], "io", concurrency=int(concurrency), io_kind=kind)
+    return _subject("peer", system, "io", urls)
+
+
+def run_io(target: str, args: argparse.Namespace, urls: dict[str, str]) -> dict[str, Any]:
+    from benchmarks.io_workload import measure_io_drain  # noqa: PLC0415
+
+    subject = _io_subject(target, urls)
+    result: dict[str, Any] = {
+        "system": subject.system,
+        "store": subject.store,
+        "setting": subject.setting,
+        "detail": subject.detail,
+        "concurrency": subject.concurrency,
+        "kind": subject.io_kind,
+    }
+    subject.setup()
+    try:
+        redis_url = urls["redis"] if subject.store == "redis" else None
+        result["io"] = measure_io_drain(subject, args.n, args.max_seconds, redis_url)
     finally:
         subject.cleanup()
     return result
@@ -106,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     name, _, setting = rest.partition(":")
     started = time.perf_counter()
     try:
-        if kind == "claim":
+        if kind == "io":
+            result = run_io(rest, args, urls)
+        elif kind == "claim":
             result = run_claim(name, args, urls)
         elif kind == "baseline":
             result = run_baseline(name, args, urls)

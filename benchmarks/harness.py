@@ -16,7 +16,7 @@ from pathlib import Path
 
 from benchmarks.marks import DIR_ENV, SLOT_ENV
 
-__all__ = ["DrainTiming", "Marks", "WorkerGroup", "percentile", "temp_marks"]
+__all__ = ["DrainTiming", "Marks", "WorkerGroup", "percentile", "proc_stat", "temp_marks"]
 
 _POLL = 0.002  # seconds between looks at the mark files (cheap: a few stat calls)
 
@@ -117,6 +117,43 @@ class WorkerGroup:
             total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         return total
 
+    def session(self) -> list[int]:
+        """Every live process of the group's sessions (a worker command's children too:
+        Dramatiq's worker process, a supervisor's child), from ``/proc``."""
+        leaders = {process.pid for process in self.processes}
+        found = []
+        with contextlib.suppress(OSError), os.scandir("/proc") as entries:
+            for entry in entries:
+                if not entry.name.isdigit():
+                    continue
+                fields = proc_stat(int(entry.name))
+                if fields is not None and int(fields[3]) in leaders:
+                    found.append(int(entry.name))
+        return sorted(found)
+
+    def session_cpu_seconds(self) -> float | None:
+        """CPU time every live process of the sessions used so far (``None`` off Linux)."""
+        pids = self.session()
+        if not pids:
+            return None
+        ticks = 0
+        for pid in pids:
+            fields = proc_stat(pid)
+            if fields is not None:
+                ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    def peak_rss(self) -> dict[int, int]:
+        """``pid -> peak resident set size in bytes`` (``VmHWM``) of every live process of
+        the sessions."""
+        peaks = {}
+        for pid in self.session():
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        peaks[pid] = int(line.split()[1]) * 1024
+        return peaks
+
     def logs(self) -> str:
         return "\n".join(
             (self.marks.path / f"worker-{slot}.log").read_text(errors="replace")
@@ -143,6 +180,15 @@ class WorkerGroup:
         self.stop()
 
 
+def proc_stat(pid: int) -> list[str] | None:
+    """``/proc/<pid>/stat`` after the command name: state, ppid, pgrp, session, ..."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 @dataclass
 class DrainTiming:
     """When a drain of ``expected`` jobs went how far (monotonic seconds)."""
@@ -150,6 +196,7 @@ class DrainTiming:
     expected: int
     started: float  # the worker processes were spawned
     first_done: float | None = None  # the first job was done
+    done_at_first: int = 0  # jobs seen done at that first look
     all_active: float | None = None  # every process had done a job
     done_at_all_active: int = 0
     finished: float | None = None
@@ -194,7 +241,7 @@ def watch_drain(
         now = time.monotonic()
         done = sum(counts.values())
         if done and timing.first_done is None:
-            timing.first_done = now
+            timing.first_done, timing.done_at_first = now, done
             if on_rate_start is not None:
                 on_rate_start()
         if (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from benchmarks import marks
 from queuebox import Job
 
-__all__ = ["QUEUE", "BenchNoop", "BenchPing"]
+__all__ = ["QUEUE", "BenchAwait", "BenchNoop", "BenchPing", "BenchWait"]
 
 QUEUE = "bench"
 
@@ -26,3 +26,21 @@ class BenchPing(Job):
 
     def perform(self, seq: int) -> None:
         marks.stamp(seq)
+
+
+class BenchWait(Job):
+    """An I/O job, sync: waits 20 ms in ``time.sleep`` (on one of the worker's threads)."""
+
+    queue = QUEUE
+
+    def perform(self, i: int) -> None:
+        marks.wait_then_mark()
+
+
+class BenchAwait(Job):
+    """An I/O job, async: waits 20 ms in ``asyncio.sleep`` (a task of the worker's loop)."""
+
+    queue = QUEUE
+
+    async def perform(self, i: int) -> None:
+        await marks.await_then_mark()

@@ -4,17 +4,24 @@ The harness polls the file sizes, so completion is seen without the job touching
 or any other service. A worker process learns its file from the environment: the directory
 in ``QUEUEBOX_BENCH_MARKS`` and its slot (``0``, ``1``, ...) in ``QUEUEBOX_BENCH_SLOT``;
 forked children (RQ's work horse, Celery's pool) inherit both.
+
+The I/O workload's jobs wait ``IO_WAIT`` seconds first, as a job that sends an email waits on
+the network: ``time.sleep`` in a sync job (``wait_then_mark``), ``asyncio.sleep`` in an
+async one (``await_then_mark``). Every system runs the same two functions.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 
-__all__ = ["DIR_ENV", "SLOT_ENV", "mark", "stamp"]
+__all__ = ["DIR_ENV", "IO_WAIT", "SLOT_ENV", "await_then_mark", "mark", "stamp", "wait_then_mark"]
 
 DIR_ENV = "QUEUEBOX_BENCH_MARKS"
 SLOT_ENV = "QUEUEBOX_BENCH_SLOT"
+#: Seconds an I/O job waits before it is done (20 ms: a round trip to a mail server, say).
+IO_WAIT = 0.02
 
 _fd: int | None = None
 _fd_pid = 0
@@ -38,3 +45,16 @@ def stamp(seq: int) -> None:
     """A latency probe's first line: when it started, on the machine-wide monotonic clock."""
     now = time.monotonic_ns()
     os.write(_file(), f"{seq} {now}\n".encode())
+
+
+def wait_then_mark() -> None:
+    """A sync I/O job: block ``IO_WAIT`` seconds (the thread waits, the GIL is free), then
+    mark."""
+    time.sleep(IO_WAIT)
+    mark()
+
+
+async def await_then_mark() -> None:
+    """An async I/O job: wait ``IO_WAIT`` seconds on the event loop, then mark."""
+    await asyncio.sleep(IO_WAIT)
+    mark()

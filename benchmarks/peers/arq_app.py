@@ -20,8 +20,21 @@ async def ping(ctx: dict[str, Any], seq: int) -> None:
     marks.stamp(seq)
 
 
+async def wait(ctx: dict[str, Any], i: int) -> None:
+    await marks.await_then_mark()
+
+
+#: ``arq --custom-log-dict``: warnings only (the CLI logs two INFO lines per job otherwise).
+QUIET_LOGS: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"arq.standard": {"level": "WARNING", "class": "logging.StreamHandler"}},
+    "loggers": {"arq": {"handlers": ["arq.standard"], "level": "WARNING"}},
+}
+
+
 class WorkerSettings:
-    functions = [noop, ping]
+    functions = [noop, ping, wait]
     redis_settings = RedisSettings.from_dsn(os.environ[URL_ENV])
     queue_name = os.environ[QUEUE_ENV]
     health_check_key = f"{queue_name}:health-check"

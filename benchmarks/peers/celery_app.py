@@ -29,3 +29,8 @@ def noop(i: int) -> None:
 @app.task(name="ping")  # type: ignore[untyped-decorator,unused-ignore]
 def ping(seq: int) -> None:
     marks.stamp(seq)
+
+
+@app.task(name="wait")  # type: ignore[untyped-decorator,unused-ignore]
+def wait(i: int) -> None:
+    marks.wait_then_mark()

@@ -23,3 +23,8 @@ def noop(i: int) -> None:
 @dramatiq.actor(queue_name=QUEUE, max_retries=0)
 def ping(seq: int) -> None:
     marks.stamp(seq)
+
+
+@dramatiq.actor(queue_name=QUEUE, max_retries=0)
+def wait(i: int) -> None:
+    marks.wait_then_mark()

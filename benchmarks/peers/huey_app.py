@@ -20,3 +20,8 @@ def noop(i: int) -> None:
 @huey.task()  # type: ignore[untyped-decorator,unused-ignore]
 def ping(seq: int) -> None:
     marks.stamp(seq)
+
+
+@huey.task()  # type: ignore[untyped-decorator,unused-ignore]
+def wait(i: int) -> None:
+    marks.wait_then_mark()

@@ -26,3 +26,8 @@ async def noop(i: int) -> None:
 @app.task(name="ping", queue=QUEUE)
 async def ping(seq: int) -> None:
     marks.stamp(seq)
+
+
+@app.task(name="wait", queue=QUEUE)
+async def wait(i: int) -> None:
+    await marks.await_then_mark()

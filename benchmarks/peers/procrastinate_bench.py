@@ -1,5 +1,6 @@
 """procrastinate: ``procrastinate worker`` with its defaults (concurrency 1, LISTEN/NOTIFY,
-finished jobs kept); the fastest setting runs 10 jobs at once and deletes finished jobs."""
+finished jobs kept); the fastest setting runs 10 jobs at once and deletes finished jobs; the
+I/O setting runs 50 at once, deletes finished jobs and logs warnings only."""
 
 from __future__ import annotations
 
@@ -13,15 +14,16 @@ from benchmarks.peers import PeerSubject, script
 
 class ProcrastinateSubject(PeerSubject):
     system = "procrastinate"
+    io_kind = "async"
     store = "postgres"
 
     def __init__(self, setting: str, url: str) -> None:
         super().__init__(setting, url)
-        self.detail = (
-            "procrastinate worker (concurrency 1)"
-            if setting == "default"
-            else "procrastinate worker --concurrency 10 --delete-jobs always"
-        )
+        self.detail = {
+            "default": "procrastinate worker (concurrency 1)",
+            "io": "procrastinate --log-level warning worker --concurrency 50 --delete-jobs always",
+        }.get(setting, "procrastinate worker --concurrency 10 --delete-jobs always")
+        self.concurrency = 50 if setting == "io" else 1
         self.app: ModuleType = importlib.import_module("benchmarks.peers.procrastinate_app")
         self.schema = self.app.SCHEMA
 
@@ -42,15 +44,18 @@ class ProcrastinateSubject(PeerSubject):
     def enqueue_ping(self, seq: int) -> None:
         self.app.ping.defer(seq=seq)
 
+    def fill_io(self, count: int) -> None:
+        for start in range(0, count, 10_000):
+            jobs = ({"i": i} for i in range(start, min(count, start + 10_000)))
+            self.app.wait.batch_defer(*jobs)
+
     def worker_argv(self) -> list[str]:
-        argv = [
-            script("procrastinate"),
-            "--app",
-            "benchmarks.peers.procrastinate_app.app",
-            "worker",
-            "--queues",
-            self.queue,
-        ]
+        app = ["--app", "benchmarks.peers.procrastinate_app.app"]
+        worker = ["worker", "--queues", self.queue]
+        if self.setting == "io":
+            options = ["--concurrency", "50", "--delete-jobs", "always"]
+            return [script("procrastinate"), *app, "--log-level", "warning", *worker, *options]
+        argv = [script("procrastinate"), *app, *worker]
         if self.setting != "default":
             argv += ["--concurrency", "10", "--delete-jobs", "always"]
         return argv

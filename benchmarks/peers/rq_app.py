@@ -11,3 +11,7 @@ def noop(i: int) -> None:
 
 def ping(seq: int) -> None:
     marks.stamp(seq)
+
+
+def wait(i: int) -> None:
+    marks.wait_then_mark()

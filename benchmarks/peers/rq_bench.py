@@ -1,5 +1,6 @@
 """RQ: ``rq worker`` forks a work horse per job by default; ``SimpleWorker`` runs jobs in
-the worker process, and ``result_ttl=0`` keeps no result (the fastest setting)."""
+the worker process, and ``result_ttl=0`` keeps no result (the fastest setting). RQ runs one
+job at a time in a worker; its I/O setting is the fastest one."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import redis
 from rq import Queue
 
 from benchmarks.peers import PeerSubject, script
-from benchmarks.peers.rq_app import noop, ping
+from benchmarks.peers.rq_app import noop, ping, wait
 
 
 class RQSubject(PeerSubject):
@@ -22,6 +23,7 @@ class RQSubject(PeerSubject):
             "rq worker (fork per job)"
             if setting == "default"
             else "rq worker -w SimpleWorker, result_ttl=0, quiet"
+            + (" (one job at a time)" if setting == "io" else "")
         )
         self.client = redis.Redis.from_url(url)
         self.rq = Queue(self.queue, connection=self.client)
@@ -38,6 +40,15 @@ class RQSubject(PeerSubject):
             [
                 Queue.prepare_data(noop, args=(i,), job_id=job_id, **self.options)
                 for i, job_id in zip(range(start, start + count), ids, strict=True)
+            ]
+        )
+
+    def fill_io(self, count: int) -> None:
+        ids = self.next_ids(count)
+        self.rq.enqueue_many(
+            [
+                Queue.prepare_data(wait, args=(i,), job_id=job_id, **self.options)
+                for i, job_id in zip(range(count), ids, strict=True)
             ]
         )
 

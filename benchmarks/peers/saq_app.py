@@ -19,9 +19,14 @@ async def ping(ctx: dict[str, Any], *, seq: int) -> None:
     marks.stamp(seq)
 
 
+async def wait(ctx: dict[str, Any], *, i: int) -> None:
+    await marks.await_then_mark()
+
+
+CONCURRENCY = {"default": 10, "io": 50}.get(os.environ.get(SETTING_ENV, ""), 100)
 queue = Queue.from_url(os.environ[URL_ENV], name=os.environ[QUEUE_ENV])
 settings: dict[str, Any] = {
     "queue": queue,
-    "functions": [noop, ping],
-    "concurrency": 10 if os.environ.get(SETTING_ENV) == "default" else 100,
+    "functions": [noop, ping, wait],
+    "concurrency": CONCURRENCY,
 }

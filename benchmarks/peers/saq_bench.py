@@ -1,5 +1,6 @@
 """SAQ: ``saq`` with its default concurrency of 10; the fastest setting runs 100 at once
-and enqueues jobs that keep no record after they finish (``ttl=-1``)."""
+and enqueues jobs that keep no record after they finish (``ttl=-1``); the I/O setting runs
+50 at once, with ``ttl=-1`` too."""
 
 from __future__ import annotations
 
@@ -13,14 +14,17 @@ from benchmarks.peers import PeerSubject, script
 
 class SaqSubject(PeerSubject):
     system = "saq"
+    io_kind = "async"
     store = "redis"
 
     def __init__(self, setting: str, url: str) -> None:
         super().__init__(setting, url)
-        self.detail = (
-            "saq (concurrency 10)" if setting == "default" else "saq concurrency 100, ttl -1"
-        )
+        self.detail = {
+            "default": "saq (concurrency 10)",
+            "io": "saq concurrency 50, ttl -1",
+        }.get(setting, "saq concurrency 100, ttl -1")
         self.app: ModuleType = importlib.import_module("benchmarks.peers.saq_app")
+        self.concurrency = self.app.CONCURRENCY if setting == "io" else 1
         self.loop = asyncio.new_event_loop()
         self.options: dict[str, Any] = {} if setting == "default" else {"ttl": -1}
         self.loop.run_until_complete(self.app.queue.connect())
@@ -34,6 +38,13 @@ class SaqSubject(PeerSubject):
 
     def enqueue_ping(self, seq: int) -> None:
         self.loop.run_until_complete(self.app.queue.enqueue("ping", seq=seq, **self.options))
+
+    def fill_io(self, count: int) -> None:
+        async def run() -> None:
+            for i in range(count):
+                await self.app.queue.enqueue("wait", i=i, **self.options)
+
+        self.loop.run_until_complete(run())
 
     def worker_argv(self) -> list[str]:
         return [script("saq"), "benchmarks.peers.saq_app.settings", "--workers", "1"]
