@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -145,6 +147,7 @@ COMMANDS = {
     "pause",
     "resume",
     "clear",
+    "web",
 }
 
 
@@ -199,6 +202,11 @@ def test_every_command_uses_the_store_the_app_configures(project: Path, app_db: 
     assert f"store: {STORE_LABEL}" in errors and "hunter2" not in errors
     seen.add("work")
 
+    shown = enqueue(app_db, "Note", "on the dashboard")
+    assert shown in _dashboard_jobs(project)
+    app_db.delete(shown)
+    seen.add("web")
+
     assert f"store: {STORE_LABEL}" in ok("start", "-n", "1")
     enqueue(app_db, "Note", "supervised")
     wait_until(lambda: "supervised" in ledger(project), what="the supervisor's worker")
@@ -225,6 +233,42 @@ def test_every_command_uses_the_store_the_app_configures(project: Path, app_db: 
     assert "job(s) in every queue" in ok("clear", "--yes")
     assert app_db.counts() == []
     assert seen == COMMANDS
+
+
+def _dashboard_jobs(project: Path) -> str:
+    """Run ``queuebox web`` on a free port and answer what its jobs API lists."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUEUEBOX_")}
+    with subprocess.Popen(
+        [sys.executable, "-m", "queuebox", "web", "--port", str(port)],
+        cwd=project,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as server:
+        try:
+            body = ""
+
+            def answered() -> bool:
+                nonlocal body
+                try:
+                    url = f"http://127.0.0.1:{port}/api/jobs"
+                    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310
+                        body = response.read().decode()
+                    return True
+                except OSError:
+                    assert server.poll() is None, "queuebox web ended before it answered"
+                    return False
+
+            wait_until(answered, what="queuebox web to answer")
+        finally:
+            server.terminate()
+            _, errors = server.communicate(timeout=20)
+    assert f"store: {STORE_LABEL}" in errors and "hunter2" not in errors, errors
+    assert not (project / "queuebox.db").exists(), "web created the default store"
+    return body
 
 
 def test_workoff_processes_use_the_app_store(project: Path, app_db: Adapter) -> None:

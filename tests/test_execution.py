@@ -140,7 +140,7 @@ def test_the_log_says_which_slot_runs_which_job(
 
 
 def test_each_run_sees_its_own_record_and_hooks(memory_store: MemoryAdapter) -> None:
-    class Hooked(Job):
+    class HookedRun(Job):
         def before_perform(self) -> None:
             assert self.record is not None
             note("before", self.record.id, self.args)
@@ -151,7 +151,7 @@ def test_each_run_sees_its_own_record_and_hooks(memory_store: MemoryAdapter) -> 
             note("perform", self.record.id, value)
 
     queuebox.add_hook("after_success", lambda job: note("after", job.record.id, job.args))
-    records = Hooked.perform_later_many([[n] for n in range(6)])
+    records = HookedRun.perform_later_many([[n] for n in range(6)])
     worker(memory_store, concurrency=6).work_off()
     for record in records:
         value = int(record.handler.split("[")[1].split("]")[0])
