@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from queuebox import JobState, from_url
 from queuebox.backends.base import Adapter, CancelOutcome, NewJob
 from queuebox.backends.memory import MemoryAdapter
+from queuebox.backends.records import RunningJob, WorkerInfo
 from queuebox.backends.sqlite import SQLiteAdapter
 from queuebox.cli import cli
 from queuebox.cli.common import worker_groups
@@ -169,6 +170,49 @@ def test_cancelled_jobs_show_in_status_and_jobs(memory_store: MemoryAdapter) -> 
     assert code == 0, output
     [row] = output.splitlines()[2:]
     assert row.split()[:3] == [cancelled.id, "cancelled", "email"]
+
+
+def test_status_shows_paused_queues_and_the_workers_of_every_machine(
+    memory_store: MemoryAdapter,
+) -> None:
+    started = memory_store.now()
+    busy = WorkerInfo(
+        id="w-busy",
+        host="box-a",
+        pid=101,
+        queues=("email",),
+        concurrency=4,
+        version="test",
+        started_at=started,
+        jobs=(RunningJob(id="job-1", name="Append", queue="email", started_at=started),),
+    )
+    gone = WorkerInfo(
+        id="w-gone",
+        host="box-b",
+        pid=202,
+        queues=None,
+        concurrency=1,
+        version="test",
+        started_at=started,
+    )
+    memory_store.beat(busy, ttl=60)
+    memory_store.beat(gone, ttl=5)
+    memory_store.advance(10)  # box-b's worker misses its beats; box-a's is within its ttl
+    assert memory_store.pause("email") is True
+    code, output = run("status")
+    assert code == 0, output
+    assert "paused: email (no worker claims from them;" in output
+    assert "workers in the store: 1 alive on 1 host(s), 1 lost" in output
+    assert "box-a pid 101 (w-busy) queues email: running 1 of 4" in output
+    assert "job-1 Append (email) for 10s" in output
+    assert "box-b pid 202 (w-gone) queues *: lost (no beat since 10s)" in output
+
+    code, output = run("status", "--json")
+    document = json.loads(output)
+    assert document["paused"] == ["email"]
+    by_id = {w["id"]: w for w in document["workers"]}
+    assert by_id["w-gone"]["lost"] is True and by_id["w-busy"]["lost"] is False
+    assert by_id["w-busy"]["jobs"][0]["id"] == "job-1"
 
 
 def test_status_of_an_empty_store(project: Path) -> None:

@@ -14,7 +14,15 @@ from typing import Any
 import click
 
 from queuebox import config
-from queuebox.backends.base import Adapter, JobRecord, JobState, QueueCounts
+from queuebox.backends.base import (
+    Adapter,
+    FlowControl,
+    JobRecord,
+    JobState,
+    QueueCounts,
+    WorkerInfo,
+    WorkerRegistry,
+)
 from queuebox.cli import processes
 from queuebox.cli.common import cli, echo_store, guard, open_store, parse_queue_options
 from queuebox.errors import PayloadError
@@ -52,22 +60,38 @@ def describe_state(record: JobRecord, now: datetime) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @processes.run_dir_option
 def status(as_json: bool, run_dir: Path | None) -> None:
-    """Show how many jobs each queue holds in each state, running jobs whose lock lapsed,
-    the recurring jobs, and the workers that 'start' runs from here: each one's pid and the
+    """Show how many jobs each queue holds in each state, paused queues, running jobs whose
+    lock lapsed, the recurring jobs, the workers of every machine (when the store keeps a
+    worker registry), and the workers that 'start' runs from here: each one's pid and the
     job it is running now."""
     adapter = open_store()  # the app's recurring jobs are known, and its store is used
     counts = guard(adapter.counts)
+    paused = _paused(adapter)
     lapsed, more = _lapsed_locks(adapter, counts)
+    registered = guard(adapter.workers) if isinstance(adapter, WorkerRegistry) else None
     report = processes.process_section(run_dir)
     recurring = guard(lambda: describe(adapter))
     if as_json:
-        _status_json(counts, lapsed, more, recurring, report)
+        _status_json(
+            counts,
+            paused=paused,
+            lapsed=lapsed,
+            more=more,
+            recurring=recurring,
+            registered=registered,
+            report=report,
+        )
         return
     echo_store()
     if not counts:
         click.echo("no jobs")
     else:
         _echo_counts(counts)
+    if paused:
+        click.echo(
+            f"paused: {', '.join(sorted(paused))} (no worker claims from them; "
+            "'queuebox resume QUEUE' lets them run)"
+        )
     if lapsed:
         ids = ", ".join(row["id"] for row in lapsed[:20]) + (", ..." if len(lapsed) > 20 else "")
         click.echo(
@@ -76,7 +100,61 @@ def status(as_json: bool, run_dir: Path | None) -> None:
             f"again: {ids}"
         )
     _echo_recurring(recurring)
+    if registered is not None:
+        _echo_registry(registered, guard(adapter.now))
     processes.echo_processes(report)
+
+
+def _paused(adapter: Adapter) -> list[str] | None:
+    """The paused queues, or ``None`` for a store that cannot pause."""
+    if not isinstance(adapter, FlowControl):
+        return None
+    return sorted(guard(adapter.paused_queues))
+
+
+def _echo_registry(workers: list[WorkerInfo], now: datetime) -> None:
+    alive = [w for w in workers if not w.lost]
+    hosts = {w.host for w in alive}
+    click.echo(
+        f"workers in the store: {len(alive)} alive on {len(hosts)} host(s)"
+        + (f", {len(workers) - len(alive)} lost" if len(alive) < len(workers) else "")
+    )
+    for worker in workers:
+        queues = "*" if worker.queues is None else ",".join(worker.queues)
+        state = (
+            "lost (no beat since " + _seconds(_age(worker.beat_at, now)) + ")"
+            if worker.lost
+            else (f"running {len(worker.jobs)} of {worker.concurrency}")
+        )
+        click.echo(f"  {worker.host} pid {worker.pid} ({worker.id}) queues {queues}: {state}")
+        for job in worker.jobs[:5]:
+            click.echo(
+                f"    {job.id} {job.name} ({job.queue}) for {_seconds(_age(job.started_at, now))}"
+            )
+        if len(worker.jobs) > 5:
+            click.echo(f"    ... and {len(worker.jobs) - 5} more")
+
+
+def _age(moment: datetime | None, now: datetime) -> float:
+    return 0.0 if moment is None else max(0.0, (now - moment).total_seconds())
+
+
+def _worker_json(worker: WorkerInfo) -> dict[str, Any]:
+    return {
+        "id": worker.id,
+        "host": worker.host,
+        "pid": worker.pid,
+        "queues": None if worker.queues is None else list(worker.queues),
+        "concurrency": worker.concurrency,
+        "version": worker.version,
+        "started_at": worker.started_at.isoformat(),
+        "beat_at": worker.beat_at.isoformat() if worker.beat_at else None,
+        "lost": worker.lost,
+        "jobs": [
+            {"id": j.id, "name": j.name, "queue": j.queue, "started_at": j.started_at.isoformat()}
+            for j in worker.jobs
+        ],
+    }
 
 
 def _lapsed_locks(adapter: Adapter, counts: list[QueueCounts]) -> tuple[list[dict[str, Any]], bool]:
@@ -102,9 +180,12 @@ def _lapsed_locks(adapter: Adapter, counts: list[QueueCounts]) -> tuple[list[dic
 
 def _status_json(
     counts: list[QueueCounts],
+    *,
+    paused: list[str] | None,
     lapsed: list[dict[str, Any]],
     more: bool,
     recurring: list[RecurringStatus],
+    registered: list[WorkerInfo] | None,
     report: dict[str, Any] | None,
 ) -> None:
     rows = [{"queue": c.queue, **_states(c), "total": c.total} for c in counts]
@@ -121,9 +202,11 @@ def _status_json(
     document = {
         "store": config.describe_store(),
         "queues": rows,
+        "paused": paused,
         "lapsed_locks": lapsed,
         "lapsed_locks_truncated": more,
         "recurring": schedules,
+        "workers": None if registered is None else [_worker_json(w) for w in registered],
         "processes": report,
     }
     click.echo(json.dumps(document, indent=2))
