@@ -118,12 +118,15 @@ def work(
         return
     groups = worker_groups(spec, overrides)
     stop = StopFlag()
-    _say_working(groups)
     if sum(group.count for group in groups) == 1:
-        adapter = guard(config.get_adapter)
+        # Handlers first: a stop that comes while the store is opened is a clean stop too,
+        # and the "store: ..." line says the worker is ready for one.
         with handle_stop_signals(stop):
+            _say_working(groups)
+            adapter = guard(config.get_adapter)
             guard(lambda: Worker(adapter, groups[0], stop=stop).run())
         return
+    _say_working(groups)
     pool = WorkerPool(
         groups,
         logger=logging.getLogger("queuebox.pool"),
