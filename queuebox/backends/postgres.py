@@ -36,6 +36,7 @@ from queuebox.backends.postgres_support import (
     usable,
 )
 from queuebox.backends.sql import ChangeWatch, SQLCancellation, SQLRecurring, SQLStore
+from queuebox.backends.sql.monitor import PostgresMonitor
 from queuebox.errors import (
     ConfigurationError,
     PayloadError,
@@ -52,7 +53,9 @@ SCHEMA_VERSION = len(MIGRATIONS)
 DEFAULT_TABLE = "queuebox_jobs"
 
 
-class PostgresAdapter(SQLRecurring, SQLCancellation, SQLStore, TransactionalEnqueue):
+class PostgresAdapter(
+    PostgresMonitor, SQLRecurring, SQLCancellation, SQLStore, TransactionalEnqueue
+):
     """Jobs in one PostgreSQL table, claimed with ``FOR UPDATE SKIP LOCKED``.
 
     ``url`` is a ``postgresql://`` URL (or a libpq ``key=value`` string). Its query
