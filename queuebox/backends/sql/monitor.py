@@ -215,16 +215,19 @@ class SQLMonitor(SQLStore, WorkerRegistry, ThroughputHistory, JobSearch):
         cursor: str | None = None,
     ) -> JobPage:
         """Windows of the job table walked down its primary key from ``cursor`` (the id to
-        go on below). Without filters a window is the page itself; with filters a window is
-        ``scan_limit`` rows: a text search answers after one window (perhaps a short page,
-        with a cursor), other filters go on window after window until the page is full."""
+        go on below). Without filters a window is the page itself. With filters the first
+        window is a few pages' worth of rows and each next one eight times larger, up to
+        ``scan_limit`` rows: a dense filter fills its page from the first window, a sparse
+        one reads ever larger stretches. A text search stops once it has read
+        ``scan_limit`` rows (perhaps a short page, with a cursor); other filters go on until
+        the page is full or the oldest job is reached."""
         if limit < 1:
             return JobPage([], cursor)
         before = None if cursor is None else self._job_key(cursor)
         if cursor is not None and before is None:
             raise ValueError(f"cursor {cursor!r} is not one a page of search_jobs gave")
         filtered = any(f is not None for f in (queue, state, name)) or bool(text)
-        scan = max(limit + 1, self.scan_limit) if filtered else limit + 1
+        scan = min(max(self.scan_limit, limit + 1), 4 * limit + 1) if filtered else limit + 1
         params = {
             "queue": queue,
             "state": None if state is None else JobState(state).value,
@@ -232,22 +235,23 @@ class SQLMonitor(SQLStore, WorkerRegistry, ThroughputHistory, JobSearch):
             "text": text.lower() if text else None,
         }
         found: list[JobRecord] = []
+        scanned = 0
         while True:
             want = limit + 1 - len(found)
             rows = self._monitor_read(
                 "search_jobs", {**params, "before": before, "scan": scan, "limit": want}
             )
             window_end, window_size = rows[0]["window_end"], rows[0]["window_size"]
-            matches = [row for row in rows if row["id"] is not None]
-            found += self._records(matches)
+            found += self._records([row for row in rows if row["id"] is not None])
             if len(found) > limit:  # one more than asked: the page ends at its last job
                 page = found[:limit]
                 return JobPage(page, page[-1].id)
             if window_size < scan:  # the window reached the oldest job
                 return JobPage(found, None)
-            before = window_end
-            if text:  # a scan's page: bounded work, and where to go on
+            before, scanned = window_end, scanned + window_size
+            if text and scanned >= self.scan_limit:  # bounded work, and where to go on
                 return JobPage(found, str(window_end))
+            scan = min(max(self.scan_limit, limit + 1), scan * 8)
 
 
 class PostgresMonitor(SQLMonitor):
