@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from queuebox.backends.base import Capabilities, Row
 from queuebox.backends.sql import SQLCancellation, SQLRecurring, SQLStore
+from queuebox.backends.sql.monitor import SQLMonitor
 from queuebox.errors import ConfigurationError, QueueboxError, StorageUnavailable
 
 __all__ = ["SCHEMA_VERSION", "SQLiteAdapter"]
@@ -45,7 +46,7 @@ def _lenient_text(data: bytes) -> str:
     return data.decode("utf-8", "surrogateescape")
 
 
-class SQLiteAdapter(SQLRecurring, SQLCancellation, SQLStore):
+class SQLiteAdapter(SQLMonitor, SQLRecurring, SQLCancellation, SQLStore):
     """Jobs in the table ``queuebox_jobs`` of one SQLite database file."""
 
     schemes = ("sqlite",)
