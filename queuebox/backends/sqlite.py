@@ -18,7 +18,8 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from queuebox.backends.base import Capabilities, Row
-from queuebox.backends.sql import SQLCancellation, SQLRecurring, SQLStore
+from queuebox.backends.sql import ChangeWatch, SQLCancellation, SQLRecurring, SQLStore
+from queuebox.backends.sql.file_watch import watch_database_file
 from queuebox.backends.sql.monitor import SQLMonitor
 from queuebox.errors import ConfigurationError, QueueboxError, StorageUnavailable
 
@@ -121,6 +122,11 @@ class SQLiteAdapter(SQLMonitor, SQLRecurring, SQLCancellation, SQLStore):
         return f"SQLiteAdapter({str(self.path)!r})"
 
     # -- the dialect surface -----------------------------------------------------------------
+
+    def _new_watch(self) -> ChangeWatch:
+        # inotify on the database's folder wakes an idle worker on another process's commit
+        # (sql/file_watch.py); PRAGMA data_version still decides whether anything changed.
+        return watch_database_file(self.path, lambda: self._read("changes")[0])
 
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: the module must not open deferred transactions on its own;
