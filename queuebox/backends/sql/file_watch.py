@@ -41,6 +41,8 @@ SAFETY_POLL = 1.0
 MIN_CHECK_INTERVAL = 0.005
 #: How long after a write event the counter is read again while it shows no change.
 RECHECK = 0.1
+#: How long after a write event the counter is read every 0.5 ms: a commit's fsync.
+FSYNC_WINDOW = 0.02
 
 _IN_MODIFY = 0x002
 _IN_MOVED_TO = 0x080
@@ -87,12 +89,12 @@ class FileChangeWatch(ChangeCounterWatch):
     def wait(self, queues: frozenset[str] | None, until: float) -> Wake:
         # The event comes as the commit writes its frames; the commit shows in the counter a
         # moment later (the WAL index lives in shared memory, whose update makes no event).
-        # So after an event the counter is read at once and then again a little
-        # later (0.5 ms, growing by half each time), for up to RECHECK seconds, before the
-        # wait goes back to the safety poll.
+        # With synchronous=FULL the WAL is fsynced in between. So after an event the counter
+        # is read at once, then every 0.5 ms while an fsync may last (FSYNC_WINDOW), then
+        # less and less often up to RECHECK seconds, before the wait goes back to the
+        # safety poll.
         next_check = time.monotonic() + SAFETY_POLL
-        recheck_until = 0.0
-        step = 0.0
+        event_at = recheck_until = step = 0.0
         while (now := time.monotonic()) < until:
             ready, _, _ = select.select(
                 [self._fd, self._wake_read], [], [], max(0.0, min(until, next_check) - now)
@@ -101,8 +103,10 @@ class FileChangeWatch(ChangeCounterWatch):
                 return Wake.TIMEOUT
             now = time.monotonic()
             if ready and self._written():
-                recheck_until, step = now + RECHECK, 0.0005
-                next_check = max(now, self._checked + MIN_CHECK_INTERVAL)
+                if now >= recheck_until:  # a new burst (within one, its checks go on)
+                    event_at, step = now, 0.0005
+                    next_check = max(now, self._checked + MIN_CHECK_INTERVAL)
+                recheck_until = now + RECHECK
             if now < next_check:
                 continue
             self._checked = now
@@ -111,7 +115,8 @@ class FileChangeWatch(ChangeCounterWatch):
                 self._seen = value
                 return Wake.CHANGED
             if now < recheck_until:
-                step = min(step * 1.5, 0.01)
+                if now - event_at > FSYNC_WINDOW:
+                    step = min(step * 1.5, 0.01)
                 next_check = now + step
             else:
                 next_check = now + SAFETY_POLL
