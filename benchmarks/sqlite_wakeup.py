@@ -76,7 +76,8 @@ def measure(tree: Path, *, idle: float, probes: int) -> dict[str, float]:
         env = {**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{folder}"}
         argv = [sys.executable, "-m", "queuebox", "--url", url, "--app", "probe_jobs"]
         argv += ["--log-level", "WARNING", "work"]
-        worker = subprocess.Popen(argv, cwd=folder, env=env, stderr=subprocess.DEVNULL)
+        log = (folder / "worker.log").open("wb")
+        worker = subprocess.Popen(argv, cwd=folder, env=env, stdout=log, stderr=log)
         try:
 
             def probe() -> None:
@@ -86,7 +87,11 @@ def measure(tree: Path, *, idle: float, probes: int) -> dict[str, float]:
                 )
 
             probe()  # warm-up: the worker is up and has imported everything
-            _wait_for(1, folder)
+            try:
+                _wait_for(1, folder)
+            except RuntimeError as exc:
+                output = (folder / "worker.log").read_text()[-2000:]
+                raise RuntimeError(f"{exc}; the worker ({tree}) said:\n{output}") from None
             time.sleep(1.0)
             before = _cpu_seconds(worker.pid)
             time.sleep(idle)
@@ -99,6 +104,7 @@ def measure(tree: Path, *, idle: float, probes: int) -> dict[str, float]:
         finally:
             worker.terminate()
             worker.wait(10)
+            log.close()
             store.close()
     return {
         "p50": statistics.median(found),
