@@ -216,7 +216,9 @@ def test_status_shows_paused_queues_and_the_workers_of_every_machine(
 
 
 def test_status_of_an_empty_store(project: Path) -> None:
-    assert run("status") == (0, f"store: {store_url(project)}\nno jobs\n")
+    # SQLite keeps a worker registry: status says how many workers it holds (none).
+    expected = f"store: {store_url(project)}\nno jobs\nworkers in the store: 0 alive on 0 host(s)\n"
+    assert run("status") == (0, expected)
 
 
 def test_clear_asks_on_a_terminal(
