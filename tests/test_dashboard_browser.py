@@ -430,23 +430,24 @@ class Checks:
             )
 
     def queues(self) -> None:
-        if not isinstance(self.store, FlowControl):
+        store = self.store
+        if not isinstance(store, FlowControl):
             self.goto("/", "#queues")
             assert self.page.locator('button[data-action="pause"]').count() == 0
             self.note(FlowControl)
             return
         self.goto("/", "#queues")
         self.page.click('tr[data-queue="parked"] button[data-action="pause"]')
-        self.wait(lambda: self.store.paused_queues() == {"parked"}, "pause")
+        self.wait(lambda: store.paused_queues() == {"parked"}, "pause")
         self.page.wait_for_selector('tr[data-queue="parked"] button[data-action="resume"]')
         self.page.click('tr[data-queue="parked"] button[data-action="resume"]')
-        self.wait(lambda: self.store.paused_queues() == set(), "resume")
+        self.wait(lambda: store.paused_queues() == set(), "resume")
         self.page.check('tr[data-queue="parked"] input[type=checkbox]')
         self.page.check('tr[data-queue="default"] input[type=checkbox]')
         self.page.click('button[data-action="bulk-pause"]')
-        self.wait(lambda: self.store.paused_queues() == {"parked", "default"}, "bulk pause")
+        self.wait(lambda: store.paused_queues() == {"parked", "default"}, "bulk pause")
         self.page.click('button[data-action="bulk-resume"]')
-        self.wait(lambda: self.store.paused_queues() == set(), "bulk resume")
+        self.wait(lambda: store.paused_queues() == set(), "bulk resume")
 
     def workers(self, holding: list[str]) -> None:
         if not isinstance(self.store, WorkerRegistry):
