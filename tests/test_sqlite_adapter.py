@@ -118,7 +118,7 @@ def test_schema_is_created_on_first_use_with_wal_and_a_version(
         columns = {row[1]: row[2] for row in connection.execute("PRAGMA table_info(queuebox_jobs)")}
     redwood = "id attempts handler queue priority run_at locked_at locked_by last_error"
     extra = "failed_at created_at updated_at name lock_expires_at lock_token completed_at"
-    extra += " unique_key cancelled_at"
+    extra += " unique_key cancelled_at limit_key max_concurrency rate_count rate_per"
     assert set(columns) == set(f"{redwood} {extra}".split())
     assert columns["handler"] == "TEXT" and columns["run_at"] == "INTEGER"
 
@@ -176,7 +176,7 @@ def test_claim_plans_search_the_waiting_index_and_never_scan_the_table(
     for queues in (None, json.dumps(["a", "b"])):
         steps = plan(db_path, "claim", {**params, "queues": queues})
         assert any(
-            "USING INDEX queuebox_jobs_waiting (queue=? AND priority=? AND run_at<?)" in step
+            "USING INDEX queuebox_jobs_free (queue=? AND priority=? AND run_at<?)" in step
             for step in steps
         ), steps
         assert any("USING INDEX queuebox_jobs_locks (lock_expires_at<?)" in step for step in steps)
@@ -508,6 +508,7 @@ def test_every_query_prepares(adapter: SQLiteAdapter, db_path: Path) -> None:
             params |= {"key": "k", "tick": 0}
             params |= {"limit": 1, "offset": 0, "lease": 1, "delay": 0, "nonce": "n"}
             params |= {"worker_id": "w", "queue": "q", "priority": 1}
+            params |= dict.fromkeys(("limit_key", "max_concurrency", "rate_count", "rate_per"))
             connection.execute(f"EXPLAIN {query}", params).fetchall()
             prepared.append(name)
     assert {"claim", "next_due", "list_jobs", "insert_unique_jobs"} <= set(prepared)

@@ -20,12 +20,13 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from queuebox.backends.base import Capabilities, Row
 from queuebox.backends.sql import ChangeWatch, SQLCancellation, SQLRecurring, SQLStore
 from queuebox.backends.sql.file_watch import watch_database_file
+from queuebox.backends.sql.flow import SQLFlowControl
 from queuebox.backends.sql.monitor import SQLMonitor
 from queuebox.errors import ConfigurationError, QueueboxError, StorageUnavailable
 
 __all__ = ["SCHEMA_VERSION", "SQLiteAdapter"]
 
-MIGRATIONS = ("migrate_v1", "migrate_v2")
+MIGRATIONS: tuple[str, ...] = ("migrate_v1", "migrate_v2", "migrate_v3")
 #: ``PRAGMA user_version`` of the newest schema this module knows how to build.
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -47,7 +48,7 @@ def _lenient_text(data: bytes) -> str:
     return data.decode("utf-8", "surrogateescape")
 
 
-class SQLiteAdapter(SQLMonitor, SQLRecurring, SQLCancellation, SQLStore):
+class SQLiteAdapter(SQLMonitor, SQLFlowControl, SQLRecurring, SQLCancellation, SQLStore):
     """Jobs in the table ``queuebox_jobs`` of one SQLite database file."""
 
     schemes = ("sqlite",)

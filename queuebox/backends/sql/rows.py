@@ -88,7 +88,16 @@ def _record(row: Row, moment: Callable[[Any], datetime], with_token: bool) -> Jo
         completed_at=None if completed_at is None else moment(completed_at),
         unique_key=row["unique_key"],
         cancelled_at=None if cancelled_at is None else moment(cancelled_at),
+        limit_key=_optional(row, "limit_key"),
     )
+
+
+def _optional(row: Row, column: str) -> Any:
+    """A column that a dialect's schema may not have (yet): ``None`` when it is missing."""
+    try:
+        return row[column]
+    except (KeyError, IndexError):
+        return None
 
 
 def _find_unreadable(row: Row, moment: Callable[[Any], datetime]) -> None:

@@ -31,6 +31,15 @@ CASE WHEN job.completed_at IS NOT NULL THEN 'completed'
      WHEN job.run_at <= clock.now THEN 'ready'
      ELSE 'scheduled' END
 
+-- fragment: free
+-- A claimable job without a flow-control key: the partial index queuebox_jobs_free holds
+-- only these, so that jobs held back by a limit cost the unlimited claim nothing.
+{% claimable %} AND limit_key IS NULL
+
+-- fragment: limited
+-- A claimable job with a flow-control key (the partial index queuebox_jobs_keyed).
+{% claimable %} AND limit_key IS NOT NULL
+
 -- fragment: in_queues
 (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
 
@@ -62,30 +71,101 @@ any_queue(queue) AS (
     FROM any_queue WHERE any_queue.queue IS NOT NULL
 ),
 chosen_queue(queue) AS (
-    SELECT queue FROM named_queue
+    -- A paused queue is never claimed (FlowControl).
+    SELECT queue FROM named_queue WHERE queue NOT IN (SELECT queue FROM queuebox_paused)
     UNION ALL
-    SELECT queue FROM any_queue WHERE queue IS NOT NULL
+    SELECT queue FROM any_queue
+    WHERE queue IS NOT NULL AND queue NOT IN (SELECT queue FROM queuebox_paused)
 ),
 grp(queue, priority) AS (
     SELECT queue, (
         SELECT MIN(priority) FROM queuebox_jobs
-        WHERE queue = chosen_queue.queue AND {% claimable %}
+        WHERE queue = chosen_queue.queue AND {% free %}
     )
     FROM chosen_queue
     UNION ALL
     SELECT queue, (
         SELECT MIN(priority) FROM queuebox_jobs
-        WHERE queue = grp.queue AND priority > grp.priority AND {% claimable %}
+        WHERE queue = grp.queue AND priority > grp.priority AND {% free %}
     )
     FROM grp WHERE grp.priority IS NOT NULL
+),
+-- Flow control: every (queue, limit key) with waiting jobs, one index seek each (the same
+-- skip scan over queuebox_jobs_keyed), and every key of a lapsed lock.
+waiting_key(queue, limit_key) AS (
+    SELECT queue, (
+        SELECT MIN(limit_key) FROM queuebox_jobs
+        WHERE queue = chosen_queue.queue AND {% limited %}
+    )
+    FROM chosen_queue
+    UNION ALL
+    SELECT queue, (
+        SELECT MIN(limit_key) FROM queuebox_jobs
+        WHERE queue = waiting_key.queue AND limit_key > waiting_key.limit_key AND {% limited %}
+    )
+    FROM waiting_key WHERE waiting_key.limit_key IS NOT NULL
+),
+limit_key_of(queue, limit_key) AS (
+    SELECT queue, limit_key FROM waiting_key WHERE limit_key IS NOT NULL
+    UNION
+    SELECT queue, limit_key FROM queuebox_jobs
+    WHERE locked_at IS NOT NULL AND lock_expires_at <= (SELECT now FROM clock)
+      AND limit_key IS NOT NULL AND cancelled_at IS NULL
+      AND {% in_queues %} AND queue NOT IN (SELECT queue FROM queuebox_paused)
+    UNION
+    SELECT queue, limit_key FROM queuebox_jobs
+    WHERE locked_at IS NOT NULL AND lock_expires_at IS NULL
+      AND limit_key IS NOT NULL AND cancelled_at IS NULL
+      AND {% in_queues %} AND queue NOT IN (SELECT queue FROM queuebox_paused)
+),
+-- The limits of a key are those of its best waiting job (else of its locked ones): a job
+-- class gives every job of a key the same.
+key_limit(queue, limit_key, max_concurrency, rate_count) AS (
+    SELECT queue, limit_key,
+        COALESCE((
+            SELECT max_concurrency FROM queuebox_jobs
+            WHERE queue = k.queue AND limit_key = k.limit_key AND {% limited %}
+            ORDER BY priority, run_at, id LIMIT 1
+        ), (
+            SELECT MIN(max_concurrency) FROM queuebox_jobs
+            WHERE queue = k.queue AND limit_key = k.limit_key AND locked_at IS NOT NULL
+        )),
+        COALESCE((
+            SELECT rate_count FROM queuebox_jobs
+            WHERE queue = k.queue AND limit_key = k.limit_key AND {% limited %}
+            ORDER BY priority, run_at, id LIMIT 1
+        ), (
+            SELECT MIN(rate_count) FROM queuebox_jobs
+            WHERE queue = k.queue AND limit_key = k.limit_key AND locked_at IS NOT NULL
+        ))
+    FROM limit_key_of AS k
+),
+-- How many jobs of each key may start now: its free run slots (live locks counted from
+-- the job table, so a lapsed lock frees its slot by itself) and its starts left in the
+-- rate window (queuebox_starts, written by the trigger queuebox_jobs_start).
+key_slot(queue, limit_key, slots) AS (
+    SELECT queue, limit_key, MIN(
+        COALESCE(max_concurrency - (
+            SELECT COUNT(*) FROM queuebox_jobs
+            WHERE queue = key_limit.queue AND limit_key = key_limit.limit_key
+              AND locked_at IS NOT NULL AND lock_expires_at > (SELECT now FROM clock)
+        ), 1 << 62),
+        COALESCE(rate_count - (
+            SELECT COUNT(*) FROM queuebox_starts
+            WHERE queue = key_limit.queue AND limit_key = key_limit.limit_key
+              AND expires_at > (SELECT now FROM clock)
+        ), 1 << 62)
+    )
+    FROM key_limit
 )
 
 -- fragment: insert
 -- One job from scalar parameters (the dialect's insert_batch is 1).
 INSERT INTO queuebox_jobs AS job
-    (name, handler, queue, priority, run_at, created_at, updated_at, unique_key)
+    (name, handler, queue, priority, run_at, created_at, updated_at, unique_key,
+     limit_key, max_concurrency, rate_count, rate_per)
 SELECT :name, :handler, :queue, :priority, COALESCE(:run_at, now + :delay), now, now,
-       :unique_key
+       :unique_key, :limit_key, :max_concurrency, :rate_count, :rate_per
 FROM (SELECT {% store_now %} AS now) WHERE true
 
 
@@ -163,6 +243,48 @@ CREATE TABLE IF NOT EXISTS queuebox_recurring (
 -- Cancellation: when a job was cancelled (waiting) or asked to stop (running).
 ALTER TABLE queuebox_jobs ADD COLUMN cancelled_at INTEGER
 
+-- name: migrate_v3
+-- Flow control (sql/flow.py): a job's limit key and limits, the paused queues, and the
+-- recent starts of rate-limited keys. rate_per is microseconds.
+ALTER TABLE queuebox_jobs ADD COLUMN limit_key TEXT;
+ALTER TABLE queuebox_jobs ADD COLUMN max_concurrency INTEGER;
+ALTER TABLE queuebox_jobs ADD COLUMN rate_count INTEGER;
+ALTER TABLE queuebox_jobs ADD COLUMN rate_per INTEGER;
+-- The unlimited claim walks this index: jobs with a limit key are not in it, so any number
+-- of them held back costs that claim nothing.
+CREATE INDEX IF NOT EXISTS queuebox_jobs_free
+ON queuebox_jobs (queue, priority, run_at, id)
+WHERE {% waiting %} AND limit_key IS NULL;
+-- Waiting jobs by key: one seek finds a key's best job, another the next key.
+CREATE INDEX IF NOT EXISTS queuebox_jobs_keyed
+ON queuebox_jobs (queue, limit_key, priority, run_at, id)
+WHERE {% waiting %} AND limit_key IS NOT NULL;
+-- Running jobs by key: a key's live locks are counted from these rows alone.
+CREATE INDEX IF NOT EXISTS queuebox_jobs_running_keys
+ON queuebox_jobs (queue, limit_key)
+WHERE locked_at IS NOT NULL AND limit_key IS NOT NULL;
+CREATE TABLE IF NOT EXISTS queuebox_paused (queue TEXT PRIMARY KEY) STRICT;
+-- One row per start of a rate-limited job, until its window ends (expires_at).
+CREATE TABLE IF NOT EXISTS queuebox_starts (
+    queue TEXT NOT NULL,
+    limit_key TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS queuebox_starts_key ON queuebox_starts (queue, limit_key, expires_at);
+-- Every claim of a rate-limited job records its start inside the claim's statement; the
+-- key's starts past their window are dropped then. (The statements of the trigger end in
+-- "; --" so that the migration runner, which splits at a semicolon ending a line, keeps it whole.)
+CREATE TRIGGER IF NOT EXISTS queuebox_jobs_start
+AFTER UPDATE OF locked_at ON queuebox_jobs
+WHEN NEW.locked_at IS NOT NULL AND NEW.locked_at IS NOT OLD.locked_at
+     AND NEW.limit_key IS NOT NULL AND NEW.rate_count IS NOT NULL
+BEGIN
+    DELETE FROM queuebox_starts
+    WHERE queue = NEW.queue AND limit_key = NEW.limit_key AND expires_at <= NEW.locked_at; --
+    INSERT INTO queuebox_starts (queue, limit_key, expires_at)
+    VALUES (NEW.queue, NEW.limit_key, NEW.locked_at + NEW.rate_per); --
+END
+
 
 -- Scheduling --------------------------------------------------------------------------------
 
@@ -202,26 +324,72 @@ SELECT key, last_tick FROM queuebox_recurring ORDER BY key
 -- One statement: pick the best :limit claimable jobs and lock them.
 WITH RECURSIVE
 {% waiting_groups %},
+-- Up to its slots (and :limit) due jobs of each key with slots left, best first, one index
+-- seek each: the next job after the one before in the key's (priority, run_at, id) order.
+key_take(queue, limit_key, slots, n, priority, run_at, id) AS (
+    SELECT key_slot.queue, key_slot.limit_key, MIN(key_slot.slots, :limit), 1,
+           job.priority, job.run_at, job.id
+    FROM key_slot JOIN queuebox_jobs AS job ON job.id = (
+        SELECT id FROM queuebox_jobs
+        WHERE queue = key_slot.queue AND limit_key = key_slot.limit_key
+          AND run_at <= (SELECT now FROM clock) AND {% limited %}
+        ORDER BY priority, run_at, id LIMIT 1
+    )
+    WHERE key_slot.slots > 0
+    UNION ALL
+    SELECT take.queue, take.limit_key, take.slots, take.n + 1, job.priority, job.run_at, job.id
+    FROM key_take AS take JOIN queuebox_jobs AS job ON job.id = (
+        SELECT id FROM queuebox_jobs
+        WHERE queue = take.queue AND limit_key = take.limit_key
+          AND (priority, run_at, id) > (take.priority, take.run_at, take.id)
+          AND run_at <= (SELECT now FROM clock) AND {% limited %}
+        ORDER BY priority, run_at, id LIMIT 1
+    )
+    WHERE take.n < take.slots
+),
 candidate(id, priority, run_at) AS (
     SELECT job.id, job.priority, job.run_at
     FROM grp, queuebox_jobs AS job
     WHERE grp.priority IS NOT NULL AND job.id IN (
         SELECT id FROM queuebox_jobs
         WHERE queue = grp.queue AND priority = grp.priority
-          AND run_at <= (SELECT now FROM clock) AND {% claimable %}
+          AND run_at <= (SELECT now FROM clock) AND {% free %}
         ORDER BY run_at, id
         LIMIT :limit
     )
     UNION ALL
     -- Expired locks: running jobs whose worker stopped renewing them, and locks with no
-    -- expiry at all (written past queuebox), which no worker renews either.
+    -- expiry at all (written past queuebox), which no worker renews either. Those of a
+    -- limit key are taken below, within its slots.
     SELECT id, priority, run_at FROM queuebox_jobs
     WHERE locked_at IS NOT NULL AND lock_expires_at <= (SELECT now FROM clock)
-      AND cancelled_at IS NULL AND {% in_queues %}
+      AND cancelled_at IS NULL AND limit_key IS NULL
+      AND {% in_queues %} AND queue NOT IN (SELECT queue FROM queuebox_paused)
     UNION ALL
     SELECT id, priority, run_at FROM queuebox_jobs
     WHERE locked_at IS NOT NULL AND lock_expires_at IS NULL AND cancelled_at IS NULL
-      AND {% in_queues %}
+      AND limit_key IS NULL
+      AND {% in_queues %} AND queue NOT IN (SELECT queue FROM queuebox_paused)
+    UNION ALL
+    -- Flow control: the best jobs of each key with slots left, no more than its slots; a
+    -- key at its limit reads none of its jobs.
+    SELECT id, priority, run_at FROM (
+        SELECT id, priority, run_at, slots, ROW_NUMBER() OVER (
+            PARTITION BY queue, limit_key ORDER BY priority, run_at, id
+        ) AS n
+        FROM (
+            SELECT queue, limit_key, slots, id, priority, run_at FROM key_take
+            UNION ALL
+            SELECT job.queue, job.limit_key, key_slot.slots, job.id, job.priority, job.run_at
+            FROM key_slot, queuebox_jobs AS job
+            WHERE key_slot.slots > 0 AND job.queue = key_slot.queue
+              AND job.limit_key = key_slot.limit_key
+              AND job.locked_at IS NOT NULL AND job.cancelled_at IS NULL
+              AND (job.lock_expires_at IS NULL
+                   OR job.lock_expires_at <= (SELECT now FROM clock))
+        )
+    )
+    WHERE n <= slots
 )
 UPDATE queuebox_jobs
 -- attempts stops at the largest integer instead of overflowing into a REAL (which the
@@ -255,17 +423,29 @@ WITH RECURSIVE
 due(at) AS (
     SELECT (
         SELECT MIN(run_at) FROM queuebox_jobs
-        WHERE queue = grp.queue AND priority = grp.priority AND {% claimable %}
+        WHERE queue = grp.queue AND priority = grp.priority AND {% free %}
     )
     FROM grp WHERE grp.priority IS NOT NULL
     UNION ALL
     SELECT MIN(lock_expires_at) FROM queuebox_jobs
     WHERE locked_at IS NOT NULL AND cancelled_at IS NULL AND {% in_queues %}
+      AND queue NOT IN (SELECT queue FROM queuebox_paused)
     UNION ALL
     -- A lock without an expiry can be taken over at once.
     SELECT (SELECT now FROM clock) FROM queuebox_jobs
     WHERE locked_at IS NOT NULL AND lock_expires_at IS NULL AND cancelled_at IS NULL
-      AND {% in_queues %}
+      AND {% in_queues %} AND queue NOT IN (SELECT queue FROM queuebox_paused)
+    UNION ALL
+    -- Flow control: a key with slots left is due with its first job; a key at its limit
+    -- waits for a lock to end (a commit, or the expiry above) or a start to leave its window.
+    SELECT (
+        SELECT MIN(run_at) FROM queuebox_jobs
+        WHERE queue = key_slot.queue AND limit_key = key_slot.limit_key AND {% limited %}
+    )
+    FROM key_slot WHERE key_slot.slots > 0
+    UNION ALL
+    SELECT MIN(expires_at) FROM queuebox_starts
+    WHERE expires_at > (SELECT now FROM clock) AND {% in_queues %}
 )
 SELECT (MIN(at) - (SELECT now FROM clock)) / 1000000.0 AS wait FROM due
 
@@ -392,6 +572,16 @@ UPDATE queuebox_jobs
 SET cancelled_at = COALESCE(cancelled_at, {% store_now %}), updated_at = {% store_now %},
     last_error = COALESCE(:error, last_error), {% unlock %}, unique_key = NULL
 WHERE id = :id AND lock_token = :token
+
+-- name: pause
+INSERT INTO queuebox_paused (queue) VALUES (:queue) ON CONFLICT (queue) DO NOTHING
+RETURNING queue
+
+-- name: resume
+DELETE FROM queuebox_paused WHERE queue = :queue RETURNING queue
+
+-- name: paused_queues
+SELECT queue FROM queuebox_paused ORDER BY queue
 
 -- name: delete
 DELETE FROM queuebox_jobs WHERE id = :id

@@ -67,6 +67,7 @@ class SQLStore(SQLDialect, Adapter):
                 "run_at": run_at(job),
                 "delay": self._seconds_param(job.delay),
                 "unique_key": job.unique_key,
+                **self._limit_params(job),
             }
         return {
             "names": [job.name for job in jobs],
@@ -76,6 +77,19 @@ class SQLStore(SQLDialect, Adapter):
             "run_ats": [run_at(job) for job in jobs],
             "delays": [self._seconds_param(job.delay) for job in jobs],
             "unique_keys": [job.unique_key for job in jobs],
+            "limit_keys": [job.limit_key for job in jobs],
+            "max_concurrencies": [_max_concurrency(job) for job in jobs],
+            "rate_counts": [_rate_count(job) for job in jobs],
+            "rate_pers": [_rate_per(job, self._seconds_param) for job in jobs],
+        }
+
+    def _limit_params(self, job: NewJob) -> dict[str, Any]:
+        """A job's flow-control columns (``SQLFlowControl``): its key, run limit and rate."""
+        return {
+            "limit_key": job.limit_key,
+            "max_concurrency": _max_concurrency(job),
+            "rate_count": _rate_count(job),
+            "rate_per": _rate_per(job, self._seconds_param),
         }
 
     def _insert_on(self, connection: Any, jobs: Sequence[NewJob]) -> list[Stored]:
@@ -274,3 +288,15 @@ class SQLStore(SQLDialect, Adapter):
 
 def _id_order(job_id: str) -> int:
     return int(job_id) if job_id.isdigit() else 0
+
+
+def _max_concurrency(job: NewJob) -> int | None:
+    return None if job.limit_key is None else job.max_concurrency
+
+
+def _rate_count(job: NewJob) -> int | None:
+    return None if job.limit_key is None or job.rate_limit is None else job.rate_limit.count
+
+
+def _rate_per(job: NewJob, seconds: Any) -> Any:
+    return None if job.limit_key is None or job.rate_limit is None else seconds(job.rate_limit.per)
