@@ -368,6 +368,12 @@ class Checks:
         assert self.cell("#job-state") == "failed"
         assert self.cell("#job-attempts") == str(record.attempts)
         assert self.page.locator("#job-history li").count() >= 2
+        # The page is made of elements only: no stray text (a "null" left by a missing part).
+        stray = self.page.evaluate(
+            "[...document.getElementById('job-name').closest('h1').parentElement.childNodes]"
+            ".filter(n => n.nodeType !== 1).map(n => n.textContent)"
+        )
+        assert stray == [], stray
         self.shot("job")
         self.goto(f"/jobs/{hostile}", "#job-arguments")
         arguments = self.page.locator("#job-arguments").text_content()

@@ -124,7 +124,7 @@
   const canAct = () => info && info.can_act;
 
   function jobButtons(job, refresh) {
-    if (!canAct()) return [];
+    if (!canAct()) return el("div", { class: "actions" });
     const a = job.actions || {
       retry: job.state !== "running" && job.state !== "scheduled",
       run_now: job.state === "scheduled",
@@ -357,7 +357,7 @@
       region.replaceChildren(
         el("h1", {}, el("span", { id: "job-name" }, job.name), " ", el("span", { class: "muted" }, `#${job.id}`)),
         jobButtons(job, refresh),
-        job.unreadable ? note(`The store could not read this record: ${job.unreadable}`) : null,
+        ...(job.unreadable ? [note(`The store could not read this record: ${job.unreadable}`)] : []),
         el("div", { class: "table-wrap" }, el("table", { class: "fields" }, el("tbody", {}, rows))),
         section("Arguments", args),
         section("History", el("ol", { class: "history", id: "job-history" }, job.history.map((h) => el("li", {}, time(h.at, data.now), " ", h.event))),
