@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import Process, wait_until, write_project
 
 from queuebox.backends import from_url
 from queuebox.backends.base import Adapter, JobSearch, ThroughputHistory, WorkerRegistry
@@ -29,7 +30,6 @@ from queuebox.backends.postgres import PostgresAdapter
 from queuebox.backends.sql.monitor import SQLMonitor
 from queuebox.backends.sqlite import SQLiteAdapter
 from queuebox.testing.registry import a_worker, tally
-from tests.helpers import Process, wait_until, write_project
 
 ROWS = 100_000
 

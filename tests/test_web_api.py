@@ -12,6 +12,7 @@ from typing import Any
 from xml.etree import ElementTree  # our own SVG, parsed to check it is well formed
 
 import pytest
+from helpers import CoreOnly
 from starlette.testclient import TestClient
 
 from queuebox.backends import from_url
@@ -31,7 +32,6 @@ from queuebox.backends.base import (
 from queuebox.backends.memory import MemoryAdapter
 from queuebox.web import create_app
 from queuebox.web.views import FALLBACK_SCAN
-from tests.helpers import CoreOnly
 
 ORIGIN = "http://testserver"
 

@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from helpers import CoreOnly
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
@@ -22,7 +23,6 @@ from queuebox.backends.base import (
 from queuebox.backends.memory import MemoryAdapter
 from queuebox.errors import StorageUnavailable
 from queuebox.web import create_app, create_metrics_app
-from tests.helpers import CoreOnly
 
 
 def add(store: Adapter, queue: str, n: int = 1, delay: float = 0) -> None:
