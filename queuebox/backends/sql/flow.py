@@ -9,7 +9,7 @@ adds the paused-queue table's three statements.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from queuebox.backends.base import FlowControl
 from queuebox.backends.sql.store import SQLStore
@@ -20,7 +20,16 @@ __all__ = ["SQLFlowControl"]
 class SQLFlowControl(SQLStore, FlowControl):
     """Pause and resume through the ``queuebox_paused`` table, read by every claim."""
 
-    sql_queries: ClassVar[frozenset[str]] = frozenset({"pause", "resume", "paused_queues"})
+    sql_queries: ClassVar[frozenset[str]] = frozenset(
+        {"pause", "resume", "paused_queues", "any_limited", "claim_limited"}
+    )
+
+    def _claim_query(self, params: dict[str, Any]) -> str:
+        # The plain claim never takes a job with a key (its walk reads an index without
+        # them), so a key that appears after this check only waits for the next claim.
+        if self._read("any_limited")[0]["found"]:
+            return "claim_limited"
+        return "claim"
 
     def pause(self, queue: str) -> bool:
         return bool(self._write_rows("pause", {"queue": _queue(queue)}))

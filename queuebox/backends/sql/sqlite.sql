@@ -320,8 +320,70 @@ SELECT key, last_tick FROM queuebox_recurring ORDER BY key
 
 -- Execution ---------------------------------------------------------------------------------
 
+-- fragment: free_candidates
+-- The claim's candidates without a limit key: the best due jobs of each (queue, priority)
+-- group, and the expired locks.
+    SELECT job.id, job.priority, job.run_at
+    FROM grp, queuebox_jobs AS job
+    WHERE grp.priority IS NOT NULL AND job.id IN (
+        SELECT id FROM queuebox_jobs
+        WHERE queue = grp.queue AND priority = grp.priority
+          AND run_at <= (SELECT now FROM clock) AND {% free %}
+        ORDER BY run_at, id
+        LIMIT :limit
+    )
+    UNION ALL
+    -- Expired locks: running jobs whose worker stopped renewing them, and locks with no
+    -- expiry at all (written past queuebox), which no worker renews either. Those of a
+    -- limit key are taken below, within its slots.
+    SELECT id, priority, run_at FROM queuebox_jobs
+    WHERE locked_at IS NOT NULL AND lock_expires_at <= (SELECT now FROM clock)
+      AND cancelled_at IS NULL AND limit_key IS NULL
+      AND {% in_queues %} AND queue NOT IN (SELECT queue FROM queuebox_paused)
+    UNION ALL
+    SELECT id, priority, run_at FROM queuebox_jobs
+    WHERE locked_at IS NOT NULL AND lock_expires_at IS NULL AND cancelled_at IS NULL
+      AND limit_key IS NULL
+      AND {% in_queues %} AND queue NOT IN (SELECT queue FROM queuebox_paused)
+
+-- fragment: claim_update
+-- Lock the best :limit candidates.
+UPDATE queuebox_jobs
+-- attempts stops at the largest integer instead of overflowing into a REAL (which the
+-- STRICT table refuses): a job at the limit is still claimed, and then failed.
+SET attempts = attempts + (attempts < 9223372036854775807),
+    -- The right-hand sides see the row as it was, so this reads the lost worker's lock;
+    -- the text is records.reclaim_note's (datetime.isoformat of an aware UTC time).
+    last_error = CASE WHEN locked_by IS NULL THEN last_error ELSE
+        'WorkerLost: the lock held by worker ' || locked_by || ' expired at '
+        || COALESCE(
+            strftime('%Y-%m-%dT%H:%M:%S', lock_expires_at / 1000000, 'unixepoch')
+            || CASE WHEN lock_expires_at % 1000000 = 0 THEN ''
+                    ELSE printf('.%06d', lock_expires_at % 1000000) END
+            || '+00:00',
+            'an unknown time')
+        || ' before the job finished; the job was claimed again'
+    END,
+    locked_at = (SELECT now FROM clock),
+    locked_by = :worker_id,
+    lock_expires_at = (SELECT now FROM clock) + :lease,
+    lock_token = :nonce || '.' || id,
+    updated_at = (SELECT now FROM clock)
+WHERE id IN (SELECT id FROM candidate ORDER BY priority, run_at, id LIMIT :limit)
+RETURNING *, 'running' AS state
+
 -- name: claim
--- One statement: pick the best :limit claimable jobs and lock them.
+-- One statement: pick the best :limit claimable jobs without a limit key and lock them
+-- (SQLFlowControl runs claim_limited instead while jobs with a key are waiting or running).
+WITH RECURSIVE
+{% waiting_groups %},
+candidate(id, priority, run_at) AS (
+{% free_candidates %}
+)
+{% claim_update %}
+
+-- name: claim_limited
+-- claim, and the jobs with a limit key within their keys' slots.
 WITH RECURSIVE
 {% waiting_groups %},
 -- Up to its slots (and :limit) due jobs of each key with slots left, best first, one index
@@ -348,28 +410,7 @@ key_take(queue, limit_key, slots, n, priority, run_at, id) AS (
     WHERE take.n < take.slots
 ),
 candidate(id, priority, run_at) AS (
-    SELECT job.id, job.priority, job.run_at
-    FROM grp, queuebox_jobs AS job
-    WHERE grp.priority IS NOT NULL AND job.id IN (
-        SELECT id FROM queuebox_jobs
-        WHERE queue = grp.queue AND priority = grp.priority
-          AND run_at <= (SELECT now FROM clock) AND {% free %}
-        ORDER BY run_at, id
-        LIMIT :limit
-    )
-    UNION ALL
-    -- Expired locks: running jobs whose worker stopped renewing them, and locks with no
-    -- expiry at all (written past queuebox), which no worker renews either. Those of a
-    -- limit key are taken below, within its slots.
-    SELECT id, priority, run_at FROM queuebox_jobs
-    WHERE locked_at IS NOT NULL AND lock_expires_at <= (SELECT now FROM clock)
-      AND cancelled_at IS NULL AND limit_key IS NULL
-      AND {% in_queues %} AND queue NOT IN (SELECT queue FROM queuebox_paused)
-    UNION ALL
-    SELECT id, priority, run_at FROM queuebox_jobs
-    WHERE locked_at IS NOT NULL AND lock_expires_at IS NULL AND cancelled_at IS NULL
-      AND limit_key IS NULL
-      AND {% in_queues %} AND queue NOT IN (SELECT queue FROM queuebox_paused)
+{% free_candidates %}
     UNION ALL
     -- Flow control: the best jobs of each key with slots left, no more than its slots; a
     -- key at its limit reads none of its jobs.
@@ -391,29 +432,14 @@ candidate(id, priority, run_at) AS (
     )
     WHERE n <= slots
 )
-UPDATE queuebox_jobs
--- attempts stops at the largest integer instead of overflowing into a REAL (which the
--- STRICT table refuses): a job at the limit is still claimed, and then failed.
-SET attempts = attempts + (attempts < 9223372036854775807),
-    -- The right-hand sides see the row as it was, so this reads the lost worker's lock;
-    -- the text is records.reclaim_note's (datetime.isoformat of an aware UTC time).
-    last_error = CASE WHEN locked_by IS NULL THEN last_error ELSE
-        'WorkerLost: the lock held by worker ' || locked_by || ' expired at '
-        || COALESCE(
-            strftime('%Y-%m-%dT%H:%M:%S', lock_expires_at / 1000000, 'unixepoch')
-            || CASE WHEN lock_expires_at % 1000000 = 0 THEN ''
-                    ELSE printf('.%06d', lock_expires_at % 1000000) END
-            || '+00:00',
-            'an unknown time')
-        || ' before the job finished; the job was claimed again'
-    END,
-    locked_at = (SELECT now FROM clock),
-    locked_by = :worker_id,
-    lock_expires_at = (SELECT now FROM clock) + :lease,
-    lock_token = :nonce || '.' || id,
-    updated_at = (SELECT now FROM clock)
-WHERE id IN (SELECT id FROM candidate ORDER BY priority, run_at, id LIMIT :limit)
-RETURNING *, 'running' AS state
+{% claim_update %}
+
+-- name: any_limited
+-- Whether a job with a limit key waits or runs: one seek in each keyed index. Only then does
+-- the claim need claim_limited's walk of the keys.
+SELECT EXISTS (SELECT 1 FROM queuebox_jobs WHERE {% waiting %} AND limit_key IS NOT NULL)
+    OR EXISTS (SELECT 1 FROM queuebox_jobs WHERE locked_at IS NOT NULL AND limit_key IS NOT NULL)
+    AS found
 
 -- name: next_due
 -- Seconds until the first waiting job of :queues is due or the first lock expires; NULL

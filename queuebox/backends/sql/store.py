@@ -143,13 +143,17 @@ class SQLStore(SQLDialect, Adapter):
             "nonce": secrets.token_hex(16),
         }
         if self.update_returning:
-            rows = self._write_rows("claim", params)
+            rows = self._write_rows(self._claim_query(params), params)
         else:
             rows = self._claim_stepwise(params)
         records = self._records(rows, with_token=True)
         # RETURNING gives rows in no promised order: give the worker its jobs best first.
         records.sort(key=lambda job: (job.priority, job.run_at, _id_order(job.id)))
         return records
+
+    def _claim_query(self, params: dict[str, Any]) -> str:
+        """The name of the claim statement to run (a mixin may pick another)."""
+        return "claim"
 
     def _claim_stepwise(self, params: dict[str, Any]) -> list[Row]:
         with self._session() as connection, self._transaction(connection):
