@@ -14,7 +14,7 @@ from test_redis_support import UNREACHABLE_URL, fake_redis
 from queuebox.backends import from_url
 from queuebox.backends.redis import RedisAdapter
 from queuebox.backends.redis_keys import QueueKeys, parse_job_id
-from queuebox.backends.redis_scripts import LIBRARY, SCRIPT_NAMES, load_scripts
+from queuebox.backends.redis_scripts import LIBRARIES, SCRIPT_NAMES, load_scripts
 from queuebox.errors import ConfigurationError, InvalidQueueName, StorageUnavailable
 
 # -- scripts ------------------------------------------------------------------------------------
@@ -25,7 +25,7 @@ SOURCES = Path(__file__).parent.parent / "queuebox" / "backends"
 
 def test_every_script_used_exists_and_every_file_is_used() -> None:
     files = {path.name for path in LUA_DIR.glob("*.lua")}
-    assert files == {f"{name}.lua" for name in SCRIPT_NAMES} | {LIBRARY}
+    assert files == {f"{name}.lua" for name in SCRIPT_NAMES} | set(LIBRARIES)
     code = "".join(path.read_text() for path in SOURCES.glob("redis*.py"))
     called = set(re.findall(r'\(\s*"([a-z_]+)",\s*(?:self\._keys|keys|queue_keys|job)\b', code))
     called |= set(re.findall(r'(?:_owned_call|_by_id|lock_calls)\(\s*"([a-z_]+)"', code))
@@ -34,13 +34,13 @@ def test_every_script_used_exists_and_every_file_is_used() -> None:
     assert set(scripts) == set(SCRIPT_NAMES)
 
 
-@pytest.mark.parametrize("name", [*SCRIPT_NAMES, "lib"])
+@pytest.mark.parametrize("name", [*SCRIPT_NAMES, *(lib[:-4] for lib in LIBRARIES)])
 def test_each_script_opens_with_a_comment_naming_its_keys_and_argv(name: str) -> None:
     text = (LUA_DIR / f"{name}.lua").read_text()
     assert text.startswith(f"-- {name}"), "each Lua file opens with a comment naming it"
-    header = text.split("\n\n", 1)[0] if name == "lib" else text[: text.find("\nlocal")]
+    header = text.split("\n\n", 1)[0] if name.startswith("lib") else text[: text.find("\nlocal")]
     assert "KEYS" in header
-    if name != "lib":
+    if not name.startswith("lib"):
         assert "ARGV" in header
 
 

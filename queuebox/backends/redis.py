@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -53,7 +54,6 @@ from queuebox.backends.redis_client import (
     async_client,
     database_of,
     sync_client,
-    translated_errors,
 )
 from queuebox.backends.redis_codec import (
     ClaimedBatch,
@@ -61,23 +61,42 @@ from queuebox.backends.redis_codec import (
     decode_record,
     new_record,
 )
+from queuebox.backends.redis_flow import RedisFlowControl
 from queuebox.backends.redis_keys import (
     DEFAULT_PREFIX,
     KeyCache,
     check_queue,
+    history_key,
+    minute_key,
     parse_job_id,
+    paused_key,
+    stats_queues_key,
     wake_channel,
+    workers_key,
 )
+from queuebox.backends.redis_monitor import RedisMonitor
 from queuebox.backends.redis_registry import QueueRegistry
 from queuebox.backends.redis_scripts import AsyncScriptRunner, ScriptRunner
+from queuebox.backends.redis_search import RedisJobSearch
 from queuebox.backends.redis_url import parse_url
 from queuebox.backends.redis_wait import Waiting
 from queuebox.errors import redact_url
+from queuebox.validation import is_queue_name
 
 __all__ = ["RedisAdapter"]
 
 
-class RedisAdapter(Adapter, ClaimAhead, RecurringStore, Cancellation, AsyncScheduling, Purgeable):
+class RedisAdapter(
+    Adapter,
+    ClaimAhead,
+    RecurringStore,
+    Cancellation,
+    AsyncScheduling,
+    Purgeable,
+    RedisFlowControl,
+    RedisMonitor,
+    RedisJobSearch,
+):
     """Jobs in Redis, one hash tag per queue. Thread-safe; each process builds its own."""
 
     schemes = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
@@ -116,6 +135,8 @@ class RedisAdapter(Adapter, ClaimAhead, RecurringStore, Cancellation, AsyncSched
             claim=self.claim,
             translated_errors=self._translated_errors,
         )
+        self._stats_known = set()
+        self._stats_lock = threading.Lock()
         self._async = AsyncClients(async_client) if async_client is not None else None
         self._async_scripts = AsyncScriptRunner(self._scripts.scripts)
 
@@ -163,15 +184,6 @@ class RedisAdapter(Adapter, ClaimAhead, RecurringStore, Cancellation, AsyncSched
     def url(self) -> str:
         """The store's URL without its password, as messages name it."""
         return self._url
-
-    # -- plumbing ---------------------------------------------------------------------------
-
-    def _translated_errors(self) -> contextlib.AbstractContextManager[None]:
-        return translated_errors(self._url)
-
-    def _time_ms(self) -> int:
-        seconds, micros = self._client.time()
-        return int(seconds) * 1000 + int(micros) // 1000
 
     # -- time and scheduling ----------------------------------------------------------------
 
@@ -279,13 +291,15 @@ class RedisAdapter(Adapter, ClaimAhead, RecurringStore, Cancellation, AsyncSched
             return bool(self._scripts.call(script, self._keys(queue), [number, token, *args]))
 
     def complete(self, job_id: str, lock_token: str, *, keep: bool = False) -> bool:
-        return self._owned_call("complete", job_id, lock_token, int(keep))
+        return self._owned_call("complete", job_id, lock_token, int(keep), self._channel)
 
     def complete_many(self, acks: Sequence[tuple[str, str]], *, keep: bool = False) -> list[bool]:
         """Acknowledge many jobs with one ``complete_many.lua`` call per queue (per
         1000 jobs), pipelined: one round trip per Redis node. A token that this store never
         hands out is refused here, without a call."""
-        results, calls, batches = lock_calls("complete_many", acks, self._keys, int(keep))
+        results, calls, batches = lock_calls(
+            "complete_many", acks, self._keys, int(keep), self._channel
+        )
         if calls:
             with self._translated_errors():
                 replies = self._scripts.call_many(calls)
@@ -327,7 +341,9 @@ class RedisAdapter(Adapter, ClaimAhead, RecurringStore, Cancellation, AsyncSched
         A worker claiming ahead (``queuebox.runner.prefetch``) runs a batch in between, so
         Redis works on the next batch while the worker works on this one.
         """
-        results, calls, batches = lock_calls("complete_many", acks, self._keys, int(keep))
+        results, calls, batches = lock_calls(
+            "complete_many", acks, self._keys, int(keep), self._channel
+        )
         calls.append(claim_call(self._keys(check_queue(queue)), worker_id, limit, lease))
         with self._translated_errors():
             pending = self._scripts.send_many(calls)
@@ -347,7 +363,7 @@ class RedisAdapter(Adapter, ClaimAhead, RecurringStore, Cancellation, AsyncSched
         return self._owned_call("reschedule", job_id, lock_token, wait, error, *extra)
 
     def fail(self, job_id: str, lock_token: str, *, error: str, keep: bool = True) -> bool:
-        return self._owned_call("fail", job_id, lock_token, error, int(keep))
+        return self._owned_call("fail", job_id, lock_token, error, int(keep), self._channel)
 
     def release(self, job_id: str, lock_token: str) -> bool:
         parsed = parse_job_id(job_id)
@@ -377,7 +393,8 @@ class RedisAdapter(Adapter, ClaimAhead, RecurringStore, Cancellation, AsyncSched
             return CancelOutcome.NOT_FOUND
         queue, number = parsed
         with self._translated_errors():
-            return cancel_outcome(self._scripts.call("cancel", self._keys(queue), [number]))
+            reply = self._scripts.call("cancel", self._keys(queue), [number, self._channel])
+        return cancel_outcome(reply)
 
     def cancel_requested(self, job_ids: Sequence[str]) -> set[str]:
         """``SMISMEMBER`` on each queue's ``cancelling`` set, pipelined: one round trip per
@@ -394,7 +411,7 @@ class RedisAdapter(Adapter, ClaimAhead, RecurringStore, Cancellation, AsyncSched
 
     def mark_cancelled(self, job_id: str, lock_token: str, *, error: str | None = None) -> bool:
         given: list[str | int] = [1, error] if error is not None else [0, ""]
-        return self._owned_call("mark_cancelled", job_id, lock_token, *given)
+        return self._owned_call("mark_cancelled", job_id, lock_token, *given, self._channel)
 
     # -- waiting ----------------------------------------------------------------------------
 
@@ -465,7 +482,7 @@ class RedisAdapter(Adapter, ClaimAhead, RecurringStore, Cancellation, AsyncSched
         return parsed is not None and self._by_id("retry", job_id, self._channel, parsed[0])
 
     def delete(self, job_id: str) -> bool:
-        return self._by_id("delete", job_id)
+        return self._by_id("delete", job_id, self._channel)
 
     def clear(self, queues: Sequence[str] | None = None) -> int:
         with self._translated_errors():
@@ -476,21 +493,46 @@ class RedisAdapter(Adapter, ClaimAhead, RecurringStore, Cancellation, AsyncSched
         return sum(int(reply) for reply in replies)
 
     def migrate(self) -> None:
-        """Load every script into the server's script cache (they also load on first use)."""
+        """Load every script into the server's script cache (they also load on first use),
+        then bring the keys of every registered queue written by an earlier version to the
+        current layout (``upgrade.lua``: idempotent, so running it again changes nothing)."""
         with self._translated_errors():
             self._scripts.load_all()
+            names = self._registry.everything()
+            self._scripts.call_many([("upgrade", self._keys(q), []) for q in names])
 
     def purge(self) -> None:
         """Delete every key under this adapter's prefix that it knows of: the jobs of every
-        registered queue, their counters, recurring ticks and the registry. Job ids may be
+        registered, paused or monitored queue, their counters, recurring ticks, limit keys
+        and throughput history, the worker registry and the lists of queues. Job ids may be
         reused after."""
+        prefix = self._keys.prefix
         with self._translated_errors():
-            names = self._registry.everything()
+            names = sorted(
+                set(self._registry.everything())
+                | set(self._listed(paused_key(prefix)))
+                | set(self._listed(stats_queues_key(prefix)))
+            )
             self._scripts.call_many([("clear", self._keys(q), []) for q in names])
             for queue in names:
-                self._client.delete(self._keys(queue).meta, self._keys(queue).ticks)
+                keys = self._keys(queue)
+                index = history_key(prefix, queue)
+                minutes = [int(m) for m in self._client.zrange(index, 0, -1)]
+                self._client.delete(keys.meta, keys.ticks, index)
+                for start in range(0, len(minutes), 500):
+                    chunk = minutes[start : start + 500]
+                    self._client.delete(*(minute_key(prefix, queue, m) for m in chunk))
+            for key in (paused_key(prefix), stats_queues_key(prefix), workers_key(prefix)):
+                self._client.delete(key)
             self._client.delete(self._registry.key)
         self._registry.forget()
+        with self._stats_lock:
+            self._stats_known.clear()
+
+    def _listed(self, key: str) -> list[str]:
+        """The queue names in the set ``key`` (names that are not queue names left out)."""
+        names = (n.decode() if isinstance(n, bytes) else str(n) for n in self._client.smembers(key))
+        return [name for name in names if is_queue_name(name)]
 
     def close(self) -> None:
         """Close the sync client (when the adapter built it) and the wake subscription. The

@@ -126,18 +126,54 @@ def lease_ms(lease: object) -> int:
 # -- what the client sends ----------------------------------------------------------------------
 
 
-def _job_values(job: NewJob) -> tuple[str, str, int, str | int, str | bool]:
-    """The five values of one job; raises ``InvalidSchedule`` for a run time no store can
-    hold, before anything is sent."""
+def _job_values(job: NewJob) -> tuple[str, str, int, str | int, str | bool, list[Any] | bool]:
+    """The six values of one job; raises ``InvalidSchedule`` for a run time no store can
+    hold, and ``ValidationError`` for flow-control limits it cannot keep, before anything is
+    sent."""
     when = delay_ms(job.delay) if job.run_at is None else f"@{moment_ms(job.run_at, 'run_at')}"
     unique: str | bool = False if job.unique_key is None else job.unique_key
-    return job.name, job.handler, job.priority, when, unique
+    return job.name, job.handler, job.priority, when, unique, _limits(job)
+
+
+_LIMIT_KEY_MAX = 1000  # characters: a key name Redis holds comfortably, many times over
+
+
+def _limits(job: NewJob) -> list[Any] | bool:
+    """``[limit key, max_concurrency, rate count, rate window in ms]`` (absent values false),
+    or false for a job without a limit key."""
+    key, most, rate = job.limit_key, job.max_concurrency, job.rate_limit
+    if key is None:
+        return False
+    if not isinstance(key, str) or not 1 <= len(key) <= _LIMIT_KEY_MAX:
+        raise ValidationError(
+            f"limit_key={key!r} is not valid: give a string of 1 to {_LIMIT_KEY_MAX} "
+            "characters; nothing was stored"
+        )
+    if most is not None and (type(most) is not int or not 1 <= most <= 2**31):
+        raise ValidationError(
+            f"max_concurrency={most!r} is not valid: give a whole number >= 1; nothing was stored"
+        )
+    window = None
+    if rate is not None:
+        window = _seconds(getattr(rate, "per", None))
+        count = getattr(rate, "count", None)
+        if type(count) is not int or count < 1 or window is None or not 0 < window <= _SPAN:
+            raise ValidationError(
+                f"rate_limit={rate!r} is not valid: give a RateLimit of at least 1 start "
+                "per a positive number of seconds; nothing was stored"
+            )
+    return [
+        key,
+        False if most is None else most,
+        False if rate is None else rate.count,
+        False if window is None else max(1, round(window * 1000)),
+    ]
 
 
 def pack_jobs(jobs: Sequence[NewJob]) -> bytes:
-    """``enqueue.lua``'s jobs argument: one msgpack array of the five values of every job
+    """``enqueue.lua``'s jobs argument: one msgpack array of the six values of every job
     (name, handler, priority, delay in ms or ``@`` and the run_at in ms, unique key or
-    false); one job packed alone is ``tick.lua``'s."""
+    false, flow-control limits or false); one job packed alone is ``tick.lua``'s."""
     packed: bytes = msgpack.packb([value for job in jobs for value in _job_values(job)])
     return packed
 
@@ -222,10 +258,15 @@ def refused_schedule() -> Iterator[None]:
 
 
 def lock_calls(
-    script: str, locks: Sequence[tuple[str, str]], keys: Any, first: bytes | str | int
+    script: str,
+    locks: Sequence[tuple[str, str]],
+    keys: Any,
+    first: bytes | str | int,
+    *after: bytes | str | int,
 ) -> tuple[list[bool], list[Call], list[list[int]]]:
     """The ``complete_many.lua`` or ``extend_many.lua`` calls for ``(job_id, lock_token)``
-    pairs: one per queue per ``_LOCKS_BATCH`` jobs, each ``[first, "number:token,..."]``.
+    pairs: one per queue per ``_LOCKS_BATCH`` jobs, each ``[first, "number:token,...",
+    *after]``.
     Returns the results (all ``False`` until ``ack_results`` fills them: a pair with an id or
     token this store never hands out is refused here, without a call), the calls, and for each
     call the positions of its pairs."""
@@ -243,7 +284,7 @@ def lock_calls(
     for queue, (positions, pairs) in by_queue.items():
         for start in range(0, len(positions), _LOCKS_BATCH):
             chunk = ",".join(pairs[start : start + _LOCKS_BATCH])
-            calls.append((script, keys(queue), [first, chunk]))
+            calls.append((script, keys(queue), [first, chunk, *after]))
             batches.append(positions[start : start + _LOCKS_BATCH])
     return results, calls, batches
 

@@ -54,6 +54,10 @@ _FIELD_NAMES = (
     "completed_at",
     "unique_key",
     "cancelled_at",
+    "limit_key",
+    "max_concurrency",
+    "rate limit count",
+    "rate limit window",
 )
 _FIELDS = len(_FIELD_NAMES)
 #: The header of a msgpack array of up to 2**32 - 1 values, without its length.
@@ -96,6 +100,7 @@ def new_record(
         created_at=now,
         updated_at=now,
         unique_key=job.unique_key,
+        limit_key=job.limit_key,
     )
 
 
@@ -258,7 +263,7 @@ def _explain(fields: list[Any]) -> str:
             ok = type(value) is str
         elif index < 7:
             ok = type(value) is int
-        elif index in (8, 10, 14):
+        elif index in (8, 10, 14, 16):
             ok = _absent(value) or type(value) is str
         elif index == 11:
             ok = _absent(value) or type(value) in (str, list)
@@ -293,7 +298,7 @@ def record_from_fields(
         fields += [None] * (_FIELDS - len(fields))
     (name, handler, priority, created, run_delta, updated_delta, attempts) = fields[:7]
     (locked_at, locked_by, lock_expires, token, last_error, failed_at, done_at) = fields[7:14]
-    unique, cancelled_at = fields[14], fields[15]
+    unique, cancelled_at, limit_key = fields[14], fields[15], fields[16]
     if not (
         type(name) is str
         and type(handler) is str
@@ -305,6 +310,7 @@ def record_from_fields(
         and (_absent(locked_by) or type(locked_by) is str)
         and (_absent(token) or type(token) is str)
         and (_absent(unique) or type(unique) is str)
+        and (_absent(limit_key) or type(limit_key) is str)
     ):
         raise _Unreadable(_explain(fields))
     run_at = created + run_delta
@@ -359,4 +365,5 @@ def record_from_fields(
         completed_at=when(done_at),
         unique_key=None if _absent(unique) else unique,
         cancelled_at=when(cancelled_at),
+        limit_key=None if _absent(limit_key) else limit_key,
     )

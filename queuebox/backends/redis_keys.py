@@ -21,11 +21,16 @@ __all__ = [
     "QueueKeys",
     "check_prefix",
     "check_queue",
+    "history_key",
     "job_id",
+    "minute_key",
     "parse_job_id",
+    "paused_key",
     "registry_key",
+    "stats_queues_key",
     "wake_channel",
     "wake_list",
+    "workers_key",
 ]
 
 DEFAULT_PREFIX = "queuebox"
@@ -75,6 +80,31 @@ class KeyCache:
 def registry_key(prefix: str) -> str:
     """The set of every queue name that ever held a job under ``prefix``."""
     return f"{prefix}:queues"
+
+
+def paused_key(prefix: str) -> str:
+    """The set of paused queues' names (each queue's flag is in its own ``meta`` hash)."""
+    return f"{prefix}:paused"
+
+
+def workers_key(prefix: str) -> str:
+    """The hash of the worker registry: worker id -> its last beat (see ``worker_beat.lua``)."""
+    return f"{prefix}:workers"
+
+
+def stats_queues_key(prefix: str) -> str:
+    """The set of queues that have throughput history (their minutes are kept beside them)."""
+    return f"{prefix}:stats:queues"
+
+
+def history_key(prefix: str, queue: str) -> str:
+    """The queue's index of minutes with throughput history (``stats_add.lua``)."""
+    return f"{prefix}:{{{check_queue(queue)}}}:minutes"
+
+
+def minute_key(prefix: str, queue: str, minute_ms: int) -> str:
+    """The queue's counters of one minute (``stats_add.lua``)."""
+    return f"{prefix}:{{{check_queue(queue)}}}:m:{int(minute_ms)}"
 
 
 def wake_channel(prefix: str, database: int) -> str:

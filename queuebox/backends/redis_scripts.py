@@ -1,8 +1,10 @@
 """The Lua scripts of the Redis store: loaded from ``lua/*.lua``, called by SHA, from the sync
 client or an asyncio one.
 
-Each script is ``lib.lua`` followed by the script's own file (Redis has no ``require``). Calls
-go out as ``EVALSHA``; a ``NOSCRIPT`` reply (server restart, failover, ``SCRIPT FLUSH``) loads
+Each script of a queue is the libraries (``lib.lua``, ``lib_limits.lua``, ``lib_jobs.lua``)
+followed by the script's own file (Redis has no ``require``); the scripts of the worker
+registry and the throughput history touch no queue and stand alone. Calls go out as
+``EVALSHA``; a ``NOSCRIPT`` reply (server restart, failover, ``SCRIPT FLUSH``) loads
 the script and repeats only the calls that were refused, which never ran.
 """
 
@@ -27,9 +29,10 @@ from redis.exceptions import (
 )
 
 __all__ = [
-    "LIBRARY",
+    "LIBRARIES",
     "REDIRECTIONS",
     "SCRIPT_NAMES",
+    "STANDALONE_NAMES",
     "AsyncScriptRunner",
     "Call",
     "PendingCalls",
@@ -39,8 +42,10 @@ __all__ = [
     "sort_replies",
 ]
 
-LIBRARY = "lib.lua"
-SCRIPT_NAMES = (
+#: Prepended, in this order, to every script of a queue.
+LIBRARIES = ("lib.lua", "lib_limits.lua", "lib_jobs.lua")
+#: Scripts on one queue's keys.
+QUEUE_SCRIPT_NAMES = (
     "enqueue",
     "tick",
     "claim",
@@ -58,7 +63,15 @@ SCRIPT_NAMES = (
     "clear",
     "counts",
     "due",
+    "pause",
+    "upgrade",
+    "search",
+    "stats_add",
+    "stats_read",
 )
+#: Scripts that stand alone (no queue's keys, no libraries).
+STANDALONE_NAMES = ("worker_beat", "worker_list")
+SCRIPT_NAMES = QUEUE_SCRIPT_NAMES + STANDALONE_NAMES
 
 REDIRECTIONS = (MovedError, AskError, TryAgainError, ClusterDownError)
 _ATTEMPTS = 3  # NOSCRIPT reloads in a row before giving up (a server flushing its scripts)
@@ -84,10 +97,11 @@ def _read(filename: str) -> str:
 
 
 def load_scripts() -> dict[str, Script]:
-    library = _read(LIBRARY)
+    library = "\n".join(_read(name) for name in LIBRARIES)
     scripts = {}
     for name in SCRIPT_NAMES:
-        source = f"{library}\n{_read(name + '.lua')}"
+        own = _read(name + ".lua")
+        source = own if name in STANDALONE_NAMES else f"{library}\n{own}"
         sha = hashlib.sha1(source.encode("utf-8"), usedforsecurity=False).hexdigest()
         scripts[name] = Script(name, source, sha)
     return scripts

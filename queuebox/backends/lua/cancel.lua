@@ -1,6 +1,7 @@
 -- cancel: stop a job for good (queuebox.cancel), in one atomic step.
 -- KEYS: the eleven keys of the queue (see lib.lua).
--- ARGV[1] job number.
+-- ARGV[1] job number, ARGV[2] wake channel (a lapsed limited run's key may open: idle
+-- workers of the queue are woken).
 -- A waiting job (scheduled or ready), or a running one whose lock lapsed (its worker died),
 -- is cancelled at once: out of its bucket, its unique key freed, cancelled_at = now, kept in
 -- the cancelled set. A running job with a live lock keeps its lock and key: it gets
@@ -23,6 +24,6 @@ if r[8] and r[10] > now then
   return 'requested'
 end
 local lapsed_request = r[16] and r[8]
-cancel_now(n, r, now)
+wake_if(ARGV[2], Q.name, cancel_now(n, r, now))
 if lapsed_request then return 'finished' end -- asked before its worker died: it is cancelled
 return 'cancelled'

@@ -4,11 +4,18 @@
 -- Returns {total, running, failed, completed, ready, cancelled}; scheduled is the rest. A job
 -- whose run_at has passed counts as ready even before a claim moves it out of its scheduled
 -- bucket; a running job whose cancel was asked counts as cancelled once its lock lapsed (its
--- worker died), before a claim moves it to the cancelled set.
+-- worker died), before a claim moves it to the cancelled set. A job held back by its limit
+-- key counts as ready.
 local now = now_ms()
 local ready = 0
 for _, member in ipairs(redis.call('ZRANGE', Q.ridx, 0, -1)) do
   ready = ready + redis.call('ZCARD', Q.rbucket .. member)
+end
+for _, key in ipairs(redis.call('SMEMBERS', Q.klist)) do -- held back by a limit or not
+  local index, buckets = limit_keys(key)
+  for _, member in ipairs(redis.call('ZRANGE', index, 0, -1)) do
+    ready = ready + redis.call('ZCARD', buckets .. member)
+  end
 end
 for _, member in ipairs(redis.call('ZRANGEBYSCORE', Q.sidx, '-inf', int(now))) do
   ready = ready + redis.call('ZCOUNT', Q.sbucket .. member, '-inf', int(now))

@@ -5,14 +5,16 @@
 -- complete_many.lua).
 -- Returns one character per job, in order: '1', or '0' (that job unchanged) when the token is
 -- not the job's current lock token.
+-- A limited job's run keeps counting against its key while its lock is renewed.
 -- The record renewed until expires, packed, or nil when token is not its lock token; the
--- values are changed in place, as the claim does (lock_record). Raises for bytes that are
--- not a record.
+-- values are changed in place, as the claim does (lock_record), and its limit key when it
+-- has a limit. Raises for bytes that are not a record.
 local function renewed(raw, token, now, expires)
   local t = numeric(cmsgpack.unpack(raw))
   if not t[11] or t[11] ~= token then return nil end
   t[6], t[10] = now - t[4], expires
-  return pack_locked(t)
+  local key = limited(t) and t[17] or nil
+  return pack_locked(t), key
 end
 
 local now = now_ms()
@@ -27,8 +29,12 @@ for i = 1, #members, 500 do
   local raws = redis.call('HMGET', Q.jobs, tunpack(members, i, last))
   for j = i, last do
     local member, raw = members[j], raws[j - i + 1]
-    local ok, packed = false, nil
-    if raw then ok, packed = pcall(renewed, raw, tokens[j], now, expires) end
+    local ok, packed, key = false, nil, nil
+    if raw then ok, packed, key = pcall(renewed, raw, tokens[j], now, expires) end
+    if ok and key then
+      local _, _, locks = limit_keys(key)
+      redis.call('ZADD', locks, int(expires), member)
+    end
     if ok and packed then
       local k = #saved
       saved[k + 1], saved[k + 2] = member, packed

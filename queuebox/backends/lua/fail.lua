@@ -1,7 +1,8 @@
 -- fail: the job is out of attempts; keep it as failed (failed_at = now) or delete it. Either
 -- way its unique key (if any) is freed, and a later retry does not take it back.
 -- KEYS: the eleven keys of the queue (see lib.lua).
--- ARGV[1] job number, ARGV[2] lock token, ARGV[3] error text, ARGV[4] '1' to keep the job.
+-- ARGV[1] job number, ARGV[2] lock token, ARGV[3] error text, ARGV[4] '1' to keep the job,
+-- ARGV[5] wake channel (a limited job's slot frees: idle workers of its queue are woken).
 -- Returns 1, or 0 (changing nothing) when the token is not the job's current lock token.
 local n = tonumber(ARGV[1])
 local r = load_job(n)
@@ -9,13 +10,14 @@ if not owned(r, ARGV[2]) then return 0 end
 free_unique(n, r)
 redis.call('ZREM', Q.running, ARGV[1])
 if r[16] then redis.call('SREM', Q.cancelling, ARGV[1]) end
+local now = now_ms()
 if ARGV[4] ~= '1' then
   redis.call('HDEL', Q.jobs, ARGV[1])
-  return 1
+else
+  unlock(r)
+  r[6], r[12], r[13] = now, ARGV[3], now
+  save_job(n, r)
+  redis.call('ZADD', Q.failed, ARGV[1], ARGV[1])
 end
-local now = now_ms()
-unlock(r)
-r[6], r[12], r[13] = now, ARGV[3], now
-save_job(n, r)
-redis.call('ZADD', Q.failed, int(now), ARGV[1])
+if limited(r) then wake_if(ARGV[5], Q.name, free_slot(n, r, now)) end
 return 1

@@ -1,46 +1,54 @@
 -- lib.lua: helpers that queuebox prepends to every script in this folder before loading it
--- (Redis has no `require`). It is not a script by itself and reads no KEYS or ARGV of its own,
--- except that every script receives the same eleven keys of one queue, all in one hash slot:
+-- (Redis has no `require`), followed by lib_limits.lua and lib_jobs.lua. None of them is a
+-- script by itself or reads KEYS or ARGV of its own, except that every script receives the
+-- same eleven keys of one queue, all in one hash slot:
 --
--- KEYS[1] <prefix>:{<queue>}:meta     hash: seq (last job number), reg (queue is in the registry)
+-- KEYS[1] <prefix>:{<queue>}:meta     hash: seq (last job number), reg (queue is in the registry),
+--                                     paused (set while the queue is paused)
 -- KEYS[2] <prefix>:{<queue>}:jobs     hash: job number -> packed record (msgpack, see below)
 -- KEYS[3] <prefix>:{<queue>}:sidx     zset: scheduled bucket -> earliest run_at in the bucket
 -- KEYS[4] <prefix>:{<queue>}:ridx     zset: ready bucket -> priority * 2^42 + earliest run_at
 -- KEYS[5] <prefix>:{<queue>}:running  zset: job number -> lock expiry (ms)
--- KEYS[6] <prefix>:{<queue>}:failed   zset: job number -> failed_at (ms)
--- KEYS[7] <prefix>:{<queue>}:done     zset: job number -> completed_at (ms)
+-- KEYS[6] <prefix>:{<queue>}:failed   zset: job number -> job number (newest first by score)
+-- KEYS[7] <prefix>:{<queue>}:done     zset: job number -> job number
 -- KEYS[8] <prefix>:{<queue>}:unique   hash: unique key -> number of the waiting or running job
 --                                     that holds it (freed when the job ends)
 -- KEYS[9] <prefix>:{<queue>}:ticks    hash: recurring job key -> last tick recorded (ms)
--- KEYS[10] <prefix>:{<queue>}:cancelled  zset: job number -> cancelled_at (ms), jobs cancelled
---                                        for good (kept, never claimed)
+-- KEYS[10] <prefix>:{<queue>}:cancelled  zset: job number -> job number, jobs cancelled for
+--                                        good (kept, never claimed)
 -- KEYS[11] <prefix>:{<queue>}:cancelling set: numbers of running jobs whose cancel was asked,
 --                                        for their workers to find (cancel_requested)
 --
 -- Waiting jobs live in small "bucket" sorted sets (64 job numbers each, so Redis keeps them as
 -- compact listpacks), named <prefix>:{<queue>}:s:<bucket> (scheduled, score run_at) and
 -- <prefix>:{<queue>}:r:<priority>:<bucket> (ready, score run_at); the two index sets above
--- order the buckets by their best entry. Bucket keys share the queue's hash tag.
+-- order the buckets by their best entry. Two more sets list the buckets by bucket number, for
+-- browsing jobs newest first (search.lua): <prefix>:{<queue>}:snum (scheduled buckets) and
+-- <prefix>:{<queue>}:rnum (ready buckets, those of limit keys too); member: the bucket's key
+-- without the queue's base, score: the bucket number. Bucket keys share the queue's hash tag.
+-- The ready jobs of a limit key have buckets of their own (lib_limits.lua).
 --
 -- <prefix>:{<queue>}:wake is the queue's wake list: a worker that waits on this queue alone
 -- blocks on it (BLPOP) with its claim pipelined behind, so the claim runs the moment a token
 -- arrives. Scripts that make jobs ready push up to WAKE_MAX tokens; a claim that leaves no
--- ready job deletes the list, so stale tokens do not pile up.
+-- ready job deletes the list, so stale tokens do not pile up. A paused queue gets none.
 --
 -- A record is a msgpack array packed with Redis's built-in cmsgpack: 1 name, 2 handler,
 -- 3 priority, 4 created_at, 5 run_at - created_at, 6 updated_at - created_at, 7 attempts,
 -- 8 locked_at, 9 locked_by, 10 lock_expires_at, 11 lock_token, 12 last_error (text, or
 -- {previous owner, expiry} after a reclaim), 13 failed_at, 14 completed_at, 15 unique_key
 -- (only while the job waits or runs: cleared when it ends, so kept failed and completed
--- records hold none). Times are integer milliseconds from TIME. An absent value is false
--- (a Lua table with nil in it would pack as a map); records written by earlier versions hold
--- nil there, which reads the same. Trailing absent values are left out, so a waiting job
--- without a unique key packs 7 values.
+-- records hold none), 16 cancelled_at, 17 limit_key, 18 max_concurrency, 19 rate limit count,
+-- 20 rate limit window (ms) (17 to 20 only for jobs with a flow-control limit, kept for the
+-- job's life). Times are integer milliseconds from TIME. An absent value is false (a Lua
+-- table with nil in it would pack as a map); records written by earlier versions hold nil
+-- there, which reads the same. Trailing absent values are left out, so a waiting job without
+-- a unique key or a limit packs 7 values.
 
 local BUCKET = 64
 local PRIORITY_SHIFT = 4398046511104 -- 2^42: ready scores are priority * 2^42 + run_at
 local READY_RUN_AT_MAX = PRIORITY_SHIFT - 1 -- the largest run_at a ready score can hold
-local FIELDS = 16
+local FIELDS = 20
 local KEPT_FIELDS = 7
 -- 9999-12-31T23:59:59Z in ms, the latest time any store can hold (records.LATEST_RUN_AT): no
 -- script stores a later run_at, or a client could not read the record
@@ -53,6 +61,9 @@ local Q = {
   running = KEYS[5], failed = KEYS[6], done = KEYS[7], unique = KEYS[8], ticks = KEYS[9],
   cancelled = KEYS[10], cancelling = KEYS[11],
   sbucket = BASE .. 's:', rbucket = BASE .. 'r:', wake = BASE .. 'wake',
+  snum = BASE .. 'snum', rnum = BASE .. 'rnum',
+  kidx = BASE .. 'kidx', ktimer = BASE .. 'ktimer', klist = BASE .. 'klist',
+  name = string.match(KEYS[1], '{([^}]*)}:meta$'), -- the queue's name (names hold no braces)
 }
 local WAKE_MAX = 16
 
@@ -65,10 +76,16 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+local function paused()
+  return redis.call('HEXISTS', Q.meta, 'paused') == 1
+end
+
 -- Tell idle workers that the queue may have work: on the pub/sub channel (workers waiting on
 -- several queues re-check when the next job is due), and with one token per job that is ready
--- now (ready, at most WAKE_MAX) on the queue's wake list.
+-- now (ready, at most WAKE_MAX) on the queue's wake list. Nothing for a paused queue: its
+-- workers could claim nothing (resume wakes them).
 local function wake(channel, queue, ready)
+  if paused() then return end
   redis.call('PUBLISH', channel, queue)
   if ready < 1 then return end
   local tokens = {}
@@ -76,6 +93,12 @@ local function wake(channel, queue, ready)
   if redis.call('RPUSH', Q.wake, tunpack(tokens)) > WAKE_MAX then
     redis.call('LTRIM', Q.wake, -WAKE_MAX, -1)
   end
+end
+
+-- wake only when count jobs became claimable (a key opened by an outcome): no pub/sub message
+-- for outcomes that change nothing for idle workers
+local function wake_if(channel, queue, count)
+  if count > 0 then wake(channel, queue, count) end
 end
 
 -- records ----------------------------------------------------------------------------------
@@ -195,19 +218,34 @@ local function bucket_number(member)
   return tonumber(string.match(member, '(%d+)$'))
 end
 
+-- The set that lists a bucket by its number (snum or rnum), and the bucket's member there.
+local function numbered(idx, bkey)
+  return idx == Q.sidx and Q.snum or Q.rnum, string.sub(bkey, #BASE + 1)
+end
+
+local function bs_drop(idx, bkey, member) -- an empty bucket leaves both its index sets
+  redis.call('ZREM', idx, member)
+  local num, listed = numbered(idx, bkey)
+  redis.call('ZREM', num, listed)
+end
+
 local function bs_fix(idx, bkey, member, offset)
   local head = redis.call('ZRANGE', bkey, 0, 0, 'WITHSCORES')
   if head[1] then
     redis.call('ZADD', idx, int(offset + tonumber(head[2])), member)
   else
-    redis.call('ZREM', idx, member)
+    bs_drop(idx, bkey, member)
   end
 end
 
 local function bs_add(idx, bprefix, group, offset, n, score)
-  local member = group .. enc(math.floor(n / BUCKET))
-  redis.call('ZADD', bprefix .. member, int(score), slot(n))
+  local b = math.floor(n / BUCKET)
+  local member = group .. enc(b)
+  local bkey = bprefix .. member
+  redis.call('ZADD', bkey, int(score), slot(n))
   redis.call('ZADD', idx, 'LT', int(offset + score), member)
+  local num, listed = numbered(idx, bkey)
+  redis.call('ZADD', num, int(b), listed)
 end
 
 local function bs_remove(idx, bprefix, group, offset, n)
@@ -215,6 +253,17 @@ local function bs_remove(idx, bprefix, group, offset, n)
   if redis.call('ZREM', bprefix .. member, slot(n)) == 0 then return false end
   bs_fix(idx, bprefix .. member, member, offset)
   return true
+end
+
+-- The best entry's job number, without popping it (nil: none).
+local function bs_head(idx, bprefix)
+  while true do
+    local top = redis.call('ZRANGE', idx, 0, 0)
+    if not top[1] then return nil end
+    local first = redis.call('ZRANGE', bprefix .. top[1], 0, 0)
+    if first[1] then return bucket_number(top[1]) * BUCKET + tonumber(first[1]) end
+    bs_drop(idx, bprefix .. top[1], top[1]) -- an empty bucket left in the index: drop it
+  end
 end
 
 -- Pop the best entry when its index score is <= limit (nil: any); returns job number, score.
@@ -230,28 +279,34 @@ local function bs_popmin(idx, bprefix, limit)
       bs_fix(idx, bprefix .. member, member, score - tonumber(popped[2]))
       return bucket_number(member) * BUCKET + tonumber(popped[1]), score
     end
-    redis.call('ZREM', idx, member) -- an empty bucket left in the index: drop it
+    bs_drop(idx, bprefix .. member, member) -- an empty bucket left in the index: drop it
   end
 end
 
 -- Pop up to count ready job numbers, best first (what count calls of bs_popmin would give):
 -- from the best bucket, every entry that comes before the next bucket's best, then again.
-local function bs_popmany(idx, bprefix, count)
+-- With a bound (an index score), only entries whose score is at most bound.
+local function bs_popmany(idx, bprefix, count, bound)
   local found = {}
   while #found < count do
     local top = redis.call('ZRANGE', idx, 0, 1, 'WITHSCORES')
-    if not top[1] then break end
+    if not top[1] or (bound and tonumber(top[2]) > bound) then break end
     local member = top[1]
     local bkey = bprefix .. member
     local offset = tonumber(string.match(member, '^(-?%d+):')) * PRIORITY_SHIFT
     local want = count - #found
     local entries
+    local upto, open = nil, false -- the highest entry score to take, and whether it is excluded
     if top[3] then
       -- An entry that ties with the next bucket's best comes first only from the lower bucket
       -- (a tie is within one priority, and the job number breaks it).
-      local bound = int(tonumber(top[4]) - offset)
-      if bucket_number(member) > bucket_number(top[3]) then bound = '(' .. bound end
-      entries = redis.call('ZRANGEBYSCORE', bkey, '-inf', bound, 'LIMIT', 0, want)
+      upto = tonumber(top[4]) - offset
+      open = bucket_number(member) > bucket_number(top[3])
+    end
+    if bound and (not upto or bound - offset < upto) then upto, open = bound - offset, false end
+    if upto then
+      local limit = open and ('(' .. int(upto)) or int(upto)
+      entries = redis.call('ZRANGEBYSCORE', bkey, '-inf', limit, 'LIMIT', 0, want)
       if not entries[1] then entries = redis.call('ZRANGE', bkey, 0, 0) end
     else
       entries = redis.call('ZRANGE', bkey, 0, want - 1)
@@ -262,185 +317,8 @@ local function bs_popmany(idx, bprefix, count)
       local base = bucket_number(member) * BUCKET
       for _, entry in ipairs(entries) do found[#found + 1] = base + tonumber(entry) end
     else
-      redis.call('ZREM', idx, member) -- an empty bucket left in the index: drop it
+      bs_drop(idx, bkey, member) -- an empty bucket left in the index: drop it
     end
   end
   return found
-end
-
--- where waiting jobs live ------------------------------------------------------------------
-
-local function ready_group(priority)
-  return int(priority) .. ':'
-end
-
-local function place(n, r, now) -- put an unlocked, unfinished job where claim finds it
-  if r[5] <= now then
-    local run_at = math.max(0, math.min(r[5], READY_RUN_AT_MAX))
-    bs_add(Q.ridx, Q.rbucket, ready_group(r[3]), r[3] * PRIORITY_SHIFT, n, run_at)
-  else
-    bs_add(Q.sidx, Q.sbucket, '', 0, n, r[5])
-  end
-end
-
-local function unlist(n) -- out of the sets of running, ended and cancelling jobs
-  local member = int(n)
-  redis.call('ZREM', Q.running, member)
-  redis.call('ZREM', Q.failed, member)
-  redis.call('ZREM', Q.done, member)
-  redis.call('ZREM', Q.cancelled, member)
-  redis.call('SREM', Q.cancelling, member)
-end
-
-local function unplace(n, r) -- take a job out of every set; its record stays
-  bs_remove(Q.sidx, Q.sbucket, '', 0, n)
-  bs_remove(Q.ridx, Q.rbucket, ready_group(r[3]), r[3] * PRIORITY_SHIFT, n)
-  unlist(n)
-end
-
--- The job is cancelled for good, whatever held it: out of every set, unlocked, its unique key
--- freed, cancelled_at kept (or now), error recorded when given; kept in the cancelled set.
-local function cancel_now(n, r, now, error_text)
-  unplace(n, r)
-  free_unique(n, r)
-  unlock(r)
-  r[16] = r[16] or now
-  r[6] = now
-  if error_text then r[12] = error_text end
-  save_job(n, r)
-  redis.call('ZADD', Q.cancelled, int(r[16]), int(n))
-end
-
-local PROMOTE_MAX = 1000 -- bound the work of one call; the rest moves on the next call
-local RECLAIM_MAX = 100
-
-local function promote_and_reclaim(now)
-  local expired = redis.call('ZRANGEBYSCORE', Q.running, '-inf', int(now), 'LIMIT', 0, RECLAIM_MAX)
-  for _, member in ipairs(expired) do
-    redis.call('ZREM', Q.running, member)
-    local n = tonumber(member)
-    local r, unreadable = load_job(n)
-    if unreadable then
-      redis.call('ZADD', Q.failed, int(now), member)
-    elseif r and r[8] and r[16] then
-      cancel_now(n, r, now) -- its worker died after a cancel was asked: never run it again
-    elseif r and r[8] then
-      r[12] = {r[9], r[10]} -- rendered as a WorkerLost note by the client
-      unlock(r)
-      r[6] = now
-      save_job(n, r)
-      place(n, r, now)
-    end
-  end
-  for _ = 1, PROMOTE_MAX do
-    local n = bs_popmin(Q.sidx, Q.sbucket, now)
-    if not n then break end
-    local r, unreadable = load_job(n)
-    if r then
-      place(n, r, now)
-    elseif unreadable then
-      redis.call('ZADD', Q.failed, int(now), int(n))
-    end
-  end
-end
-
--- New jobs are stored in batches: numbers come from the queue's counter (KEYS[1] seq), and the
--- records and bucket entries are written by flush_batch with one command per bucket or per
--- 500 values rather than several per job.
-local function new_batch() -- also reads whether the queue is registered (meta 'reg')
-  local meta = redis.call('HMGET', Q.meta, 'seq', 'reg')
-  local seq = tonumber(meta[1] or '0')
-  return {seq = seq, start = seq, ready = 0, records = {}, pending = {}, buckets = {}, order = {},
-          registered = meta[2] and 1 or 0}
-end
-
-local function batch_place(batch, n, priority, run_at, now)
-  local idx, bprefix, member, offset, score
-  if run_at <= now then
-    batch.ready = batch.ready + 1
-    idx, bprefix, offset = Q.ridx, Q.rbucket, priority * PRIORITY_SHIFT
-    member = ready_group(priority) .. enc(math.floor(n / BUCKET))
-    score = math.max(0, math.min(run_at, READY_RUN_AT_MAX))
-  else
-    idx, bprefix, offset = Q.sidx, Q.sbucket, 0
-    member = enc(math.floor(n / BUCKET))
-    score = run_at
-  end
-  local key = bprefix .. member
-  local bucket = batch.buckets[key]
-  if not bucket then
-    bucket = {idx = idx, member = member, offset = offset, best = score, entries = {}}
-    batch.buckets[key] = bucket
-    batch.order[#batch.order + 1] = key
-  end
-  if score < bucket.best then bucket.best = score end
-  local entries = bucket.entries
-  entries[#entries + 1] = int(score)
-  entries[#entries + 1] = slot(n)
-end
-
-local function flush_batch(batch)
-  if batch.seq == batch.start then return end
-  redis.call('HSET', Q.meta, 'seq', int(batch.seq))
-  call_chunked('HSET', Q.jobs, batch.records, 500)
-  for _, key in ipairs(batch.order) do
-    local bucket = batch.buckets[key]
-    call_chunked('ZADD', key, bucket.entries, 500)
-    redis.call('ZADD', bucket.idx, 'LT', int(bucket.offset + bucket.best), bucket.member)
-  end
-end
-
--- A new job's run_at from its when: its delay in ms, or '@' then its run_at in ms.
-local function run_at_of(now, when)
-  if type(when) == 'string' then return tonumber(string.sub(when, 2)) end
-  return now + when
-end
-
--- The error a script returns, before it writes anything, when a job of its jobs (packed five
--- values each, when the fourth) would run after RUN_AT_LATEST; nil when none would.
-local function too_late(now, jobs)
-  for i = 4, #jobs, 5 do
-    if run_at_of(now, jobs[i]) > RUN_AT_LATEST then
-      return redis.error_reply('queuebox: run_at out of range: job ' .. ((i + 1) / 5)
-        .. ' would run after 9999-12-31T23:59:59Z; nothing was stored')
-    end
-  end
-  return nil
-end
-
--- Add one new job to batch, from the five values the client packs for it (see
--- redis_codec.pack_jobs): name, handler, priority, when (its delay in ms, or '@' then its
--- run_at in ms) and unique (its unique key, or false). Not stored when a waiting or running
--- job of the queue (or an earlier one of the batch) holds the unique key.
--- Returns the job number, its run_at, and the holder's packed record ('' when stored).
-local function insert(batch, now, name, handler, priority, when, unique)
-  local key = unique or false
-  if key then
-    local holder = redis.call('HGET', Q.unique, key)
-    local raw = holder and (batch.pending[holder] or redis.call('HGET', Q.jobs, holder))
-    if raw then
-      local ok, r = pcall(decode_job, raw)
-      if ok and r[15] == key and not r[13] and not r[14] and not (r[16] and not r[8]) then
-        return tonumber(holder), r[5], raw
-      end
-    end
-  end
-  batch.seq = batch.seq + 1
-  local n = batch.seq
-  local run_at = run_at_of(now, when)
-  -- the record as pack_job would pack it, built here at once: this is the enqueue's hot path
-  local raw
-  if key then
-    raw = cmsgpack.pack({name, handler, priority, now, run_at - now, 0, 0,
-                         false, false, false, false, false, false, false, key})
-  else
-    raw = cmsgpack.pack({name, handler, priority, now, run_at - now, 0, 0})
-  end
-  local records = batch.records
-  records[#records + 1] = int(n)
-  records[#records + 1] = raw
-  batch.pending[int(n)] = raw
-  batch_place(batch, n, priority, run_at, now)
-  if key then redis.call('HSET', Q.unique, key, int(n)) end
-  return n, run_at, ''
 end

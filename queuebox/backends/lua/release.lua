@@ -9,13 +9,12 @@ local r = load_job(n)
 if not owned(r, ARGV[2]) then return 0 end
 local now = now_ms()
 if r[16] then
-  cancel_now(n, r, now)
+  wake_if(ARGV[3], ARGV[4], cancel_now(n, r, now))
   return 1
 end
 redis.call('ZREM', Q.running, ARGV[1])
 unlock(r)
 r[6], r[7] = now, math.max(0, r[7] - 1)
 save_job(n, r)
-place(n, r, now)
-wake(ARGV[3], ARGV[4], 1)
+wake(ARGV[3], ARGV[4], wait_again(n, r, now))
 return 1

@@ -10,13 +10,12 @@ local r = load_job(n)
 if not owned(r, ARGV[2]) then return 0 end
 local now = now_ms()
 if r[16] then
-  cancel_now(n, r, now, ARGV[4])
+  wake_if(ARGV[5], ARGV[6], cancel_now(n, r, now, ARGV[4]))
   return 1
 end
 redis.call('ZREM', Q.running, ARGV[1])
 unlock(r)
 r[5], r[6], r[12] = math.min(now + tonumber(ARGV[3]), RUN_AT_LATEST), now, ARGV[4]
 save_job(n, r)
-place(n, r, now)
-wake(ARGV[5], ARGV[6], r[5] <= now and 1 or 0)
+wake(ARGV[5], ARGV[6], wait_again(n, r, now))
 return 1

@@ -10,10 +10,9 @@ local r = load_job(n)
 if not r then return 0 end
 local now = now_ms()
 if r[8] and r[10] > now then return 0 end
-unplace(n, r)
+local opened = unplace(n, r, now)
 unlock(r)
 r[5], r[6], r[7], r[13], r[14], r[16] = now, now, 0, false, false, false
 save_job(n, r)
-place(n, r, now)
-wake(ARGV[2], ARGV[3], 1)
+wake(ARGV[2], ARGV[3], opened + place(n, r, now))
 return 1
