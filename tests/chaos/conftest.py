@@ -93,6 +93,17 @@ JOBS_MODULE = textwrap.dedent(
             note("done", self.record)
 
 
+    class Limited(Job):
+        """Hold (start, sleep, done) under a limit: at most 3 runs at once across workers."""
+
+        max_concurrency = 3
+
+        def perform(self, seconds=0.1):
+            note("start", self.record)
+            time.sleep(seconds)
+            note("done", self.record)
+
+
     class Poison(Job):
         """Kills the worker that runs it, every time."""
 

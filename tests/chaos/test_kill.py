@@ -10,9 +10,10 @@ from collections import Counter
 
 import pytest
 
-from queuebox.backends.base import JobState
+from queuebox.backends.base import FlowControl, JobState, NewJob
+from queuebox.payload import encode_handler
 
-from .conftest import Project, new_jobs, pick, runs_by_job, scale, wait_until
+from .conftest import Line, Project, new_jobs, pick, runs_by_job, scale, wait_until
 
 pytestmark = pytest.mark.chaos
 
@@ -128,3 +129,88 @@ def test_poison_job_fails_after_max_attempts(project: Project) -> None:
     assert record.attempts == POISON_ATTEMPTS + 1
     assert [(c.queue, c.failed, c.total) for c in store.counts()] == [("default", 1, 1)]
     assert set(project.stop_all().values()) <= {0}, project.logs()
+
+
+LIMIT = 3  # Limited.max_concurrency in the chaos jobs module
+
+
+def _limited_jobs(n: int, seconds: float) -> list[NewJob]:
+    handler = encode_handler("Limited", (seconds,), {})
+    job = NewJob(
+        name="Limited",
+        handler=handler,
+        queue="default",
+        priority=50,
+        limit_key="Limited",
+        max_concurrency=LIMIT,
+    )
+    return [job] * n
+
+
+def _peak_overlap(lines: list[Line]) -> int:
+    """The most runs of completed (start, done) pairs that overlapped in time."""
+    starts = {(s.job_id, s.attempt, s.pid): s.clock for s in lines if s.kind == "start"}
+    edges: list[tuple[float, int]] = []
+    for line in lines:
+        began = starts.get((line.job_id, line.attempt, line.pid))
+        if line.kind == "done" and began is not None:
+            edges += [(began, 1), (line.clock, -1)]
+    peak = level = 0
+    for _, step in sorted(edges, key=lambda edge: (edge[0], edge[1])):  # ends before starts
+        level += step
+        peak = max(peak, level)
+    return peak
+
+
+@pytest.mark.timeout(scale(150, 600))
+def test_sigkills_under_a_concurrency_limit_lose_nothing_and_leak_no_slot(
+    project: Project,
+) -> None:
+    store = project.store.adapter
+    if not isinstance(store, FlowControl):
+        pytest.skip(f"{type(store).__name__} does not declare FlowControl")
+    project.configure(
+        queue="default", lease=LEASE, batch_size=BATCH, sleep_delay=0.5, concurrency=4
+    )
+    count = scale(150, 600)
+    limited = [r.id for r in store.schedule(_limited_jobs(count, 0.05))]
+    free = [r.id for r in store.schedule(new_jobs("Note", [0.01], count))]
+    workers = [project.worker(name=f"w{i}") for i in range(WORKERS)]
+    rng = random.Random(11)
+    deadline = time.monotonic() + scale(120, 500)
+
+    def done() -> bool:
+        lines = project.ledger()
+        return set(runs_by_job(lines, "done")) >= set(limited) and set(runs_by_job(lines)) >= set(
+            free
+        )
+
+    while not done():
+        assert time.monotonic() < deadline, project.logs()[-4000:]
+        time.sleep(rng.uniform(0.5, 1.5) * KILL_EVERY)
+        victim = pick(rng, workers)
+        if victim is None or done():
+            continue
+        project.sigkill(victim)
+        workers.remove(victim)
+        workers.append(project.worker(name=f"w{len(project.procs)}"))
+    wait_until(project.store.is_empty, 60, "the store to be empty")
+    lines = project.ledger()
+    # A killed worker's run stops with it; its lock holds the slot until the lease lapses,
+    # so the runs that finished never overlap more than the limit.
+    peak = _peak_overlap(lines)
+    assert peak <= LIMIT, f"{peak} Limited runs overlapped; the limit is {LIMIT}"
+    assert peak == LIMIT, f"the limit was never reached (peak {peak}): the test proves nothing"
+
+    # No slot leaked: after every kill, LIMIT new runs still start together.
+    before = len(lines)
+    again = [r.id for r in store.schedule(_limited_jobs(LIMIT, 1.5))]
+    wait_until(
+        lambda: set(runs_by_job(project.ledger(), "done")) >= set(again), 30, "the last runs"
+    )
+    assert _peak_overlap(project.ledger()[before:]) == LIMIT, "a slot leaked"
+    assert set(project.stop_all().values()) <= {0}, project.logs()
+    print(
+        f"\n[chaos] {project.store.kind} limited: {2 * count} jobs, "
+        f"{len(project.killed)} workers killed, peak {peak} of {LIMIT}, 0 lost"
+    )
