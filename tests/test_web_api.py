@@ -5,10 +5,12 @@ to the store."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 from xml.etree import ElementTree  # our own SVG, parsed to check it is well formed
 
 import pytest
@@ -362,3 +364,28 @@ def test_recurring_page_lists_registered_jobs_with_last_and_next_tick() -> None:
     [row] = board.get("/api/recurring")["recurring"]
     assert row["name"] == "Nightly" and row["last_tick"] is None and row["next_run"]
     assert row["schedule"] == "every 3600s"
+
+
+def test_jobs_whose_ids_hold_a_slash_have_pages_and_actions(redis_url: str) -> None:
+    # Redis job ids are "queue/number"; the page's links send the id percent-encoded, which
+    # reaches the app decoded, so every route must take a "/" inside the id.
+    separator = "&" if "?" in redis_url else "?"
+    store = from_url(f"{redis_url}{separator}prefix=qbweb-{uuid.uuid4().hex[:12]}")
+    try:
+        store.migrate()
+        first = add(store, "Mail", 1)
+        failed = fail_one(store, "default", "ValueError: boom")
+        assert "/" in failed and failed == first
+        board = Dashboard(create_app(store))
+        for path in (f"/api/jobs/{failed}", f"/api/jobs/{quote(failed, safe='')}"):
+            assert board.get(path)["job"]["last_error"] == "ValueError: boom"
+        page = board.client.get(f"/jobs/{quote(failed, safe='')}")
+        assert page.status_code == 200 and f'data-job-id="{failed}"' in page.text
+        board.post(f"/api/jobs/{quote(failed, safe='')}/retry")
+        record = store.get(failed)
+        assert record is not None and record.state is JobState.READY
+        board.post(f"/api/jobs/{quote(failed, safe='')}/delete")
+        assert store.get(failed) is None
+    finally:
+        store.clear()
+        store.close()

@@ -301,14 +301,17 @@ def _routes(board: _Dashboard) -> list[BaseRoute]:
     return [
         Route("/", e.page("overview")),
         Route("/jobs", e.page("jobs")),
-        Route("/jobs/{job_id}", e.page("job")),
+        # Job ids may hold "/" (Redis ids are "queue/number"), and a client's
+        # %2F arrives decoded: the path convertor takes the rest (actions are matched first
+        # by the POST routes' last segment).
+        Route("/jobs/{job_id:path}", e.page("job")),
         Route("/workers", e.page("workers")),
         Route("/recurring", e.page("recurring")),
         Route("/api/meta", e.meta),
         Route("/api/overview", e.overview),
         Route("/api/jobs", e.jobs),
-        Route("/api/jobs/{job_id}", e.job),
-        Route("/api/jobs/{job_id}/{action}", e.job_action, methods=["POST"]),
+        Route("/api/jobs/{job_id:path}/{action}", e.job_action, methods=["POST"]),
+        Route("/api/jobs/{job_id:path}", e.job),
         Route("/api/queues/{queue}/{action}", e.queue_action, methods=["POST"]),
         Route("/api/bulk/jobs", e.bulk_jobs, methods=["POST"]),
         Route("/api/bulk/queues", e.bulk_queues, methods=["POST"]),
