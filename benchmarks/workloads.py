@@ -149,7 +149,9 @@ def measure_latency(subject: Subject, probes: int, interval: float = 0.01) -> di
     the enqueue call to the probe's first line."""
     subject.purge()
     marks = Marks()
-    group = WorkerGroup(subject.worker_argv(), marks, 1, env=subject.worker_env())
+    group = WorkerGroup(
+        subject.worker_argv(), marks, 1, env=subject.worker_env(), cwd=subject.worker_cwd()
+    )
     sent: dict[int, int] = {}
     try:
         group.start()
