@@ -60,7 +60,7 @@ def postgres_store(postgres_url: str) -> Iterator[tuple[Adapter, RawWrite]]:
         raw.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store(request: pytest.FixtureRequest) -> tuple[Adapter, RawWrite]:
     return request.getfixturevalue(f"{request.param}_store")  # type: ignore[no-any-return]
 
