@@ -206,8 +206,13 @@ class _Endpoints:
         return JSONResponse(data)
 
     async def job(self, request: Request) -> Response:
-        data = await self.board.call(views.job_page, request.path_params["job_id"])
+        job_id = request.path_params["job_id"]
+        data = await self.board.call(views.job_page, job_id)
         if data is None:
+            # The id route takes any path, so a GET of an action's URL lands here: say that
+            # actions are POSTs (a GET never acts) rather than that no such job exists.
+            if job_id.rpartition("/")[2] in actions.JOB_ACTIONS:
+                return JSONResponse({"error": "actions are POST requests"}, 405, {"Allow": "POST"})
             return JSONResponse({"error": "no such job (deleted, or succeeded and not kept)"}, 404)
         return JSONResponse(data)
 
