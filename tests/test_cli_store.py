@@ -255,7 +255,7 @@ def _dashboard_jobs(project: Path) -> str:
                 nonlocal body
                 try:
                     url = f"http://127.0.0.1:{port}/api/jobs"
-                    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310
+                    with urllib.request.urlopen(url, timeout=5) as response:
                         body = response.read().decode()
                     return True
                 except OSError:

@@ -3,8 +3,8 @@
 Commands live beside this module by theme: ``work.py`` (``work``, ``workoff``),
 ``processes.py`` (``start``, ``stop``, ``restart``), ``inspection.py`` (``status``, ``jobs``,
 ``show``), ``admin.py`` (``clear``, ``retry``, ``delete``, ``migrate``), ``flow.py``
-(``cancel``, ``pause``, ``resume``) and ``web.py`` (``web``, the dashboard). ``common.py`` holds the group, its options, and the one
-way every command finds its store.
+(``cancel``, ``pause``, ``resume``) and ``web.py`` (``web``, the dashboard). ``common.py``
+holds the group, its options, and the one way every command finds its store.
 """
 
 from __future__ import annotations
