@@ -60,8 +60,7 @@ def call_check(job_class: type[Job]) -> CallCheck:
             signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise InvalidArguments(
-                f"{name} cannot be called with these arguments: {exc}; "
-                f"its perform takes {shown}"
+                f"{name} cannot be called with these arguments: {exc}; its perform takes {shown}"
             ) from None
 
     return check
