@@ -23,8 +23,10 @@ from queuebox.errors import (
 
 __all__ = [
     "MAX_NESTING",
+    "MAX_PAGE_LIMIT",
     "check_arguments",
     "check_job_name",
+    "check_page_limit",
     "check_priority",
     "check_queue_name",
     "check_wait",
@@ -39,6 +41,8 @@ MAX_NESTING = 64
 _SHORT_INT_BITS = 4000
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _MAX_JOB_NAME = 200
+#: The most jobs one page of ``JobSearch.search_jobs`` holds, on every store.
+MAX_PAGE_LIMIT = 10_000
 #: Exact types that are JSON values whatever their value (floats and strings need a look).
 _PLAIN = frozenset({int, bool, type(None)})
 
@@ -75,6 +79,13 @@ def check_job_name(name: object) -> str:
             "without leading or trailing spaces"
         )
     return name
+
+
+def check_page_limit(limit: object) -> int:
+    """A ``search_jobs`` page size, checked the same way by every store."""
+    if type(limit) is not int or not 1 <= limit <= MAX_PAGE_LIMIT:
+        raise ValidationError(f"limit={limit!r} is not valid: give 1 to {MAX_PAGE_LIMIT}")
+    return limit
 
 
 def check_wait(wait: object) -> float:

@@ -34,6 +34,7 @@ from queuebox.backends.base import (
     WorkerRegistry,
     reclaim_note,
 )
+from queuebox.validation import check_page_limit
 
 __all__ = ["MemoryAdapter"]
 
@@ -539,6 +540,7 @@ class MemoryAdapter(
         limit: int = 50,
         cursor: str | None = None,
     ) -> JobPage:
+        check_page_limit(limit)
         before = _int_id(cursor) if cursor is not None else None
         needle = text.casefold() if text else None
         with self._lock:

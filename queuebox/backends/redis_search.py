@@ -27,7 +27,7 @@ from queuebox.backends.redis_codec import decode_record, to_ms
 from queuebox.backends.redis_keys import check_queue
 from queuebox.backends.redis_parts import RedisParts
 from queuebox.errors import ValidationError
-from queuebox.validation import is_queue_name
+from queuebox.validation import check_page_limit, is_queue_name
 
 if TYPE_CHECKING:
     from queuebox.backends.redis_scripts import Call
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 __all__ = ["RedisJobSearch"]
 
 _PER_CALL = 2000  # records one search.lua call looks at at most: bounds how long it blocks
-_LIMIT_MAX = 10_000
 _TOP = 0  # a queue's position before its first page: from its newest job
 
 
@@ -65,8 +64,7 @@ class RedisJobSearch(RedisParts, JobSearch):
         cursor: str | None = None,
     ) -> JobPage:
         wanted = _Filters.of(state, name, text)
-        if type(limit) is not int or not 1 <= limit <= _LIMIT_MAX:
-            raise ValidationError(f"limit={limit!r} is not valid: give 1 to {_LIMIT_MAX}")
+        check_page_limit(limit)
         with self._translated_errors():
             if cursor is not None:
                 positions = _read_cursor(cursor, queue)

@@ -7,7 +7,9 @@ from typing import cast
 import pytest
 
 from queuebox.backends.base import Adapter, JobSearch, JobState
+from queuebox.errors import ValidationError
 from queuebox.testing.support import LEASE, StoreFixtures, claim_one, new_job
+from queuebox.validation import MAX_PAGE_LIMIT
 
 __all__ = ["JobSearchContract"]
 
@@ -35,6 +37,11 @@ class JobSearchContract(StoreFixtures):
             if cursor is None:
                 break
         assert seen == [record.id for record in reversed(records)]
+
+    @pytest.mark.parametrize("limit", [0, -1, MAX_PAGE_LIMIT + 1, 2.5, "10", True])
+    def test_a_bad_page_size_is_refused(self, searchable: SearchAdapter, limit: object) -> None:
+        with pytest.raises(ValidationError, match="limit="):
+            searchable.search_jobs(limit=limit)  # type: ignore[arg-type]
 
     def test_filters_combine(self, searchable: SearchAdapter) -> None:
         adapter = searchable

@@ -32,6 +32,7 @@ from queuebox.backends.base import (
 )
 from queuebox.backends.sql.queries import is_empty, load_queries
 from queuebox.backends.sql.store import SQLStore
+from queuebox.validation import check_page_limit
 
 __all__ = ["PostgresMonitor", "SQLMonitor"]
 
@@ -221,8 +222,7 @@ class SQLMonitor(SQLStore, WorkerRegistry, ThroughputHistory, JobSearch):
         one reads ever larger stretches. A text search stops once it has read
         ``scan_limit`` rows (perhaps a short page, with a cursor); other filters go on until
         the page is full or the oldest job is reached."""
-        if limit < 1:
-            return JobPage([], cursor)
+        check_page_limit(limit)
         before = None if cursor is None else self._job_key(cursor)
         if cursor is not None and before is None:
             raise ValueError(f"cursor {cursor!r} is not one a page of search_jobs gave")
