@@ -7,13 +7,14 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
 
 from queuebox.backends.base import FlowControl, JobState, NewJob
 from queuebox.payload import encode_handler
 
-from .conftest import Line, Project, new_jobs, pick, runs_by_job, scale, wait_until
+from .conftest import Line, Proc, Project, new_jobs, pick, runs_by_job, scale, wait_until
 
 pytestmark = pytest.mark.chaos
 
@@ -23,6 +24,27 @@ WORKERS = 4
 KILL_EVERY = 2.0
 BATCH = 5
 LEASE = 2.0
+
+
+def _kill_until(
+    project: Project,
+    workers: list[Proc],
+    rng: random.Random,
+    done: Callable[[], bool],
+    *,
+    deadline: float,
+    stalled: Callable[[], str],
+) -> None:
+    """Until ``done``: every 1-3 s SIGKILL a random live worker and start a new one."""
+    while not done():
+        assert time.monotonic() < deadline, stalled()
+        time.sleep(rng.uniform(0.5, 1.5) * KILL_EVERY)
+        victim = pick(rng, workers)
+        if victim is None or done():
+            continue
+        project.sigkill(victim)
+        workers.remove(victim)
+        workers.append(project.worker(name=f"w{len(project.procs)}"))
 
 
 @pytest.mark.timeout(scale(150, 900))
@@ -49,15 +71,14 @@ def test_random_sigkills_lose_nothing(project: Project, concurrency: int) -> Non
     def done() -> bool:
         return len(runs_by_job(project.ledger())) >= JOBS
 
-    while not done():
-        assert time.monotonic() < deadline, f"only {len(runs_by_job(project.ledger()))} ran"
-        time.sleep(rng.uniform(0.5, 1.5) * KILL_EVERY)
-        victim = pick(rng, workers)
-        if victim is None or done():
-            continue
-        project.sigkill(victim)
-        workers.remove(victim)
-        workers.append(project.worker(name=f"w{len(project.procs)}"))
+    _kill_until(
+        project,
+        workers,
+        rng,
+        done,
+        deadline=deadline,
+        stalled=lambda: f"only {len(runs_by_job(project.ledger()))} ran",
+    )
     # Jobs a killed worker ran but did not acknowledge come back after the lease and run again.
     wait_until(project.store.is_empty, 60, "the store to be empty")
     elapsed = time.monotonic() - started
@@ -190,15 +211,9 @@ def test_sigkills_under_a_concurrency_limit_lose_nothing_and_leak_no_slot(
             free
         )
 
-    while not done():
-        assert time.monotonic() < deadline, project.logs()[-4000:]
-        time.sleep(rng.uniform(0.5, 1.5) * KILL_EVERY)
-        victim = pick(rng, workers)
-        if victim is None or done():
-            continue
-        project.sigkill(victim)
-        workers.remove(victim)
-        workers.append(project.worker(name=f"w{len(project.procs)}"))
+    _kill_until(
+        project, workers, rng, done, deadline=deadline, stalled=lambda: project.logs()[-4000:]
+    )
     wait_until(project.store.is_empty, 60, "the store to be empty")
     lines = project.ledger()
     # A killed worker's run stops with it; its lock holds the slot until the lease lapses,
