@@ -37,6 +37,25 @@ def store(tmp_path: Path) -> SQLiteAdapter:
     return adapter
 
 
+def _wait_while_another_process_schedules(store: SQLiteAdapter) -> tuple[float | None, float]:
+    """A thread waits for work (30 s timeout) while another process schedules a job; when the
+    wait ended (``None``: not within 10 s of the commit) and when the commit was done."""
+    woke: list[float] = []
+
+    def wait() -> None:
+        store.wait_for_work(["q"], timeout=30.0)
+        woke.append(time.monotonic())
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    time.sleep(0.3)  # the waiter is inside its wait
+    assert not woke, "wait_for_work returned with nothing to do"
+    subprocess.run([sys.executable, "-c", SCHEDULE, str(store.path)], check=True, timeout=60)
+    committed = time.monotonic()
+    waiter.join(10)
+    return (woke[0] if woke else None), committed
+
+
 def test_the_store_watches_its_file_with_inotify(store: SQLiteAdapter) -> None:
     watch = file_watch.watch_database_file(store.path, lambda: 0)
     try:
@@ -52,21 +71,9 @@ def test_another_process_commit_wakes_a_waiting_worker_before_any_poll(
     # the write event can end the wait early.
     monkeypatch.setattr(file_watch, "SAFETY_POLL", 60.0)
     monkeypatch.setattr(waiting, "COUNTER_POLL", 60.0)
-    woke: list[float] = []
-
-    def wait() -> None:
-        store.wait_for_work(["q"], timeout=30.0)
-        woke.append(time.monotonic())
-
-    waiter = threading.Thread(target=wait)
-    waiter.start()
-    time.sleep(0.3)  # the waiter is inside its wait
-    assert not woke, "wait_for_work returned with nothing to do"
-    subprocess.run([sys.executable, "-c", SCHEDULE, str(store.path)], check=True, timeout=60)
-    committed = time.monotonic()
-    waiter.join(10)
-    assert woke, "the commit of another process did not wake the worker"
-    assert woke[0] - committed < 2.0  # far below the 60 s poll: the event woke it
+    woke, committed = _wait_while_another_process_schedules(store)
+    assert woke is not None, "the commit of another process did not wake the worker"
+    assert woke - committed < 2.0  # far below the 60 s poll: the event woke it
     store.close()
 
 
@@ -129,19 +136,8 @@ def test_without_inotify_the_store_polls_the_commit_counter(
 ) -> None:
     monkeypatch.setattr(file_watch, "_libc", lambda: None)
     assert type(file_watch.watch_database_file(store.path, lambda: 0)) is ChangeCounterWatch
-    woke: list[float] = []
-
-    def wait() -> None:
-        store.wait_for_work(["q"], timeout=30.0)
-        woke.append(time.monotonic())
-
-    waiter = threading.Thread(target=wait)
-    waiter.start()
-    time.sleep(0.3)
-    assert not woke, "wait_for_work returned with nothing to do"
-    subprocess.run([sys.executable, "-c", SCHEDULE, str(store.path)], check=True, timeout=60)
-    waiter.join(10)
-    assert woke, "the poll of the commit counter did not see the other process's commit"
+    woke, _ = _wait_while_another_process_schedules(store)
+    assert woke is not None, "the poll of the commit counter did not see the other process's commit"
     assert isinstance(store._watcher(), ChangeCounterWatch)
     assert not isinstance(store._watcher(), file_watch.FileChangeWatch)
     store.close()
