@@ -204,12 +204,19 @@ def _wait_for(predicate: Callable[[], bool], seconds: float = 5.0) -> None:
         time.sleep(0.01)
 
 
+def _wait_until_idle(store: OneTripStore) -> None:
+    """Until the worker's first claim came back empty: jobs scheduled from then on reach it
+    with a wake-up (a slow start must not let its first claim take them instead)."""
+    _wait_for(lambda: bool(store.trips))
+    assert store.trips[0][2] == 0, store.trips
+
+
 def test_an_idle_worker_claims_with_the_wake_up_and_acknowledges_before_stopping() -> None:
     store = OneTripStore()
     stop = StopFlag()
     runner = Worker(store, WorkerSettings(queues=("q",), batch_size=5, sleep_delay=5), stop=stop)
     thread = _run_in_thread(runner)
-    time.sleep(0.1)
+    _wait_until_idle(store)
     _schedule(store, 3)
     _wait_for(lambda: len(calls) == 3)
     stop.request()
@@ -224,7 +231,7 @@ def test_jobs_that_came_with_a_wake_up_run_before_any_other_round_trip() -> None
     stop = StopFlag()
     runner = Worker(store, WorkerSettings(queues=("q",), batch_size=5, sleep_delay=5), stop=stop)
     thread = _run_in_thread(runner)
-    time.sleep(0.1)
+    _wait_until_idle(store)
     _schedule(store, 2)
     _wait_for(lambda: len(calls) == 2)
     stop.request()
@@ -251,7 +258,7 @@ def test_jobs_that_came_with_a_wake_up_after_a_stop_request_are_given_back() -> 
     store = StopsOnWakeUp(stop)
     runner = Worker(store, WorkerSettings(queues=("q",), batch_size=5, sleep_delay=5), stop=stop)
     thread = _run_in_thread(runner)
-    time.sleep(0.1)
+    _wait_until_idle(store)
     _schedule(store, 2)
     thread.join(5)
     assert runner.summary.released == 2 and calls == []
