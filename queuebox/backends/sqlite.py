@@ -18,7 +18,13 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from queuebox.backends.base import Capabilities, Row
-from queuebox.backends.sql import ChangeWatch, SQLCancellation, SQLRecurring, SQLStore
+from queuebox.backends.sql import (
+    ChangeWatch,
+    SQLCancellation,
+    SQLPipelinedClaims,
+    SQLRecurring,
+    SQLStore,
+)
 from queuebox.backends.sql.file_watch import watch_database_file
 from queuebox.backends.sql.flow import SQLFlowControl
 from queuebox.backends.sql.monitor import SQLMonitor
@@ -48,7 +54,9 @@ def _lenient_text(data: bytes) -> str:
     return data.decode("utf-8", "surrogateescape")
 
 
-class SQLiteAdapter(SQLMonitor, SQLFlowControl, SQLRecurring, SQLCancellation, SQLStore):
+class SQLiteAdapter(
+    SQLMonitor, SQLFlowControl, SQLPipelinedClaims, SQLRecurring, SQLCancellation, SQLStore
+):
     """Jobs in the table ``queuebox_jobs`` of one SQLite database file."""
 
     schemes = ("sqlite",)

@@ -5,7 +5,7 @@ file per dialect, shipped in the wheel. SQLite and PostgreSQL are dialects of it
 
 from __future__ import annotations
 
-from queuebox.backends.sql.extras import SQLCancellation, SQLRecurring
+from queuebox.backends.sql.extras import SQLCancellation, SQLPipelinedClaims, SQLRecurring
 from queuebox.backends.sql.inserts import Stored
 from queuebox.backends.sql.queries import is_empty, load_queries, parse_queries
 from queuebox.backends.sql.rows import UnreadableColumn, read_records, record_from_row
@@ -16,6 +16,7 @@ __all__ = [
     "ChangeCounterWatch",
     "ChangeWatch",
     "SQLCancellation",
+    "SQLPipelinedClaims",
     "SQLRecurring",
     "SQLStore",
     "Stored",

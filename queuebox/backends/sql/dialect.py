@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import os
+import threading
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -92,6 +93,8 @@ class SQLDialect(abc.ABC):
         self._schema_ready = False
         self._watch: ChangeWatch | None = None
         self._watch_owner: tuple[int, int] | None = None
+        # The connection of this thread's open ``_in_transaction`` block, if any.
+        self._open_transaction = threading.local()
 
     @classmethod
     def required_queries(cls) -> frozenset[str]:
@@ -247,14 +250,30 @@ class SQLDialect(abc.ABC):
         self._execute(connection, "commit")
 
     @contextlib.contextmanager
+    def _in_transaction(self) -> Iterator[Any]:
+        """A connection inside a transaction. Blocks nest: the writes of an inner block (or
+        of ``_writing``) join the outermost one, and commit with it, once."""
+        connection = getattr(self._open_transaction, "connection", None)
+        if connection is not None:
+            yield connection
+            return
+        with self._session() as connection, self._transaction(connection):
+            self._open_transaction.connection = connection
+            try:
+                yield connection
+            finally:
+                self._open_transaction.connection = None
+
+    @contextlib.contextmanager
     def _writing(self) -> Iterator[Any]:
-        """A connection for one write, inside a transaction where the dialect wants one."""
+        """A connection for one write, inside a transaction where the dialect wants one (or
+        inside the enclosing ``_in_transaction`` block)."""
+        if self.writes_in_transaction or getattr(self._open_transaction, "connection", None):
+            with self._in_transaction() as connection:
+                yield connection
+            return
         with self._session() as connection:
-            if not self.writes_in_transaction:
-                yield connection
-                return
-            with self._transaction(connection):
-                yield connection
+            yield connection
 
     def _read(self, name: str, params: dict[str, Any] | None = None) -> list[Row]:
         with self._session() as connection:

@@ -134,7 +134,13 @@ class SQLStore(SQLDialect, Adapter):
     ) -> list[JobRecord]:
         if limit < 1 or (queues is not None and not queues):
             return []
-        params = {
+        params = self._claim_params(worker_id, queues, limit, lease)
+        return self._claimed(self._claim_rows(params))
+
+    def _claim_params(
+        self, worker_id: str, queues: Sequence[str] | None, limit: int, lease: float
+    ) -> dict[str, Any]:
+        return {
             "worker_id": worker_id,
             "queues": None if queues is None else list(dict.fromkeys(queues)),
             "limit": limit,
@@ -142,10 +148,13 @@ class SQLStore(SQLDialect, Adapter):
             # Fresh random text for every claim; each job's token is nonce.id.
             "nonce": secrets.token_hex(16),
         }
+
+    def _claim_rows(self, params: dict[str, Any]) -> list[Row]:
         if self.update_returning:
-            rows = self._write_rows(self._claim_query(params), params)
-        else:
-            rows = self._claim_stepwise(params)
+            return self._write_rows(self._claim_query(params), params)
+        return self._claim_stepwise(params)
+
+    def _claimed(self, rows: Sequence[Row]) -> list[JobRecord]:
         records = self._records(rows, with_token=True)
         # RETURNING gives rows in no promised order: give the worker its jobs best first.
         records.sort(key=lambda job: (job.priority, job.run_at, _id_order(job.id)))
@@ -156,7 +165,7 @@ class SQLStore(SQLDialect, Adapter):
         return "claim"
 
     def _claim_stepwise(self, params: dict[str, Any]) -> list[Row]:
-        with self._session() as connection, self._transaction(connection):
+        with self._in_transaction() as connection:
             ids = [row["id"] for row in self._rows(connection, "claim_candidates", params)]
             if not ids:
                 return []
@@ -185,7 +194,7 @@ class SQLStore(SQLDialect, Adapter):
             params = {"ids": list(tokens), "tokens": list(tokens.values()), **extra}
             done = {(row["id"], tokens[row["id"]]) for row in self._write_rows(many, params)}
         elif valid:  # one job under two tokens: statement by statement says which held it
-            with self._session() as connection, self._transaction(connection):
+            with self._in_transaction() as connection:
                 for key, token in valid:
                     params = {"id": key, "token": token, **extra}
                     if self._execute(connection, name, params).rowcount > 0:
