@@ -16,6 +16,7 @@ __all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "Call", "decode_handler", "encode_handle
 
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_DECODER = json.JSONDecoder()
 _PREFIXES: dict[str, str] = {}  # job name -> '{"name":<name>,"args":['
 
 
@@ -55,10 +56,26 @@ def encode_handler(
     return text
 
 
+def _parse(text: str) -> Any:
+    """What queuebox wrote is one JSON text with nothing around it: ``raw_decode`` reads it
+    without ``json.loads``'s layers (a worker decodes every job it runs). Anything else
+    (whitespace around it, bytes, invalid JSON) takes ``json.loads``, whose errors say what
+    is wrong."""
+    if type(text) is str:
+        try:
+            data, end = _DECODER.raw_decode(text)
+        except ValueError:
+            pass
+        else:
+            if end == len(text):
+                return data
+    return json.loads(text)
+
+
 def decode_handler(text: str) -> Call:
     """Parse stored handler text; ``PayloadError`` says exactly what is wrong with it."""
     try:
-        data = json.loads(text)
+        data = _parse(text)
     except (TypeError, ValueError) as exc:
         raise PayloadError(f"the stored payload is not valid JSON: {exc}") from None
     if not isinstance(data, dict):

@@ -147,6 +147,8 @@ def _store_raw(adapter: MemoryAdapter, handler: str, name: str = "Raw") -> JobRe
         ('{"name": "os.remove", "args": ["/etc/passwd"]}', "UnknownJob: no job named 'os.remove'"),
         ('{"name": "builtins.eval", "args": ["1"]}', "UnknownJob"),
         ('{"name": "subprocess.call", "args": [["true"]]}', "UnknownJob"),
+        ('{"name": "Succeeds", "args": ["x"]} {"name": "Succeeds"}', "Extra data"),
+        ('{"name": "Succeeds", "args": ["x"]', "not valid JSON"),
     ],
 )
 def test_unrunnable_payloads_fail_at_once(
@@ -162,6 +164,15 @@ def test_unrunnable_payloads_fail_at_once(
     assert calls == ["after"] and memory_store.get(good.id) is None
     assert summary.failed == 1 and summary.succeeded == 1
     assert set(sys.modules) - modules_before == set(), "a payload made the worker import"
+
+
+def test_a_payload_with_whitespace_around_it_still_runs(memory_store: MemoryAdapter) -> None:
+    # The worker reads queuebox's own compact JSON on a fast path; JSON that another writer
+    # padded (a migration script, a hand-made row) still reads, as JSON allows.
+    record = _store_raw(memory_store, '\n  {"name": "Succeeds", "args": ["padded"]}  \n')
+    summary = worker(memory_store).work_off()
+    assert calls == ["padded"] and summary.succeeded == 1
+    assert memory_store.get(record.id) is None
 
 
 def test_a_reclaim_past_max_attempts_fails_the_job(memory_store: MemoryAdapter) -> None:

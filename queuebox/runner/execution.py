@@ -10,8 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from queuebox import config, registry
 from queuebox.backends.base import JobRecord
@@ -25,6 +24,8 @@ __all__ = ["Outcome", "Prepared", "global_hooks", "prepare", "run_async", "run_s
 
 _HOOK_METHODS = ("before_perform", "after_perform", "after_success", "after_failure")
 _OWN_HOOKS: dict[type[Job], bool] = {}
+#: The logger of a job class that names none (looked up once, not per run).
+_WORKER_LOGGER = logging.getLogger("queuebox.worker")
 
 
 @dataclass(slots=True)
@@ -48,7 +49,6 @@ class Outcome:
     elapsed: float
     error: BaseException | None = None
     reason: Reason | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def record(self) -> JobRecord:
@@ -69,7 +69,7 @@ def prepare(record: JobRecord, max_attempts: int, max_runtime: float) -> Prepare
         call=call,
         max_attempts=job_class.max_attempts or max_attempts,
         max_runtime=job_class.max_runtime or max_runtime,
-        logger=job_class.logger or logging.getLogger("queuebox.worker"),
+        logger=job_class.logger or _WORKER_LOGGER,
     )
 
 

@@ -60,6 +60,8 @@ class Heartbeat:
 
     def start(self) -> None:
         """Start the thread (once; later calls do nothing)."""
+        if self._thread is not None:  # every run calls this: the common case takes no lock
+            return
         with self._start_lock:
             if self._thread is None:
                 self._thread = threading.Thread(

@@ -52,7 +52,10 @@ class Recorder:
         """Write what one run's outcome means into the store (successes go with the next
         claim)."""
         held, prepared, reason = outcome.held, outcome.prepared, outcome.reason
-        if reason is Reason.LOCK_LOST:
+        if reason is None and outcome.error is None:  # a success, the common case: first
+            with self._done_lock:
+                self.done.append(Success(held.record, outcome.elapsed, prepared.logger))
+        elif reason is Reason.LOCK_LOST:
             self.held.drop(held.record.id)
             self.applied(False, held.record)
         elif reason is Reason.COLD_STOP:
@@ -69,9 +72,6 @@ class Recorder:
             self.raised(held, prepared, error, outcome.elapsed)
         elif outcome.error is not None:
             self.raised(held, prepared, format_error(outcome.error), outcome.elapsed)
-        else:
-            with self._done_lock:
-                self.done.append(Success(held.record, outcome.elapsed, prepared.logger))
 
     def take_done(self) -> list[Success]:
         """The successes waiting to be handed to the claim source, taken."""
@@ -130,18 +130,29 @@ class Recorder:
             self.logger.warning("cancelled %s id=%s: %s", record.name, record.id, error)
 
     def acknowledged(self, acked: Sequence[tuple[Success, bool]]) -> None:
+        """The outcomes of a batch of acknowledgements. Per batch where it can be (one lock,
+        one tally, one count): a batch of short jobs runs this for a hundred at a time."""
+        if not acked:
+            return
+        self.held.drop_many([success.record.id for success, _ in acked])
+        succeeded = [success for success, applied in acked if applied]
         for success, applied in acked:
-            self.held.drop(success.record.id)
-            if self.applied(applied, success.record):
-                self._tally(success.record, "succeeded", success.elapsed)
-                self.summary.succeeded += 1
-                if success.logger.isEnabledFor(logging.INFO):
-                    success.logger.info(
-                        "succeeded %s id=%s in %s",
-                        success.record.name,
-                        success.record.id,
-                        duration(success.elapsed),
-                    )
+            if not applied:
+                self.applied(False, success.record)
+        self.summary.succeeded += len(succeeded)
+        if self.stats is not None:
+            self.stats.add_successes(
+                [(s.record.queue, s.record.name, s.elapsed) for s in succeeded]
+            )
+        logged: logging.Logger | None = None  # the jobs of a batch mostly share one logger
+        for success in succeeded:
+            logger = success.logger
+            if logger is logged or logger.isEnabledFor(logging.INFO):
+                logged = logger
+                record = success.record
+                logger.info(
+                    "succeeded %s id=%s in %s", record.name, record.id, duration(success.elapsed)
+                )
 
     def _tally(self, record: JobRecord, outcome: str, elapsed: float) -> None:
         if self.stats is not None:

@@ -29,6 +29,7 @@ import ctypes
 import enum
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,7 +57,7 @@ class Phase(enum.Enum):
     DONE = "done"  # its outcome is known; a success waits for its acknowledgement
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Held:
     """One job a worker holds."""
 
@@ -128,6 +129,13 @@ class HeldJobs:
             self._held[record.id] = held
         return held
 
+    def hold_many(self, records: Sequence[JobRecord]) -> None:
+        renewed_at = time.monotonic()
+        helds = [Held(record, renewed_at=renewed_at) for record in records]
+        with self._lock:
+            for held in helds:
+                self._held[held.record.id] = held
+
     def get(self, job_id: str) -> Held | None:
         with self._lock:
             return self._held.get(job_id)
@@ -135,6 +143,11 @@ class HeldJobs:
     def drop(self, job_id: str) -> None:
         with self._lock:
             self._held.pop(job_id, None)
+
+    def drop_many(self, job_ids: list[str]) -> None:
+        with self._lock:
+            for job_id in job_ids:
+                self._held.pop(job_id, None)
 
     def all(self) -> list[Held]:
         with self._lock:

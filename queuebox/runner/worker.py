@@ -308,8 +308,7 @@ class Worker:
             jobs = self._claim(limit, ahead, give_up_after)
         if jobs:
             self._idle_spins = 0
-        for record in jobs:
-            self.held.hold(record)
+        self.held.hold_many(jobs)
         return jobs
 
     def _claim(self, limit: int, ahead: bool, give_up_after: float | None) -> list[JobRecord]:
