@@ -95,7 +95,9 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
 def variants(args: argparse.Namespace) -> tuple[Variant, Variant]:
     if args.before is not None:
         return Variant(f"before ({args.before.name})", args.before), Variant("after", REPO)
-    return Variant("history on", REPO), Variant("history off", REPO, ":nostats")
+    # The baseline first: the ratio (second / first) and the verdict then read "history on
+    # against off", as they read "after against before" for --before.
+    return Variant("history off", REPO, ":nostats"), Variant("history on", REPO)
 
 
 def summarize(

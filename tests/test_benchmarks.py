@@ -172,7 +172,13 @@ def test_compare_stats_turns_the_workers_tallies_off(tmp_path: Path) -> None:
     out = tmp_path / "stats.json"
     common = ["--stores", "sqlite", "--settings", "fastest", "-n", "200", "--enqueue-n", "50"]
     _python_m("benchmarks.compare", "--stats", *common, "--rounds", "1", "--json", str(out))
-    (row,) = json.loads(out.read_text())["rows"]
+    document = json.loads(out.read_text())
+    # The baseline (history off) first, so that the ratio and its verdict read on / off.
+    assert [v["label"] for v in document["variants"]] == ["history off", "history on"]
+    (row,) = document["rows"]
+    assert row["ratios"]["drain 1p"] == pytest.approx(
+        row["history on"]["drain 1p"] / row["history off"]["drain 1p"]
+    )
     on, off = row["history on"]["history"], row["history off"]["history"]
     assert (on["record_stats"], off["record_stats"]) == (True, False)
     assert on["kept_by_store"] == off["kept_by_store"]
@@ -180,6 +186,39 @@ def test_compare_stats_turns_the_workers_tallies_off(tmp_path: Path) -> None:
         assert on["runs_tallied"] > 0 and off["runs_tallied"] == 0
     else:
         assert on["runs_tallied"] is None and off["runs_tallied"] is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variants", [["--before", str(REPO)], ["--stats"]])
+def test_worker_cpu_measures_both_variants_per_store(variants: list[str]) -> None:
+    completed = _python_m(
+        "benchmarks.worker_cpu", *variants, "--stores", "free,sqlite", "-n", "300", "--rounds", "1"
+    )
+    rows = {
+        cells[0]: cells[1:]
+        for line in completed.stdout.splitlines()
+        if line.startswith("| ") and not line.startswith("| store")
+        for cells in [[cell.strip() for cell in line.strip("|").split("|")]]
+    }
+    assert set(rows) == {"free", "sqlite"}, completed.stdout
+    for first, second, ratio_min, ratio_median in rows.values():
+        low_first, low_second = (float(cell.split(" / ")[0]) for cell in (first, second))
+        assert low_first > 0 and low_second > 0
+        assert float(ratio_min) == pytest.approx(low_second / low_first, rel=0.01)
+        assert float(ratio_median) > 0
+
+
+def test_worker_cpu_refuses_an_unknown_store() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks.worker_cpu", "--stats", "--stores", "sqlite,mongo"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 2
+    assert "unknown store(s) mongo; known: free, sqlite, redis, postgres" in completed.stderr
 
 
 # -- the reports, on results built here ---------------------------------------------------------
