@@ -145,6 +145,10 @@ class SQLiteAdapter(
             self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
         )
         connection.row_factory = sqlite3.Row
+        # The claim's CTEs (the queue and key walks, their DISTINCT and UNION) build small
+        # temporary b-trees; by default each is a temporary file that SQLite opens and
+        # unlinks, which made a flow-controlled claim cost 480 us of CPU instead of 146.
+        connection.execute("PRAGMA temp_store = MEMORY")
         return connection
 
     def _prepare_connection(self, connection: Any) -> None:
