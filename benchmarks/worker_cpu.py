@@ -16,7 +16,9 @@ measurement, ``time.process_time()`` (every thread of the process) over one
   CPU only; the server's work is not in it).
 
 Variants: ``--before PATH`` (another checkout, e.g. ``git worktree add /tmp/qb-before
-258e259``) against this tree, or ``--stats`` (this tree with ``record_stats`` off, then on).
+258e259``) against this tree, ``--stats`` (this tree with ``record_stats`` off, then on), or
+``--limited`` (this tree without, then with 100 jobs of a full ``max_concurrency`` key
+waiting ahead of the free ones: what flow control costs jobs without a limit).
 Rounds alternate which variant goes first; the table shows the minimum and median over
 rounds and their ratios (second / first).
 """
@@ -60,6 +62,7 @@ _MEASURE = textwrap.dedent(
         def perform(self, i):
             pass
 
+    held = 0
     if store_kind == "free":
         from queuebox.backends.memory import MemoryAdapter
 
@@ -83,16 +86,24 @@ _MEASURE = textwrap.dedent(
         queuebox.configure(adapter=store)
         store.migrate()
         store.clear()
+        if stats == "limited":
+            # 100 jobs of a key at its limit (one of them runs, for a long lease), ahead of
+            # the free ones: every claim must skip them.
+            from queuebox.testing.flow import limited_job
+            full = [limited_job("full", queue="bench", priority=1, max_concurrency=1)]
+            store.schedule(full * 100)
+            store.claim("holder", ["bench"], limit=1, lease=3600)
+            held = 100
         for start in range(0, n, 5000):
             BenchNoop.perform_later_many([[i] for i in range(start, min(n, start + 5000))])
-    options = {} if stats == "default" else {"record_stats": stats == "on"}
+    options = {"record_stats": stats == "on"} if stats in ("on", "off") else {}
     worker = Worker(store, WorkerSettings(batch_size=batch, queues=("bench",), **options))
     wall, cpu = time.perf_counter(), time.process_time()
     worker.work_off()
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     # (the free store's one real job stays claimed: it only lent its record)
     counts = [] if store_kind == "free" else store.counts()
-    left = sum(c.ready + c.scheduled + c.running for c in counts)
+    left = sum(c.ready + c.scheduled + c.running for c in counts) - held
     store.clear()
     print(json.dumps({"cpu_us": cpu / n * 1e6, "rate": n / wall, "left": left}))
     """
@@ -104,6 +115,9 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--before", type=Path, help="a checkout of the code to compare with")
     what.add_argument("--stats", action="store_true", help="record_stats off, then on")
+    what.add_argument(
+        "--limited", action="store_true", help="no limited job, then 100 held back by a limit"
+    )
     parser.add_argument("--stores", default="free,sqlite", help="free,sqlite,redis,postgres")
     parser.add_argument("-n", type=int, default=20_000, help="jobs per measurement (20,000)")
     parser.add_argument("--batch-size", type=int, default=100, help="jobs per claim (100)")
@@ -152,8 +166,12 @@ def main(argv: list[str] | None = None) -> int:
             (f"before ({args.before.name})", args.before, "default"),
             ("after", REPO, "default"),
         ]
-    else:
+    elif args.stats:
         variants = [("history off", REPO, "off"), ("history on", REPO, "on")]
+    else:
+        variants = [("no limited job", REPO, "default"), ("limited held back", REPO, "limited")]
+    if args.limited and "free" in args.stores.split(","):
+        raise SystemExit("--limited needs a real store: the free store has no flow control")
     body = []
     for store in args.stores.split(","):
         cpu: dict[str, list[float]] = {label: [] for label, _, _ in variants}

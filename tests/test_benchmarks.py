@@ -189,10 +189,17 @@ def test_compare_stats_turns_the_workers_tallies_off(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("variants", [["--before", str(REPO)], ["--stats"]])
-def test_worker_cpu_measures_both_variants_per_store(variants: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("variants", "stores"),
+    [
+        (["--before", str(REPO)], "free,sqlite"),
+        (["--stats"], "free,sqlite"),
+        (["--limited"], "sqlite"),
+    ],
+)
+def test_worker_cpu_measures_both_variants_per_store(variants: list[str], stores: str) -> None:
     completed = _python_m(
-        "benchmarks.worker_cpu", *variants, "--stores", "free,sqlite", "-n", "300", "--rounds", "1"
+        "benchmarks.worker_cpu", *variants, "--stores", stores, "-n", "300", "--rounds", "1"
     )
     rows = {
         cells[0]: cells[1:]
@@ -200,7 +207,7 @@ def test_worker_cpu_measures_both_variants_per_store(variants: list[str]) -> Non
         if line.startswith("| ") and not line.startswith("| store")
         for cells in [[cell.strip() for cell in line.strip("|").split("|")]]
     }
-    assert set(rows) == {"free", "sqlite"}, completed.stdout
+    assert set(rows) == set(stores.split(",")), completed.stdout
     for first, second, ratio_min, ratio_median in rows.values():
         low_first, low_second = (float(cell.split(" / ")[0]) for cell in (first, second))
         assert low_first > 0 and low_second > 0
