@@ -25,7 +25,13 @@ import pytest
 from helpers import Process, wait_until, write_project
 
 from queuebox.backends import from_url
-from queuebox.backends.base import Adapter, JobSearch, ThroughputHistory, WorkerRegistry
+from queuebox.backends.base import (
+    Adapter,
+    JobSearch,
+    JobState,
+    ThroughputHistory,
+    WorkerRegistry,
+)
 from queuebox.backends.postgres import PostgresAdapter
 from queuebox.backends.sql.monitor import SQLMonitor
 from queuebox.backends.sqlite import SQLiteAdapter
@@ -200,6 +206,33 @@ def test_a_page_deep_in_100000_jobs_costs_what_the_first_costs(
             later = _timed(lambda f=filters: adapter.search_jobs(limit=50, cursor=deep, **f))  # type: ignore[misc]
             # An OFFSET would read ~100,000 rows for the deep page against 50 for the first.
             assert later < 5 * first + 0.02, (filters, first, later)
+    finally:
+        adapter.close()
+
+
+def test_a_state_few_jobs_are_in_is_found_without_reading_the_others(
+    sql_store: SQLStoreUnderTest,
+) -> None:
+    adapter = sql_store.open()
+    try:
+        adapter.migrate()
+        _fill(sql_store, ROWS)
+        jobs = sql_store.tables("jobs")
+        failed = ["7", "50000", str(ROWS - 3)]
+        sql_store.raw(
+            f"UPDATE {jobs} SET failed_at = created_at, last_error = 'Boom' "
+            f"WHERE id IN ({', '.join(failed)})"
+        )
+        plain = _timed(lambda: adapter.search_jobs(limit=50))
+        page = adapter.search_jobs(state=JobState.FAILED, limit=2)
+        assert [job.id for job in page.jobs] == [failed[2], failed[1]]
+        assert page.next_cursor is not None
+        rest = adapter.search_jobs(state=JobState.FAILED, limit=2, cursor=page.next_cursor)
+        assert [job.id for job in rest.jobs] == [failed[0]] and rest.next_cursor is None
+        for state in (JobState.FAILED, JobState.CANCELLED, JobState.RUNNING):
+            took = _timed(lambda s=state: adapter.search_jobs(state=s, limit=50))  # type: ignore[misc]
+            # Walking 100,000 rows takes ~100 times a page of 50.
+            assert took < 5 * plain + 0.02, (state, plain, took)
     finally:
         adapter.close()
 

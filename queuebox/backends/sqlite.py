@@ -32,7 +32,7 @@ from queuebox.errors import ConfigurationError, QueueboxError, StorageUnavailabl
 
 __all__ = ["SCHEMA_VERSION", "SQLiteAdapter"]
 
-MIGRATIONS: tuple[str, ...] = ("migrate_v1", "migrate_v2", "migrate_v3")
+MIGRATIONS: tuple[str, ...] = ("migrate_v1", "migrate_v2", "migrate_v3", "migrate_v4")
 #: ``PRAGMA user_version`` of the newest schema this module knows how to build.
 SCHEMA_VERSION = len(MIGRATIONS)
 

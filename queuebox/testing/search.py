@@ -6,7 +6,7 @@ from typing import cast
 
 import pytest
 
-from queuebox.backends.base import Adapter, JobSearch, JobState
+from queuebox.backends.base import Adapter, Cancellation, JobSearch, JobState
 from queuebox.errors import ValidationError
 from queuebox.testing.support import LEASE, StoreFixtures, claim_one, new_job
 from queuebox.validation import MAX_PAGE_LIMIT
@@ -83,3 +83,46 @@ class JobSearchContract(StoreFixtures):
             if cursor is None:
                 break
         assert found == [needle.id]
+
+    def test_each_state_filter_finds_exactly_its_jobs_among_many(
+        self, searchable: SearchAdapter
+    ) -> None:
+        """A store may find a state few jobs are in through an index of its own (the SQL
+        stores do): what it finds must be what the state rule says, page after page."""
+        adapter = searchable
+        keep = adapter.capabilities.keep_completed
+        by_state: dict[JobState, list[str]] = {state: [] for state in JobState}
+        for round_ in range(3):
+            adapter.schedule([new_job("filler", args=[round_]) for _ in range(40)])
+            failed = adapter.schedule_one(new_job("q"))
+            lock = claim_one(adapter, queues=["q"])
+            assert adapter.fail(failed.id, lock.lock_token or "", error="Boom", keep=True)
+            by_state[JobState.FAILED].append(failed.id)
+            if keep:
+                done = adapter.schedule_one(new_job("q"))
+                lock = claim_one(adapter, queues=["q"])
+                assert adapter.complete(done.id, lock.lock_token or "", keep=True)
+                by_state[JobState.COMPLETED].append(done.id)
+            running = adapter.schedule_one(new_job("q"))
+            claim_one(adapter, queues=["q"])
+            if isinstance(adapter, Cancellation):
+                cancelled = adapter.schedule_one(new_job("q"))
+                adapter.cancel(cancelled.id)
+                by_state[JobState.CANCELLED].append(cancelled.id)
+                adapter.cancel(running.id)  # asked to stop: still running until its run ends
+            by_state[JobState.RUNNING].append(running.id)
+        for state, expected in by_state.items():
+            if state in (JobState.READY, JobState.SCHEDULED):
+                continue
+            found: list[str] = []
+            cursor = None
+            for _ in range(50):
+                page = adapter.search_jobs(state=state, limit=2, cursor=cursor)
+                assert all(job.state is state for job in page.jobs), (state, page.jobs)
+                found += [job.id for job in page.jobs]
+                cursor = page.next_cursor
+                if cursor is None:
+                    break
+            assert found == list(reversed(expected)), state
+            queued = adapter.search_jobs(state=state, queue="filler").jobs
+            assert queued == [], state

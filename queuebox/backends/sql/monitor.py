@@ -49,8 +49,18 @@ MONITOR_QUERIES = frozenset(
         "stats_prune",
         "stats_read",
         "search_jobs",
+        *("search_failed", "search_completed", "search_cancelled", "search_running"),
     }
 )
+#: The search query of each state few jobs are in: it reads only the jobs of that state
+#: (through an index of their own where the dialect has one), so that a page of them is found
+#: at once among a million others.
+_STATE_SEARCHES = {
+    JobState.FAILED: "search_failed",
+    JobState.COMPLETED: "search_completed",
+    JobState.CANCELLED: "search_cancelled",
+    JobState.RUNNING: "search_running",
+}
 
 
 class SQLMonitor(SQLStore, WorkerRegistry, ThroughputHistory, JobSearch):
@@ -221,16 +231,19 @@ class SQLMonitor(SQLStore, WorkerRegistry, ThroughputHistory, JobSearch):
         ``scan_limit`` rows: a dense filter fills its page from the first window, a sparse
         one reads ever larger stretches. A text search stops once it has read
         ``scan_limit`` rows (perhaps a short page, with a cursor); other filters go on until
-        the page is full or the oldest job is reached."""
+        the page is full or the oldest job is reached. A filter on a state few jobs are in
+        (failed, completed, cancelled, running) walks the jobs of that state alone."""
         check_page_limit(limit)
         before = None if cursor is None else self._job_key(cursor)
         if cursor is not None and before is None:
             raise ValueError(f"cursor {cursor!r} is not one a page of search_jobs gave")
         filtered = any(f is not None for f in (queue, state, name)) or bool(text)
         scan = min(max(self.scan_limit, limit + 1), 4 * limit + 1) if filtered else limit + 1
+        wanted = None if state is None else JobState(state)
+        query = "search_jobs" if wanted is None else _STATE_SEARCHES.get(wanted, "search_jobs")
         params = {
             "queue": queue,
-            "state": None if state is None else JobState(state).value,
+            "state": None if wanted is None else wanted.value,
             "name": name,
             "text": text.lower() if text else None,
         }
@@ -239,7 +252,7 @@ class SQLMonitor(SQLStore, WorkerRegistry, ThroughputHistory, JobSearch):
         while True:
             want = limit + 1 - len(found)
             rows = self._monitor_read(
-                "search_jobs", {**params, "before": before, "scan": scan, "limit": want}
+                query, {**params, "before": before, "scan": scan, "limit": want}
             )
             window_end, window_size = rows[0]["window_end"], rows[0]["window_size"]
             found += self._records([row for row in rows if row["id"] is not None])

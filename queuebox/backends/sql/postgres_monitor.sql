@@ -104,19 +104,11 @@ WHERE minute >= %(since)s
   AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
 ORDER BY minute, queue COLLATE "C", name COLLATE "C"
 
--- name: search_jobs
--- One window of the search, newest first: at most %(scan)s rows below the cursor
--- (%(before)s, or NULL from the top), walked down the primary key (a keyset page: no OFFSET,
--- so a page deep in the list costs what the first costs), then the filters over that
--- window. Every row answers also the window's lowest id and size, so that the caller knows
--- where to go on when the window held fewer matches than asked; a window without matches
--- answers one row of NULL job columns.
-WITH scanned AS MATERIALIZED (
-    SELECT * FROM {jobs}
-    WHERE id < coalesce(%(before)s::bigint, 9223372036854775807)
-    ORDER BY id DESC
-    LIMIT %(scan)s
-),
+-- fragment: search_window
+-- The rest of one window of the search, over the CTE "scanned" (its rows newest first): the
+-- filters over that window. Every row answers also the window's lowest id and size, so that
+-- the caller knows where to go on when the window held fewer matches than asked; a window
+-- without matches answers one row of NULL job columns.
 span AS (SELECT MIN(id) AS window_end, COUNT(*) AS window_size FROM scanned),
 picked AS (
     SELECT job.*, {% state %} AS state
@@ -130,3 +122,49 @@ SELECT picked.*, span.window_end, span.window_size
 FROM span LEFT JOIN picked ON (%(state)s::text IS NULL OR picked.state = %(state)s::text)
 ORDER BY picked.id DESC
 LIMIT %(limit)s
+
+-- fragment: below_cursor
+id < coalesce(%(before)s::bigint, 9223372036854775807)
+
+-- name: search_jobs
+-- One window of the search, newest first: at most %(scan)s rows below the cursor
+-- (%(before)s, or NULL from the top), walked down the primary key (a keyset page: no OFFSET,
+-- so a page deep in the list costs what the first costs), then the filters over that window.
+WITH scanned AS MATERIALIZED (
+    SELECT * FROM {jobs} WHERE {% below_cursor %} ORDER BY id DESC LIMIT %(scan)s
+),
+{% search_window %}
+
+-- name: search_failed
+-- search_jobs over the failed jobs alone: a state few jobs are in is read in one statement
+-- (a failed job then kept as completed is left out by the state filter).
+WITH scanned AS MATERIALIZED (
+    SELECT * FROM {jobs} WHERE failed_at IS NOT NULL AND {% below_cursor %}
+    ORDER BY id DESC LIMIT %(scan)s
+),
+{% search_window %}
+
+-- name: search_completed
+-- search_jobs over the completed (kept) jobs alone.
+WITH scanned AS MATERIALIZED (
+    SELECT * FROM {jobs} WHERE completed_at IS NOT NULL AND {% below_cursor %}
+    ORDER BY id DESC LIMIT %(scan)s
+),
+{% search_window %}
+
+-- name: search_cancelled
+-- search_jobs over the jobs with a cancellation (a running job asked to stop is left out by
+-- the state filter until its run ends).
+WITH scanned AS MATERIALIZED (
+    SELECT * FROM {jobs} WHERE cancelled_at IS NOT NULL AND {% below_cursor %}
+    ORDER BY id DESC LIMIT %(scan)s
+),
+{% search_window %}
+
+-- name: search_running
+-- search_jobs over the locked jobs (as many as workers run at once).
+WITH scanned AS MATERIALIZED (
+    SELECT * FROM {jobs} WHERE locked_at IS NOT NULL AND {% below_cursor %}
+    ORDER BY id DESC LIMIT %(scan)s
+),
+{% search_window %}

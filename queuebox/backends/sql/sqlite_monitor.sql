@@ -103,20 +103,11 @@ WHERE minute >= :since
   AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
 ORDER BY minute, queue, name
 
--- name: search_jobs
--- One window of the search, newest first: at most :scan rows below the cursor (:before, or
--- NULL from the top), walked down the primary key (a keyset page: no OFFSET, so a page deep
--- in the list costs what the first costs), then the filters over that window. Every row
--- answers also the window's lowest id and size, so that the caller knows where to go on
--- when the window held fewer matches than asked; a window without matches answers one row
--- of NULL job columns.
-WITH clock(now) AS (SELECT {% store_now %}),
-scanned AS (
-    SELECT * FROM queuebox_jobs
-    WHERE id < coalesce(:before, 9223372036854775807)
-    ORDER BY id DESC
-    LIMIT :scan
-),
+-- fragment: search_window
+-- The rest of one window of the search, over the CTE "scanned" (its rows newest first) and
+-- "clock": the filters over that window. Every row answers also the window's lowest id and
+-- size, so that the caller knows where to go on when the window held fewer matches than
+-- asked; a window without matches answers one row of NULL job columns.
 span AS (SELECT MIN(id) AS window_end, COUNT(*) AS window_size FROM scanned),
 picked AS (
     SELECT job.*, {% state %} AS state
@@ -130,3 +121,58 @@ SELECT picked.*, span.window_end, span.window_size
 FROM span LEFT JOIN picked ON (:state IS NULL OR picked.state = :state)
 ORDER BY picked.id DESC
 LIMIT :limit
+
+-- fragment: below_cursor
+id < coalesce(:before, 9223372036854775807)
+
+-- name: search_jobs
+-- One window of the search, newest first: at most :scan rows below the cursor (:before, or
+-- NULL from the top), walked down the primary key (a keyset page: no OFFSET, so a page deep
+-- in the list costs what the first costs), then the filters over that window.
+WITH clock(now) AS (SELECT {% store_now %}),
+scanned AS (
+    SELECT * FROM queuebox_jobs WHERE {% below_cursor %} ORDER BY id DESC LIMIT :scan
+),
+{% search_window %}
+
+-- name: search_failed
+-- search_jobs over the failed jobs alone (the partial index queuebox_jobs_failed): a state
+-- few jobs are in is found without reading the others. (A failed job that was then kept as
+-- completed is in the index and left out by the state filter.)
+WITH clock(now) AS (SELECT {% store_now %}),
+scanned AS (
+    SELECT * FROM queuebox_jobs WHERE failed_at IS NOT NULL AND {% below_cursor %}
+    ORDER BY id DESC LIMIT :scan
+),
+{% search_window %}
+
+-- name: search_completed
+-- search_jobs over the completed (kept) jobs alone (queuebox_jobs_completed).
+WITH clock(now) AS (SELECT {% store_now %}),
+scanned AS (
+    SELECT * FROM queuebox_jobs WHERE completed_at IS NOT NULL AND {% below_cursor %}
+    ORDER BY id DESC LIMIT :scan
+),
+{% search_window %}
+
+-- name: search_cancelled
+-- search_jobs over the jobs with a cancellation (queuebox_jobs_cancelled); a running job
+-- asked to stop is there too and left out by the state filter until its run ends.
+WITH clock(now) AS (SELECT {% store_now %}),
+scanned AS (
+    SELECT * FROM queuebox_jobs WHERE cancelled_at IS NOT NULL AND {% below_cursor %}
+    ORDER BY id DESC LIMIT :scan
+),
+{% search_window %}
+
+-- name: search_running
+-- search_jobs over the locked jobs, read through the lock index queuebox_jobs_locks and
+-- sorted by id (they are as many as workers run at once). Left to itself the planner walks
+-- the whole table down its primary key instead, to spare the sort.
+WITH clock(now) AS (SELECT {% store_now %}),
+scanned AS (
+    SELECT * FROM queuebox_jobs INDEXED BY queuebox_jobs_locks
+    WHERE locked_at IS NOT NULL AND {% below_cursor %}
+    ORDER BY id DESC LIMIT :scan
+),
+{% search_window %}
