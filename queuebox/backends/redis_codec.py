@@ -280,6 +280,10 @@ def _absent(value: object) -> bool:
     return value is None or value is False
 
 
+def _optional_time(value: object) -> bool:
+    return value is None or value is False or type(value) is int
+
+
 def record_from_fields(
     queue: str,
     number: int,
@@ -290,7 +294,10 @@ def record_from_fields(
     times: dict[int, datetime] | None = None,
 ) -> JobRecord:
     """The ``JobRecord`` of one unpacked record (a list, extended here in place). Raises
-    ``ValueError`` saying what is wrong for values that are not a record's."""
+    ``ValueError`` saying what is wrong for values that are not a record's.
+
+    A worker reads every job it runs through here (a hundred per claim), so the checks are
+    written out once, up front, and the times of a batch share one cache (``times``)."""
     if type(fields) is not list or not 7 <= len(fields) <= _FIELDS:
         size = f"{len(fields)} values" if isinstance(fields, list) else type(fields).__name__
         raise _Unreadable(f"it is {size}, not a list of 7 to {_FIELDS} values")
@@ -299,6 +306,7 @@ def record_from_fields(
     (name, handler, priority, created, run_delta, updated_delta, attempts) = fields[:7]
     (locked_at, locked_by, lock_expires, token, last_error, failed_at, done_at) = fields[7:14]
     unique, cancelled_at, limit_key = fields[14], fields[15], fields[16]
+    # Scripts write false for an absent value; records of earlier versions hold nil.
     if not (
         type(name) is str
         and type(handler) is str
@@ -307,63 +315,81 @@ def record_from_fields(
         and type(run_delta) is int
         and type(updated_delta) is int
         and type(attempts) is int
-        and (_absent(locked_by) or type(locked_by) is str)
-        and (_absent(token) or type(token) is str)
-        and (_absent(unique) or type(unique) is str)
-        and (_absent(limit_key) or type(limit_key) is str)
+        and (locked_by is None or locked_by is False or type(locked_by) is str)
+        and (token is None or token is False or type(token) is str)
+        and (unique is None or unique is False or type(unique) is str)
+        and (limit_key is None or limit_key is False or type(limit_key) is str)
+        and _optional_time(locked_at)
+        and _optional_time(lock_expires)
+        and _optional_time(failed_at)
+        and _optional_time(done_at)
+        and _optional_time(cancelled_at)
+        and (
+            last_error is None
+            or last_error is False
+            or type(last_error) is str
+            or type(last_error) is list
+        )
     ):
         raise _Unreadable(_explain(fields))
     run_at = created + run_delta
-    if not _absent(done_at):
+    if done_at is not None and done_at is not False:
         state = JobState.COMPLETED
-    elif not _absent(failed_at):
+    elif failed_at is not None and failed_at is not False:
         state = JobState.FAILED
-    elif not _absent(cancelled_at) and (
-        _absent(locked_at) or (type(lock_expires) is int and lock_expires <= now_ms)
+    elif (cancelled_at is not None and cancelled_at is not False) and (
+        locked_at is None
+        or locked_at is False
+        or (type(lock_expires) is int and lock_expires <= now_ms)
     ):
         state = JobState.CANCELLED  # a waiting job cancelled, or one whose worker died since
-    elif not _absent(locked_at):
+    elif locked_at is not None and locked_at is not False:
         state = JobState.RUNNING
     else:
         state = JobState.READY if run_at <= now_ms else JobState.SCHEDULED
     if times is None:
         times = {}
-
-    def when(value: object) -> datetime | None:
-        if value is None or value is False:
-            return None
-        if type(value) is not int:
-            raise _Unreadable(_explain(fields))
-        moment = times.get(value)
-        if moment is None:
-            moment = times[value] = EPOCH + timedelta(milliseconds=value)
-        return moment
-
     if type(last_error) is list:  # a reclaim: [previous owner, expired lock's expiry]
         owner, expired = [*last_error, None, None][:2]
         owner = owner if type(owner) is str else "of unknown name"
-        last_error = reclaim_note(owner, when(expired))
-    elif not _absent(last_error) and type(last_error) is not str:
-        raise _Unreadable(_explain(fields))
+        if not _optional_time(expired):
+            raise _Unreadable(_explain(fields))
+        last_error = reclaim_note(owner, _when(expired, times))
     return JobRecord(
         id=f"{queue}/{number}",
         name=name,
         handler=handler,
         queue=queue,
         priority=priority,
-        run_at=when(run_at),  # type: ignore[arg-type]
+        run_at=_moment(run_at, times),
         attempts=attempts,
         state=state,
-        created_at=when(created),  # type: ignore[arg-type]
-        updated_at=when(created + updated_delta),  # type: ignore[arg-type]
-        locked_at=when(locked_at),
-        locked_by=None if _absent(locked_by) else locked_by,
-        lock_expires_at=when(lock_expires),
-        lock_token=token if with_token and not _absent(token) else None,
-        last_error=None if _absent(last_error) else last_error,
-        failed_at=when(failed_at),
-        completed_at=when(done_at),
-        unique_key=None if _absent(unique) else unique,
-        cancelled_at=when(cancelled_at),
-        limit_key=None if _absent(limit_key) else limit_key,
+        created_at=_moment(created, times),
+        updated_at=_moment(created + updated_delta, times),
+        locked_at=_when(locked_at, times),
+        locked_by=None if locked_by is None or locked_by is False else locked_by,
+        lock_expires_at=_when(lock_expires, times),
+        lock_token=token if with_token and token is not None and token is not False else None,
+        last_error=None if last_error is None or last_error is False else last_error,
+        failed_at=_when(failed_at, times),
+        completed_at=_when(done_at, times),
+        unique_key=None if unique is None or unique is False else unique,
+        cancelled_at=_when(cancelled_at, times),
+        limit_key=None if limit_key is None or limit_key is False else limit_key,
     )
+
+
+def _moment(value: int, times: dict[int, datetime]) -> datetime:
+    """The datetime of ``value`` milliseconds, from the batch's cache when it is there (the
+    jobs of one enqueue share their times)."""
+    moment = times.get(value)
+    if moment is None:
+        moment = times[value] = EPOCH + timedelta(milliseconds=value)
+    return moment
+
+
+def _when(value: object, times: dict[int, datetime]) -> datetime | None:
+    """An optional time (already checked to be absent or an int)."""
+    if value is None or value is False:
+        return None
+    return _moment(value, times)  # type: ignore[arg-type]
