@@ -2,7 +2,8 @@
 client or an asyncio one.
 
 Each script of a queue is the libraries (``lib.lua``, ``lib_limits.lua``, ``lib_jobs.lua``)
-followed by the script's own file (Redis has no ``require``); the scripts of the worker
+followed by the script's own file (Redis has no ``require``), the libraries trimmed to the
+functions the script reaches (``redis_prelude``); the scripts of the worker
 registry and the throughput history touch no queue and stand alone. Calls go out as
 ``EVALSHA``; a ``NOSCRIPT`` reply (server restart, failover, ``SCRIPT FLUSH``) loads
 the script and repeats only the calls that were refused, which never ran.
@@ -27,6 +28,9 @@ from redis.exceptions import (
     ResponseError,
     TryAgainError,
 )
+
+from queuebox.backends.redis_prelude import needed_prelude
+from queuebox.backends.redis_wire import DirectCalls, Unreachable
 
 __all__ = [
     "LIBRARIES",
@@ -101,7 +105,7 @@ def load_scripts() -> dict[str, Script]:
     scripts = {}
     for name in SCRIPT_NAMES:
         own = _read(name + ".lua")
-        source = own if name in STANDALONE_NAMES else f"{library}\n{own}"
+        source = own if name in STANDALONE_NAMES else f"{needed_prelude(library, own)}\n{own}"
         sha = hashlib.sha1(source.encode("utf-8"), usedforsecurity=False).hexdigest()
         scripts[name] = Script(name, source, sha)
     return scripts
@@ -113,6 +117,7 @@ class ScriptRunner:
     def __init__(self, client: Any) -> None:
         self._client = client
         self.scripts = load_scripts()
+        self._direct = DirectCalls.of(client)
 
     def _load(self, name: str) -> None:
         self._client.script_load(self.scripts[name].source)
@@ -123,6 +128,13 @@ class ScriptRunner:
 
     def call(self, name: str, keys: Sequence[str], args: Sequence[bytes | str | int]) -> Any:
         sha = self.scripts[name].sha
+        if self._direct is not None:
+            try:
+                return self._direct.evalsha(sha, keys, args)
+            except NoScriptError:
+                self._load(name)
+            except (Unreachable, *REDIRECTIONS):
+                pass  # through the client: its retries, or the cluster's redirections
         try:
             return self._client.evalsha(sha, len(keys), *keys, *args)
         except NoScriptError:
