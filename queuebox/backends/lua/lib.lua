@@ -83,9 +83,11 @@ end
 -- Tell idle workers that the queue may have work: on the pub/sub channel (workers waiting on
 -- several queues re-check when the next job is due), and with one token per job that is ready
 -- now (ready, at most WAKE_MAX) on the queue's wake list. Nothing for a paused queue: its
--- workers could claim nothing (resume wakes them).
-local function wake(channel, queue, ready)
-  if paused() then return end
+-- workers could claim nothing (resume wakes them). is_paused, when the caller read the flag
+-- already (new_batch does), saves reading it again.
+local function wake(channel, queue, ready, is_paused)
+  if is_paused == nil then is_paused = paused() end
+  if is_paused then return end
   redis.call('PUBLISH', channel, queue)
   if ready < 1 then return end
   local tokens = {}
