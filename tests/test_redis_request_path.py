@@ -1,0 +1,150 @@
+"""The Redis store's request path: scripts that carry only the library code they reach, and
+script calls written straight on a pooled connection, with the client's own path as the
+fallback for what that cannot serve."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from test_redis_support import fake_redis, isolated_prefix, url_with
+
+from queuebox.backends.redis import RedisAdapter
+from queuebox.backends.redis_prelude import blocks, needed_prelude
+from queuebox.backends.redis_scripts import LIBRARIES, _read, load_scripts
+from queuebox.backends.redis_wire import DirectCalls, Unreachable
+from queuebox.testing import new_job
+
+LIBRARY = "\n".join(_read(name) for name in LIBRARIES)
+
+# -- the trimmed prelude --------------------------------------------------------------------------
+
+
+def test_a_script_keeps_the_blocks_it_reaches_through_others_and_drops_the_rest() -> None:
+    library = (
+        "-- header\n"
+        "local A = 1\n"
+        "local function uses_a() return A end\n"
+        "-- a comment between\n"
+        "local function unused() return 2 end\n"
+        "local function top() return uses_a() end\n"
+    )
+    kept = needed_prelude(library, "return top()")
+    assert kept.startswith("-- header\n")
+    assert "local A = 1" in kept and "uses_a" in kept and "local function top" in kept
+    assert "unused" not in kept
+
+
+def test_a_library_statement_other_than_local_is_refused() -> None:
+    with pytest.raises(ValueError, match="cannot read"):
+        blocks("local A = 1\nlocal function f() end\nlocal\n")
+    with pytest.raises(ValueError, match="cannot read"):
+        blocks("local A = 1\nlocal = 2\n")
+
+
+def test_the_libraries_split_into_blocks_that_each_define_a_name() -> None:
+    header, found = blocks(LIBRARY)
+    assert header.lstrip().startswith("-- lib.lua")
+    assert all(block.defines for block in found)
+    assert "".join(block.text for block in found) == LIBRARY[len(header) :]
+
+
+def test_the_enqueue_script_leaves_out_the_claim_code_and_the_claim_keeps_it() -> None:
+    scripts = load_scripts()
+    assert "local function promote_and_reclaim" not in scripts["enqueue"].source
+    assert "local function lock_record" not in scripts["enqueue"].source
+    assert "local function insert" in scripts["enqueue"].source
+    assert "local function promote_and_reclaim" in scripts["claim"].source
+    assert len(scripts["enqueue"].source) < len(LIBRARY)
+
+
+# -- calls written straight -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def adapter(redis_url: str) -> Iterator[RedisAdapter]:
+    with isolated_prefix(redis_url) as prefix:
+        store = RedisAdapter.from_url(url_with(redis_url, prefix=prefix))
+        try:
+            yield store
+        finally:
+            store.close()
+
+
+def test_one_enqueue_skips_the_clients_command_path(
+    adapter: RedisAdapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    adapter.schedule([new_job("q", 0)])  # registers the queue
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the enqueue went through redis-py's execute_command")
+
+    monkeypatch.setattr(adapter.client, "execute_command", refused)
+    record = adapter.schedule([new_job("q", 1)])[0]
+    assert record.id == "q/2" and record.run_at == record.created_at
+    monkeypatch.undo()
+    assert adapter.get("q/2") == record
+
+
+def test_a_connection_that_fails_falls_back_to_the_clients_own_retries(
+    adapter: RedisAdapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool: Any = adapter.client.connection_pool
+    original = pool.get_connection
+    failures = [redis.ConnectionError("refused once")]
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(pool, "get_connection", flaky)
+    calls: list[str] = []
+    evalsha = adapter.client.evalsha
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args[0])
+        return evalsha(*args, **kwargs)
+
+    monkeypatch.setattr(adapter.client, "evalsha", counted)
+    record = adapter.schedule([new_job("q", 1)])[0]
+    assert calls == [adapter._scripts.scripts["enqueue"].sha]  # the one fallback
+    assert adapter.get(record.id) == record
+    adapter.schedule([new_job("q", 2)])
+    assert len(calls) == 1  # the next call is straight again
+
+
+def test_a_flushed_script_cache_is_reloaded_once() -> None:
+    client = fake_redis()
+    adapter = RedisAdapter(client, prefix="wire")
+    adapter.schedule([new_job("q", 0)])
+    client.script_flush()
+    record = adapter.schedule([new_job("q", 1)])[0]
+    assert adapter.get(record.id) == record
+
+
+def test_arguments_the_wire_cannot_write_are_left_to_redis_py() -> None:
+    calls = DirectCalls.of(fake_redis())
+    assert calls is not None
+    with pytest.raises(Unreachable):
+        calls.evalsha("0" * 40, ["k"], [True])
+
+
+def test_a_client_holding_one_connection_of_its_own_is_not_called_straight() -> None:
+    client = fake_redis(single_connection_client=True)
+    assert DirectCalls.of(client) is None
+    adapter = RedisAdapter(client, prefix="wire")
+    assert adapter.schedule([new_job("q", 1)])[0].id == "q/1"
+
+
+def test_an_error_reply_comes_back_as_redis_py_raises_it_and_the_connection_is_kept(
+    adapter: RedisAdapter,
+) -> None:
+    calls = DirectCalls.of(adapter.client)
+    assert calls is not None
+    with pytest.raises(redis.exceptions.NoScriptError):
+        calls.evalsha("0" * 40, ["k"], ["a"])
+    pool: Any = adapter.client.connection_pool
+    assert len(pool._available_connections) == 1  # released, not dropped
