@@ -4,17 +4,20 @@ fallback for what that cannot serve."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
+import fakeredis
 import pytest
 import redis
-from test_redis_support import fake_redis, isolated_prefix, url_with
+import redis.asyncio
+from test_redis_support import fake_async_redis, fake_redis, isolated_prefix, url_with
 
 from queuebox.backends.redis import RedisAdapter
 from queuebox.backends.redis_prelude import blocks, needed_prelude
 from queuebox.backends.redis_scripts import LIBRARIES, _read, load_scripts
-from queuebox.backends.redis_wire import DirectCalls, Unreachable
+from queuebox.backends.redis_wire import AsyncDirectCalls, DirectCalls, Unreachable
 from queuebox.testing import new_job
 
 LIBRARY = "\n".join(_read(name) for name in LIBRARIES)
@@ -148,3 +151,36 @@ def test_an_error_reply_comes_back_as_redis_py_raises_it_and_the_connection_is_k
         calls.evalsha("0" * 40, ["k"], ["a"])
     pool: Any = adapter.client.connection_pool
     assert len(pool._available_connections) == 1  # released, not dropped
+
+
+def test_the_asyncio_client_is_called_straight_too(redis_url: str) -> None:
+    async def run() -> None:
+        client = redis.asyncio.Redis.from_url(redis_url)
+        try:
+            calls = AsyncDirectCalls.of(client)
+            assert calls is not None
+            sha = await client.script_load("return {KEYS[1], ARGV[1], ARGV[2]}")
+            assert await calls.aevalsha(sha, ["k"], ["a", 7]) == [b"k", b"a", b"7"]
+            with pytest.raises(redis.exceptions.NoScriptError):
+                await calls.aevalsha("0" * 40, ["k"], ["a"])
+            assert await calls.aevalsha(sha, ["k"], [b"b", ""]) == [b"k", b"b", b""]
+        finally:
+            await client.aclose()
+
+    asyncio.run(run())
+
+
+def test_one_async_enqueue_reloads_a_flushed_script_cache() -> None:
+    server = fakeredis.FakeServer()
+    client = fake_redis(server)
+    store = RedisAdapter(client, prefix="wire", async_client=lambda: fake_async_redis(server))
+
+    async def run() -> list[str]:
+        first = (await store.aschedule([new_job("q", 0)]))[0]
+        client.script_flush()
+        second = (await store.aschedule([new_job("q", 1)]))[0]
+        await store.aclose()
+        return [first.id, second.id]
+
+    assert asyncio.run(run()) == ["q/1", "q/2"]
+    assert store.get("q/2") is not None

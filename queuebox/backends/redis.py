@@ -228,6 +228,8 @@ class RedisAdapter(
             return []
         if self._async is None:
             return await asyncio.to_thread(self.schedule, list(jobs))
+        if len(jobs) == 1:
+            return [await self._aschedule_one(self._async, jobs[0])]
         calls, batches = enqueue_batches(jobs, self._keys, self._channel)
         with self._translated_errors(), refused_schedule():
             client = await self._async.current()
@@ -237,6 +239,23 @@ class RedisAdapter(
             for command in self._registry.commands(new):
                 await client.execute_command(*command)
         return scheduled_records(jobs, batches, replies)
+
+    async def _aschedule_one(self, clients: AsyncClients, job: NewJob) -> JobRecord:
+        """``_schedule_one`` through the event loop's asyncio client."""
+        queue = job.queue
+        keys = self._keys(queue)
+        packed, when = enqueue_one(job)
+        try:
+            client = await clients.current()
+            args: list[bytes | str | int] = [self._channel, queue, packed]
+            reply = await self._async_scripts.call(client, "enqueue", keys, args)
+            if self._registry.noted(queue, reply):
+                for command in self._registry.commands([queue]):
+                    await client.execute_command(*command)
+        except Exception:
+            with self._translated_errors(), refused_schedule():
+                raise
+        return scheduled_one(job, reply, when)
 
     async def aclose(self) -> None:
         if self._async is not None:

@@ -30,7 +30,7 @@ from redis.exceptions import (
 )
 
 from queuebox.backends.redis_prelude import needed_prelude
-from queuebox.backends.redis_wire import DirectCalls, Unreachable
+from queuebox.backends.redis_wire import AsyncDirectCalls, DirectCalls, Unreachable
 
 __all__ = [
     "LIBRARIES",
@@ -281,6 +281,23 @@ class AsyncScriptRunner:
 
     def __init__(self, scripts: dict[str, Script]) -> None:
         self.scripts = scripts
+        self._heads: dict[Any, bytes] = {}  # packed command heads, shared by every loop's client
+        self._direct: tuple[Any, AsyncDirectCalls | None] | None = None  # the last client's
+
+    async def call(
+        self, client: Any, name: str, keys: Sequence[str], args: Sequence[bytes | str | int]
+    ) -> Any:
+        """One call: written straight on a connection of ``client`` (``redis_wire``), else
+        (a cluster, a connection that failed, a flushed script cache) as ``call_many``."""
+        direct = self._direct
+        if direct is None or direct[0] is not client:
+            direct = self._direct = (client, AsyncDirectCalls.of(client, self._heads))
+        if direct[1] is not None:
+            try:
+                return await direct[1].aevalsha(self.scripts[name].sha, keys, args)
+            except (NoScriptError, Unreachable):
+                pass  # the usual way: it reloads the script, or has the client retry
+        return (await self.call_many(client, [(name, keys, args)]))[0]
 
     async def call_many(self, client: Any, calls: Sequence[Call]) -> list[Any]:
         results: list[Any] = [None] * len(calls)

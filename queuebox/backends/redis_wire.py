@@ -21,12 +21,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis
+import redis.asyncio
 from redis.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["DirectCalls", "Unreachable"]
+__all__ = ["AsyncDirectCalls", "DirectCalls", "Unreachable"]
 
 _HEADS_MAX = 10_000  # (script, keys, argument count) heads kept packed
 _PLAIN = (bytes, str, int)
@@ -40,10 +41,10 @@ class DirectCalls:
     """``EVALSHA`` calls on the connections of ``client``'s pools; ``None`` from ``of`` for a
     client this cannot serve (one holding a single connection of its own)."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, heads: dict[Any, bytes] | None = None) -> None:
         self._client = client
         self._cluster = isinstance(client, RedisCluster)
-        self._heads: dict[tuple[str, tuple[str, ...], int], bytes] = {}
+        self._heads: dict[Any, bytes] = {} if heads is None else heads
 
     @classmethod
     def of(cls, client: Any) -> DirectCalls | None:
@@ -59,6 +60,23 @@ class DirectCalls:
         cluster = self._client  # all of one call's keys are in one slot: its node's pool
         return cluster.get_redis_connection(cluster.get_node_from_key(first_key)).connection_pool
 
+    def _pack(
+        self, encode: Any, sha: str, keys: Sequence[str], args: Sequence[bytes | str | int]
+    ) -> bytes:
+        head_key = (sha, keys if type(keys) is tuple else tuple(keys), len(args))
+        head = self._heads.get(head_key)
+        if head is None:
+            head = _head(encode, sha, keys, len(args))
+            if len(self._heads) < _HEADS_MAX:
+                self._heads[head_key] = head
+        parts = [head]
+        for arg in args:
+            data = encode(arg)
+            parts.append(b"$%d\r\n" % len(data))
+            parts.append(data)
+            parts.append(b"\r\n")
+        return b"".join(parts)
+
     def evalsha(self, sha: str, keys: Sequence[str], args: Sequence[bytes | str | int]) -> Any:
         """The reply of ``EVALSHA sha len(keys) *keys *args``."""
         if not all(type(arg) in _PLAIN for arg in args):  # (a bool: redis-py refuses it)
@@ -69,20 +87,8 @@ class DirectCalls:
         except (RedisConnectionError, RedisTimeoutError, RedisClusterException, OSError) as exc:
             raise Unreachable(str(exc)) from exc
         try:
-            encode = connection.encoder.encode
-            head_key = (sha, keys if type(keys) is tuple else tuple(keys), len(args))
-            head = self._heads.get(head_key)
-            if head is None:
-                head = _head(encode, sha, keys, len(args))
-                if len(self._heads) < _HEADS_MAX:
-                    self._heads[head_key] = head
-            parts = [head]
-            for arg in args:
-                data = encode(arg)
-                parts.append(b"$%d\r\n" % len(data))
-                parts.append(data)
-                parts.append(b"\r\n")
-            connection.send_packed_command([b"".join(parts)])
+            packed = self._pack(connection.encoder.encode, sha, keys, args)
+            connection.send_packed_command([packed])
             return connection.read_response()  # an error reply is raised, the reply read
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             connection.disconnect()
@@ -94,6 +100,43 @@ class DirectCalls:
             raise
         finally:
             pool.release(connection)
+
+
+class AsyncDirectCalls(DirectCalls):
+    """``DirectCalls`` on a ``redis.asyncio.Redis`` client (one server; a cluster client
+    keeps its own path, which routes and follows redirections)."""
+
+    @classmethod
+    def of(cls, client: Any, heads: dict[Any, bytes] | None = None) -> AsyncDirectCalls | None:
+        if isinstance(client, redis.asyncio.Redis) and not client.single_connection_client:
+            return cls(client, heads)
+        return None
+
+    async def aevalsha(
+        self, sha: str, keys: Sequence[str], args: Sequence[bytes | str | int]
+    ) -> Any:
+        """The reply of ``EVALSHA sha len(keys) *keys *args``, awaited."""
+        if not all(type(arg) in _PLAIN for arg in args):
+            raise Unreachable("an argument redis-py must encode")
+        pool = self._client.connection_pool
+        try:
+            connection = await pool.get_connection()
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise Unreachable(str(exc)) from exc
+        try:
+            packed = self._pack(connection.encoder.encode, sha, keys, args)
+            await connection.send_packed_command(packed)
+            return await connection.read_response()
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            await connection.disconnect()
+            raise Unreachable(str(exc)) from exc
+        except redis.exceptions.ResponseError:
+            raise
+        except BaseException:  # a cancellation mid-reply, too: never reuse the connection
+            await connection.disconnect(nowait=True)
+            raise
+        finally:
+            await pool.release(connection)
 
 
 def _head(encode: Any, sha: str, keys: Sequence[str], arg_count: int) -> bytes:
