@@ -140,7 +140,7 @@ class RedisAdapter(
         self._stats_known = set()
         self._stats_lock = threading.Lock()
         self._async = AsyncClients(async_client) if async_client is not None else None
-        self._async_scripts = AsyncScriptRunner(self._scripts.scripts)
+        self._async_scripts = AsyncScriptRunner(self._scripts)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisAdapter:

@@ -4,10 +4,11 @@ request or an idle worker waits on (an enqueue, a claim, an outcome).
 ``client.evalsha`` packs every argument through redis-py's encoder, then runs its retry
 wrapper, its metrics recorder and its event dispatcher: on a one-job enqueue that costs more
 client time than the round trip itself (``python -m benchmarks.enqueue_breakdown``). Here
-the part of the command that never changes for one script and one queue (``EVALSHA``, the
-SHA, the key count, the eleven key names) is packed once and kept; each call packs only its
-arguments, writes the bytes and reads one reply, on a connection of the client's own pool
-(so the pool's limits, fork check, health checks and timeouts apply as before).
+the part of the command that never changes for one script and one queue (``FCALL`` and the
+function, or ``EVALSHA`` and the SHA, the key count, the eleven key names) is packed once
+and kept; each call packs only its arguments, writes the bytes and reads one reply, on a
+connection of the client's own pool (so the pool's limits, fork check, health checks and
+timeouts apply as before).
 
 An error reply is raised as redis-py raises it (``NoScriptError``, ``MovedError``...). A
 connection that fails raises ``Unreachable``: the caller then makes the same call through
@@ -38,8 +39,9 @@ class Unreachable(Exception):
 
 
 class DirectCalls:
-    """``EVALSHA`` calls on the connections of ``client``'s pools; ``None`` from ``of`` for a
-    client this cannot serve (one holding a single connection of its own)."""
+    """Script calls (``EVALSHA`` or ``FCALL``) on the connections of ``client``'s pools;
+    ``None`` from ``of`` for a client this cannot serve (one holding a single connection of
+    its own)."""
 
     def __init__(self, client: Any, heads: dict[Any, bytes] | None = None) -> None:
         self._client = client
@@ -61,12 +63,16 @@ class DirectCalls:
         return cluster.get_redis_connection(cluster.get_node_from_key(first_key)).connection_pool
 
     def _pack(
-        self, encode: Any, sha: str, keys: Sequence[str], args: Sequence[bytes | str | int]
+        self,
+        encode: Any,
+        opening: tuple[str, str],
+        keys: Sequence[str],
+        args: Sequence[bytes | str | int],
     ) -> bytes:
-        head_key = (sha, keys if type(keys) is tuple else tuple(keys), len(args))
+        head_key = (opening, keys if type(keys) is tuple else tuple(keys), len(args))
         head = self._heads.get(head_key)
         if head is None:
-            head = _head(encode, sha, keys, len(args))
+            head = _head(encode, opening, keys, len(args))
             if len(self._heads) < _HEADS_MAX:
                 self._heads[head_key] = head
         parts = [head]
@@ -77,8 +83,11 @@ class DirectCalls:
             parts.append(b"\r\n")
         return b"".join(parts)
 
-    def evalsha(self, sha: str, keys: Sequence[str], args: Sequence[bytes | str | int]) -> Any:
-        """The reply of ``EVALSHA sha len(keys) *keys *args``."""
+    def call(
+        self, opening: tuple[str, str], keys: Sequence[str], args: Sequence[bytes | str | int]
+    ) -> Any:
+        """The reply of ``*opening len(keys) *keys *args`` (``opening``: ``("EVALSHA",
+        sha)`` or ``("FCALL", function)``)."""
         if not all(type(arg) in _PLAIN for arg in args):  # (a bool: redis-py refuses it)
             raise Unreachable("an argument redis-py must encode")
         try:
@@ -87,7 +96,7 @@ class DirectCalls:
         except (RedisConnectionError, RedisTimeoutError, RedisClusterException, OSError) as exc:
             raise Unreachable(str(exc)) from exc
         try:
-            packed = self._pack(connection.encoder.encode, sha, keys, args)
+            packed = self._pack(connection.encoder.encode, opening, keys, args)
             connection.send_packed_command([packed])
             return connection.read_response()  # an error reply is raised, the reply read
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
@@ -112,10 +121,10 @@ class AsyncDirectCalls(DirectCalls):
             return cls(client, heads)
         return None
 
-    async def aevalsha(
-        self, sha: str, keys: Sequence[str], args: Sequence[bytes | str | int]
+    async def acall(
+        self, opening: tuple[str, str], keys: Sequence[str], args: Sequence[bytes | str | int]
     ) -> Any:
-        """The reply of ``EVALSHA sha len(keys) *keys *args``, awaited."""
+        """``call``, awaited."""
         if not all(type(arg) in _PLAIN for arg in args):
             raise Unreachable("an argument redis-py must encode")
         pool = self._client.connection_pool
@@ -124,7 +133,7 @@ class AsyncDirectCalls(DirectCalls):
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise Unreachable(str(exc)) from exc
         try:
-            packed = self._pack(connection.encoder.encode, sha, keys, args)
+            packed = self._pack(connection.encoder.encode, opening, keys, args)
             await connection.send_packed_command(packed)
             return await connection.read_response()
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
@@ -139,8 +148,9 @@ class AsyncDirectCalls(DirectCalls):
             await pool.release(connection)
 
 
-def _head(encode: Any, sha: str, keys: Sequence[str], arg_count: int) -> bytes:
-    values = [b"EVALSHA", encode(sha), b"%d" % len(keys), *(encode(key) for key in keys)]
+def _head(encode: Any, opening: tuple[str, str], keys: Sequence[str], arg_count: int) -> bytes:
+    command, script = opening
+    values = [encode(command), encode(script), b"%d" % len(keys), *(encode(key) for key in keys)]
     parts = [b"*%d\r\n" % (len(values) + arg_count)]
     for value in values:
         parts.append(b"$%d\r\n%s\r\n" % (len(value), value))
