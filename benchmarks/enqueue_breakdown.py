@@ -8,13 +8,15 @@ alternating blocks of N calls (the best block of six counts), from the cheapest 
    arguments (redis-py packing them, Redis parsing them);
 3. ``EVALSHA`` of the real enqueue script with the same arguments, through redis-py's
    ``evalsha`` (its server work);
-4. the same call as the adapter makes it (``redis_wire``: the command's fixed part packed
+4. the call as the adapter makes it: ``FCALL`` of the enqueue function where the server has
+   Redis Functions, else that ``EVALSHA`` (``redis_wire``: the command's fixed part packed
    once, written straight on a pooled connection);
 5. ``RedisAdapter.schedule`` of one prepared job (the adapter's own client work);
 6. ``Job.perform_later`` (validation, the JSON payload, the returned record).
 
-Then it reads the enqueue script's own server time per call from ``INFO commandstats`` over
-one more block (the counters read before and after, never reset: other runs on the same
+Then it reads the enqueue's own server time per call from ``INFO commandstats``, over one
+more block of each of steps 3 and 4 (the counters read before and after, never reset: other
+runs on the same
 server keep theirs). The queue lives under a fresh key prefix, removed at the end.
 """
 
@@ -47,13 +49,15 @@ def _best_of(
     return best
 
 
-def server_micros(client: Any, call: Callable[[], object], calls: int) -> float:
-    """Server microseconds per ``EVALSHA`` over ``calls`` calls, from the ``INFO
+def server_micros(
+    client: Any, call: Callable[[], object], calls: int, command: str = "evalsha"
+) -> float:
+    """Server microseconds per ``command`` over ``calls`` calls, from the ``INFO
     commandstats`` counters read before and after (other clients' calls in between count
     too: on a shared server, an upper bound)."""
 
     def totals() -> tuple[int, float]:
-        stats = client.info("commandstats").get("cmdstat_evalsha", {})
+        stats = client.info("commandstats").get(f"cmdstat_{command}", {})
         return int(stats.get("calls", 0)), float(stats.get("usec", 0))
 
     calls_before, micros_before = totals()
@@ -85,7 +89,7 @@ def measure(redis_url: str, calls: int) -> dict[str, float]:
                 "EVALSHA enqueue, same arguments": lambda: client.evalsha(
                     enqueue_sha, len(keys), *keys, *args
                 ),
-                "the same call, written straight (redis_wire)": lambda: adapter._scripts.call(
+                "the adapter's call, written straight (redis_wire)": lambda: adapter._scripts.call(
                     "enqueue", keys, args
                 ),
                 "RedisAdapter.schedule([job])": lambda: adapter.schedule([job]),
@@ -93,8 +97,12 @@ def measure(redis_url: str, calls: int) -> dict[str, float]:
             },
             calls,
         )
-        result["enqueue script, server time per call (INFO commandstats)"] = server_micros(
+        result["EVALSHA enqueue, server time per call (INFO commandstats)"] = server_micros(
             client, lambda: client.evalsha(enqueue_sha, len(keys), *keys, *args), calls
+        )
+        opening = adapter._scripts.head("enqueue")[0].lower()
+        result[f"the adapter's {opening.upper()}, server time per call"] = server_micros(
+            client, lambda: adapter._scripts.call("enqueue", keys, args), calls, opening
         )
         return result
     finally:

@@ -15,6 +15,7 @@ import redis.asyncio
 from test_redis_support import fake_async_redis, fake_redis, isolated_prefix, url_with
 
 from queuebox.backends.redis import RedisAdapter
+from queuebox.backends.redis_functions import build_library
 from queuebox.backends.redis_prelude import blocks, needed_prelude
 from queuebox.backends.redis_scripts import LIBRARIES, _read, load_scripts
 from queuebox.backends.redis_wire import AsyncDirectCalls, DirectCalls, Unreachable
@@ -94,6 +95,7 @@ def test_one_enqueue_skips_the_clients_command_path(
 def test_a_connection_that_fails_falls_back_to_the_clients_own_retries(
     adapter: RedisAdapter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    adapter.schedule([new_job("q", 0)])  # the server said whether it has Functions
     pool: Any = adapter.client.connection_pool
     original = pool.get_connection
     failures = [redis.ConnectionError("refused once")]
@@ -105,15 +107,16 @@ def test_a_connection_that_fails_falls_back_to_the_clients_own_retries(
 
     monkeypatch.setattr(pool, "get_connection", flaky)
     calls: list[str] = []
-    evalsha = adapter.client.evalsha
+    execute = adapter.client.execute_command
 
     def counted(*args: Any, **kwargs: Any) -> Any:
-        calls.append(args[0])
-        return evalsha(*args, **kwargs)
+        if args[0] in ("FCALL", "EVALSHA"):
+            calls.append(args[1])
+        return execute(*args, **kwargs)
 
-    monkeypatch.setattr(adapter.client, "evalsha", counted)
+    monkeypatch.setattr(adapter.client, "execute_command", counted)
     record = adapter.schedule([new_job("q", 1)])[0]
-    assert calls == [adapter._scripts.scripts["enqueue"].sha]  # the one fallback
+    assert calls == [adapter._scripts.head("enqueue")[1]]  # the one fallback
     assert adapter.get(record.id) == record
     adapter.schedule([new_job("q", 2)])
     assert len(calls) == 1  # the next call is straight again
@@ -132,7 +135,7 @@ def test_arguments_the_wire_cannot_write_are_left_to_redis_py() -> None:
     calls = DirectCalls.of(fake_redis())
     assert calls is not None
     with pytest.raises(Unreachable):
-        calls.evalsha("0" * 40, ["k"], [True])
+        calls.call(("EVALSHA", "0" * 40), ["k"], [True])
 
 
 def test_a_client_holding_one_connection_of_its_own_is_not_called_straight() -> None:
@@ -148,7 +151,7 @@ def test_an_error_reply_comes_back_as_redis_py_raises_it_and_the_connection_is_k
     calls = DirectCalls.of(adapter.client)
     assert calls is not None
     with pytest.raises(redis.exceptions.NoScriptError):
-        calls.evalsha("0" * 40, ["k"], ["a"])
+        calls.call(("EVALSHA", "0" * 40), ["k"], ["a"])
     pool: Any = adapter.client.connection_pool
     assert len(pool._available_connections) == 1  # released, not dropped
 
@@ -160,10 +163,10 @@ def test_the_asyncio_client_is_called_straight_too(redis_url: str) -> None:
             calls = AsyncDirectCalls.of(client)
             assert calls is not None
             sha = await client.script_load("return {KEYS[1], ARGV[1], ARGV[2]}")
-            assert await calls.aevalsha(sha, ["k"], ["a", 7]) == [b"k", b"a", b"7"]
+            assert await calls.acall(("EVALSHA", sha), ["k"], ["a", 7]) == [b"k", b"a", b"7"]
             with pytest.raises(redis.exceptions.NoScriptError):
-                await calls.aevalsha("0" * 40, ["k"], ["a"])
-            assert await calls.aevalsha(sha, ["k"], [b"b", ""]) == [b"k", b"b", b""]
+                await calls.acall(("EVALSHA", "0" * 40), ["k"], ["a"])
+            assert await calls.acall(("EVALSHA", sha), ["k"], [b"b", ""]) == [b"k", b"b", b""]
         finally:
             await client.aclose()
 
@@ -184,3 +187,47 @@ def test_one_async_enqueue_reloads_a_flushed_script_cache() -> None:
 
     assert asyncio.run(run()) == ["q/1", "q/2"]
     assert store.get("q/2") is not None
+
+
+# -- Redis Functions ------------------------------------------------------------------------------
+
+
+def test_a_server_with_functions_runs_the_queue_scripts_as_one_library(
+    adapter: RedisAdapter,
+) -> None:
+    record = adapter.schedule([new_job("q", 1)])[0]
+    scripts = adapter._scripts
+    assert scripts.head("enqueue") == ("FCALL", scripts.library.functions["enqueue"])
+    assert scripts.head("worker_beat")[0] == "EVALSHA"  # stands alone: no library
+    listed = adapter.client.function_list(library=scripts.library.name)
+    assert len(listed) == 1 and scripts.library.name.encode() in listed[0]
+    assert adapter.claim("w", ["q"], lease=30)[0].id == record.id
+
+
+def test_a_deleted_library_is_loaded_again_and_the_refused_calls_repeated(
+    adapter: RedisAdapter,
+) -> None:
+    adapter.schedule([new_job("q", 0), new_job("q", 1)])
+    library = adapter._scripts.library.name
+    adapter.client.function_delete(library)
+    assert adapter.schedule([new_job("q", 2)])[0].id == "q/3"  # one call
+    adapter.client.function_delete(library)
+    assert [c.ready for c in adapter.counts()] == [3]  # pipelined
+    adapter.client.function_delete(library)
+    assert len(adapter.claim("w", ["q"], limit=3, lease=30)) == 3
+
+
+def test_a_server_that_cannot_run_the_library_gets_evalsha() -> None:
+    adapter = RedisAdapter(fake_redis(), prefix="wire")  # its functions have no cmsgpack
+    assert adapter.schedule([new_job("q", 1)])[0].id == "q/1"
+    assert adapter._scripts.functions is False
+    assert adapter._scripts.head("enqueue")[0] == "EVALSHA"
+
+
+def test_the_library_is_named_after_its_whole_source() -> None:
+    first = build_library("local A = 1", {"x": "return A"})
+    assert first == build_library("local A = 1", {"x": "return A"})
+    assert first.name != build_library("local A = 2", {"x": "return A"}).name
+    assert first.name != build_library("local A = 1", {"x": "return 2"}).name
+    assert first.source.startswith(f"#!lua name={first.name}\n")
+    assert f"'{first.functions['x']}'" in first.source and first.probe in first.source
