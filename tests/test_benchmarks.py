@@ -108,6 +108,7 @@ def test_the_enqueue_breakdown_measures_each_step(redis_url: str) -> None:
         "the adapter's call, written straight (redis_wire)",
         "RedisAdapter.schedule([job])",
         "BenchNoop.perform_later(1)",
+        "EVALSHA enqueue, whole prelude, server time per call",
         "EVALSHA enqueue, server time per call (INFO commandstats)",
         "the adapter's FCALL, server time per call",
     ]
