@@ -14,6 +14,7 @@ import redis
 import redis.asyncio
 from test_redis_support import fake_async_redis, fake_redis, isolated_prefix, url_with
 
+from queuebox.backends import redis_scripts
 from queuebox.backends.redis import RedisAdapter
 from queuebox.backends.redis_functions import build_library
 from queuebox.backends.redis_prelude import blocks, needed_prelude
@@ -231,3 +232,16 @@ def test_the_library_is_named_after_its_whole_source() -> None:
     assert first.name != build_library("local A = 1", {"x": "return 2"}).name
     assert first.source.startswith(f"#!lua name={first.name}\n")
     assert f"'{first.functions['x']}'" in first.source and first.probe in first.source
+
+
+def test_a_server_that_stops_taking_the_library_gets_the_scripts_instead(
+    adapter: RedisAdapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    adapter.schedule([new_job("q", 0)])
+    assert adapter._scripts.functions is True
+    adapter.client.function_delete(adapter._scripts.library.name)
+    monkeypatch.setattr(redis_scripts, "load_library", lambda client, library: False)
+    assert adapter.schedule([new_job("q", 1)])[0].id == "q/2"  # by EVALSHA, loaded now
+    assert adapter._scripts.functions is False
+    assert adapter._scripts.head("claim")[0] == "EVALSHA"
+    assert len(adapter.claim("w", ["q"], limit=2, lease=30)) == 2

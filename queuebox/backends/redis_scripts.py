@@ -151,10 +151,12 @@ class ScriptRunner:
         return head_of(self, name)
 
     def _load(self, name: str, client: Any = None) -> None:
+        """Load what a call of ``name`` needs; a server that no longer takes the library
+        (its Functions refused now) gets the script for ``EVALSHA`` from then on."""
         client = self._client if client is None else client
         if self.functions and name in self.library.functions:
             self.functions = load_library(client, self.library)
-        else:
+        if not self.functions or name not in self.library.functions:
             client.script_load(self.scripts[name].source)
 
     def load_all(self) -> None:
@@ -336,7 +338,7 @@ class AsyncScriptRunner:
         runner = self._runner
         if runner.functions and name in runner.library.functions:
             runner.functions = await aload_library(client, runner.library)
-        else:
+        if not runner.functions or name not in runner.library.functions:
             await client.script_load(self.scripts[name].source)
 
     async def call(
