@@ -15,6 +15,7 @@ from benchmarks.harness import DrainTiming
 from benchmarks.io_report import evaluate_io, rows
 from benchmarks.io_workload import wave_rate
 from benchmarks.report import NOT_JUDGED, evaluate, render
+from benchmarks.request_path import summarise
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -104,11 +105,49 @@ def test_the_enqueue_breakdown_measures_each_step(redis_url: str) -> None:
         "PING",
         "EVALSHA of an empty script, same keys and arguments",
         "EVALSHA enqueue, same arguments",
+        "the adapter's call, written straight (redis_wire)",
         "RedisAdapter.schedule([job])",
         "BenchNoop.perform_later(1)",
-        "enqueue script, server time per call (INFO commandstats)",
+        "EVALSHA enqueue, whole prelude, server time per call",
+        "EVALSHA enqueue, server time per call (INFO commandstats)",
+        "the adapter's FCALL, server time per call",
     ]
     assert all(float(line.split()[-2 if "server" in line else -4]) > 0 for line in lines)
+
+
+@pytest.mark.slow
+def test_the_request_path_compares_two_trees_against_the_raw_limits(
+    tmp_path: Path, redis_url: str
+) -> None:
+    out = tmp_path / "request.json"
+    argv = ["--redis-url", redis_url, "--before", str(REPO), "--rounds", "2", "--calls", "20"]
+    argv += ["--blocks", "2", "--bulk", "200", "--probes", "5", "--json", str(out)]
+    completed = _python_m("benchmarks.request_path", *argv)
+    labels = [line[:44].strip() for line in completed.stdout.splitlines()[2:]]
+    assert labels[:4] == [
+        "redis-py PING loop /s",
+        "perform_later one at a time /s",
+        "ratio to PING",
+        "enqueue script, server us per call",
+    ]
+    assert "pickup p99 ms" in labels and "ratio to the ZADD pipeline" in labels
+    data = json.loads(out.read_text())
+    assert [len(data["rounds"][name]) for name in ("before", "this tree")] == [2, 2]
+    for medians in data["medians"].values():
+        assert medians["enqueue_vs_ping"] > 0 and medians["bulk_vs_zadd"] > 0
+        assert medians["aenqueue_vs_aping"] > 0 and medians["p50_ms"] > 0
+
+
+def test_the_request_path_summary_takes_each_rounds_own_ratio() -> None:
+    rows: list[dict[str, Any]] = [
+        {"ping": 100.0, "perform_later": 50.0, "zadd": 10.0, "bulk": 5.0},
+        {"ping": 200.0, "perform_later": 180.0, "zadd": 10.0, "bulk": 1.0},
+        {"ping": 400.0, "perform_later": 120.0},
+    ]
+    summary = summarise(rows)
+    assert summary["enqueue_vs_ping"] == pytest.approx(0.5)  # of 0.5, 0.9 and 0.3
+    assert summary["ping"] == 200.0 and summary["bulk_vs_zadd"] == pytest.approx(0.3)
+    assert summary["huey"] is None
 
 
 @pytest.mark.slow

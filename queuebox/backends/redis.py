@@ -38,6 +38,7 @@ from queuebox.backends.redis_calls import (
     claim_plan,
     delay_ms,
     enqueue_batches,
+    enqueue_one,
     jobs_by_queue,
     latest_ticks,
     lease_ms,
@@ -47,6 +48,7 @@ from queuebox.backends.redis_calls import (
     queue_counts,
     refused_schedule,
     requested,
+    scheduled_one,
     scheduled_records,
 )
 from queuebox.backends.redis_client import (
@@ -138,7 +140,7 @@ class RedisAdapter(
         self._stats_known = set()
         self._stats_lock = threading.Lock()
         self._async = AsyncClients(async_client) if async_client is not None else None
-        self._async_scripts = AsyncScriptRunner(self._scripts.scripts)
+        self._async_scripts = AsyncScriptRunner(self._scripts)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisAdapter:
@@ -193,14 +195,31 @@ class RedisAdapter(
         return datetime.fromtimestamp(int(seconds), UTC).replace(microsecond=int(micros))
 
     def schedule(self, jobs: Sequence[NewJob]) -> list[JobRecord]:
+        if len(jobs) == 1:
+            return [self._schedule_one(jobs[0])]
         if not jobs:
             return []
         calls, batches = enqueue_batches(jobs, self._keys, self._channel)
         with self._translated_errors(), refused_schedule():
             replies = self._scripts.call_many(calls)
-            queues = [queue for queue, _ in batches]
+            queues = [batch[0] for batch in batches]
             self._registry.register(list(zip(queues, replies, strict=True)))
         return scheduled_records(jobs, batches, replies)
+
+    def _schedule_one(self, job: NewJob) -> JobRecord:
+        """``schedule([job])`` on the request path: one script call, its reply read into the
+        record at once; errors are translated only when one is raised."""
+        queue = job.queue
+        keys = self._keys(queue)  # checks the name
+        packed, when = enqueue_one(job)
+        try:
+            reply = self._scripts.call("enqueue", keys, [self._channel, queue, packed])
+            if self._registry.noted(queue, reply):
+                self._registry.register([(queue, reply)])
+        except Exception:
+            with self._translated_errors(), refused_schedule():
+                raise
+        return scheduled_one(job, reply, when)
 
     async def aschedule(self, jobs: Sequence[NewJob]) -> list[JobRecord]:
         """``schedule`` through the event loop's own asyncio client: the same calls, checks
@@ -209,15 +228,34 @@ class RedisAdapter(
             return []
         if self._async is None:
             return await asyncio.to_thread(self.schedule, list(jobs))
+        if len(jobs) == 1:
+            return [await self._aschedule_one(self._async, jobs[0])]
         calls, batches = enqueue_batches(jobs, self._keys, self._channel)
         with self._translated_errors(), refused_schedule():
             client = await self._async.current()
             replies = await self._async_scripts.call_many(client, calls)
-            queues = [queue for queue, _ in batches]
+            queues = [batch[0] for batch in batches]
             new = self._registry.unregistered(list(zip(queues, replies, strict=True)))
             for command in self._registry.commands(new):
                 await client.execute_command(*command)
         return scheduled_records(jobs, batches, replies)
+
+    async def _aschedule_one(self, clients: AsyncClients, job: NewJob) -> JobRecord:
+        """``_schedule_one`` through the event loop's asyncio client."""
+        queue = job.queue
+        keys = self._keys(queue)
+        packed, when = enqueue_one(job)
+        try:
+            client = await clients.current()
+            args: list[bytes | str | int] = [self._channel, queue, packed]
+            reply = await self._async_scripts.call(client, "enqueue", keys, args)
+            if self._registry.noted(queue, reply):
+                for command in self._registry.commands([queue]):
+                    await client.execute_command(*command)
+        except Exception:
+            with self._translated_errors(), refused_schedule():
+                raise
+        return scheduled_one(job, reply, when)
 
     async def aclose(self) -> None:
         if self._async is not None:

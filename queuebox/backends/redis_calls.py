@@ -42,6 +42,7 @@ __all__ = [
     "claim_plan",
     "delay_ms",
     "enqueue_batches",
+    "enqueue_one",
     "jobs_by_queue",
     "latest_ticks",
     "lease_ms",
@@ -51,6 +52,7 @@ __all__ = [
     "queue_counts",
     "refused_schedule",
     "requested",
+    "scheduled_one",
     "scheduled_records",
 ]
 
@@ -61,8 +63,9 @@ _LOCKS_BATCH = 1000  # jobs per complete_many / extend_many call: bounds how lon
 _TOKEN = re.compile(r"[A-Za-z0-9_\-]{1,200}")
 _ENQUEUE_BATCH = 500  # jobs per enqueue script call: bounds how long one call blocks Redis
 
-#: A batch of one queue's jobs sent in one enqueue call: its queue and the jobs' positions.
-EnqueueBatch = tuple[str, list[int]]
+#: A batch of one queue's jobs sent in one enqueue call: its queue, the jobs' positions and
+#: their ``when`` (delay in ms, or ``@`` and the run_at in ms).
+EnqueueBatch = tuple[str, list[int], list[str | int]]
 
 _EARLIEST_MS = to_ms(EARLIEST_RUN_AT)
 #: The latest time a record holds: ``LATEST_RUN_AT`` (``RUN_AT_LATEST`` in ``lib.lua``).
@@ -132,7 +135,13 @@ def _job_values(job: NewJob) -> tuple[str, str, int, str | int, str | bool, list
     sent."""
     when = delay_ms(job.delay) if job.run_at is None else f"@{moment_ms(job.run_at, 'run_at')}"
     unique: str | bool = False if job.unique_key is None else job.unique_key
-    return job.name, job.handler, job.priority, when, unique, _limits(job)
+    limits = False if job.limit_key is None else _limits(job)
+    return job.name, job.handler, job.priority, when, unique, limits
+
+
+def _run_at(now_ms: int, when: str | int) -> int:
+    """The run_at (ms) the script gave a job from its ``when`` (a delay, or ``@`` a time)."""
+    return now_ms + when if type(when) is int else int(str(when)[1:])
 
 
 _LIMIT_KEY_MAX = 1000  # characters: a key name Redis holds comfortably, many times over
@@ -174,16 +183,43 @@ def pack_jobs(jobs: Sequence[NewJob]) -> bytes:
     """``enqueue.lua``'s jobs argument: one msgpack array of the six values of every job
     (name, handler, priority, delay in ms or ``@`` and the run_at in ms, unique key or
     false, flow-control limits or false); one job packed alone is ``tick.lua``'s."""
-    packed: bytes = msgpack.packb([value for job in jobs for value in _job_values(job)])
-    return packed
+    return _packed(jobs)[0]
+
+
+def _packed(jobs: Sequence[NewJob]) -> tuple[bytes, list[str | int]]:
+    """``pack_jobs(jobs)``, and each job's ``when`` (kept for its record: not computed twice)."""
+    values: list[Any] = []
+    whens: list[str | int] = []
+    for job in jobs:
+        six = _job_values(job)
+        values += six
+        whens.append(six[3])
+    packed: bytes = msgpack.packb(values)
+    return packed, whens
+
+
+def enqueue_one(job: NewJob) -> tuple[bytes, str | int]:
+    """``pack_jobs([job])`` and the job's ``when``: the one-job enqueue's arguments."""
+    six = _job_values(job)
+    packed: bytes = msgpack.packb(six)
+    return packed, six[3]
+
+
+def scheduled_one(job: NewJob, reply: Sequence[Any], when: str | int) -> JobRecord:
+    """The record of ``job`` from the reply of its one-job enqueue call (``enqueue_one``):
+    as the script stored it, or the record of the job holding its unique key."""
+    now_ms = int(reply[0])
+    if len(reply) > 3:  # not stored: {position 1, the holder's number, its record}
+        return decode_record(job.queue, int(reply[4]), reply[5], now_ms)
+    return new_record(job, int(reply[2]), _run_at(now_ms, when), now_ms)
 
 
 def enqueue_batches(
     jobs: Sequence[NewJob], keys: Any, channel: str
 ) -> tuple[list[Call], list[EnqueueBatch]]:
     """The enqueue script calls that store ``jobs``: one per queue per ``_ENQUEUE_BATCH``
-    jobs, and for each the queue and the positions of its jobs. ``keys`` builds a queue's
-    ``QueueKeys`` (and checks its name)."""
+    jobs, and for each the queue, the positions of its jobs and their ``when``. ``keys``
+    builds a queue's ``QueueKeys`` (and checks its name)."""
     by_queue: dict[str, list[int]] = {}
     for index, job in enumerate(jobs):
         by_queue.setdefault(job.queue, []).append(index)
@@ -193,9 +229,9 @@ def enqueue_batches(
         queue_keys: QueueKeys = keys(queue)
         for start in range(0, len(indexes), _ENQUEUE_BATCH):
             batch = indexes[start : start + _ENQUEUE_BATCH]
-            packed = pack_jobs([jobs[index] for index in batch])
+            packed, whens = _packed([jobs[index] for index in batch])
             calls.append(("enqueue", queue_keys, [channel, queue, packed]))
-            batches.append((queue, batch))
+            batches.append((queue, batch, whens))
     return calls, batches
 
 
@@ -214,7 +250,7 @@ def scheduled_records(
     """The records of ``jobs`` from the replies of their ``enqueue_batches`` calls: each job
     as the script stored it, or the record of the job holding its unique key."""
     records: list[JobRecord | None] = [None] * len(jobs)
-    for (queue, batch), reply in zip(batches, replies, strict=True):
+    for (queue, batch, whens), reply in zip(batches, replies, strict=True):
         now_ms, number = int(reply[0]), int(reply[2])
         held = {
             int(reply[i]) - 1: (int(reply[i + 1]), reply[i + 2]) for i in range(3, len(reply), 3)
@@ -226,7 +262,7 @@ def scheduled_records(
                 holder, raw = held[position]
                 records[index] = decode_record(queue, holder, raw, now_ms, times=times)
                 continue
-            run_at = now_ms + delay_ms(job.delay) if job.run_at is None else to_ms(job.run_at)
+            run_at = _run_at(now_ms, whens[position])
             records[index] = new_record(job, number, run_at, now_ms, times=times)
             number += 1
     return [record for record in records if record is not None]

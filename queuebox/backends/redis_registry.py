@@ -70,6 +70,14 @@ class QueueRegistry:
             self._known.update(queue for queue, _ in replies)
         return sorted({queue for queue, reply in replies if not int(reply[1])})
 
+    def noted(self, queue: str, reply: Any) -> bool:
+        """Note ``queue`` from one enqueue or tick ``reply``; whether it still needs
+        registering (``register``). The request path: no lock once the queue is known."""
+        if queue not in self._known:  # (a set read races with no writer harmfully)
+            with self._lock:
+                self._known.add(queue)
+        return not int(reply[1])
+
     def commands(self, queues: Sequence[str]) -> list[Command]:
         """The commands that register ``queues``, in the order they must run."""
         return [

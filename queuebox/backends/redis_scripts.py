@@ -2,10 +2,15 @@
 client or an asyncio one.
 
 Each script of a queue is the libraries (``lib.lua``, ``lib_limits.lua``, ``lib_jobs.lua``)
-followed by the script's own file (Redis has no ``require``); the scripts of the worker
-registry and the throughput history touch no queue and stand alone. Calls go out as
-``EVALSHA``; a ``NOSCRIPT`` reply (server restart, failover, ``SCRIPT FLUSH``) loads
-the script and repeats only the calls that were refused, which never ran.
+followed by the script's own file (Redis has no ``require``), the libraries trimmed to the
+functions the script reaches (``redis_prelude``); the scripts of the worker
+registry and the throughput history touch no queue and stand alone.
+
+On a server with Redis Functions the queue scripts are one library of functions
+(``redis_functions``), called with ``FCALL``; elsewhere, and for the standalone scripts, calls
+go out as ``EVALSHA``. A call refused because its script or function is not on the server
+(``NOSCRIPT``, "Function not found": a restart, a failover, a flush) loads it and repeats
+only the calls that were refused, which never ran.
 """
 
 from __future__ import annotations
@@ -27,6 +32,16 @@ from redis.exceptions import (
     ResponseError,
     TryAgainError,
 )
+
+from queuebox.backends.redis_functions import (
+    Library,
+    aload_library,
+    build_library,
+    is_missing,
+    load_library,
+)
+from queuebox.backends.redis_prelude import needed_prelude
+from queuebox.backends.redis_wire import AsyncDirectCalls, DirectCalls, Unreachable
 
 __all__ = [
     "LIBRARIES",
@@ -96,12 +111,21 @@ def _read(filename: str) -> str:
     )
 
 
+def queue_library() -> Library:
+    """The Functions library of the queue scripts (``redis_functions``)."""
+    library = "\n".join(_read(name) for name in LIBRARIES)
+    return build_library(library, {name: _read(name + ".lua") for name in QUEUE_SCRIPT_NAMES})
+
+
 def load_scripts() -> dict[str, Script]:
     library = "\n".join(_read(name) for name in LIBRARIES)
     scripts = {}
     for name in SCRIPT_NAMES:
         own = _read(name + ".lua")
-        source = own if name in STANDALONE_NAMES else f"{library}\n{own}"
+        if name not in STANDALONE_NAMES:
+            own = f"bind(KEYS)\n{own}"
+            own = f"{needed_prelude(library, own)}\n{own}"
+        source = own
         sha = hashlib.sha1(source.encode("utf-8"), usedforsecurity=False).hexdigest()
         scripts[name] = Script(name, source, sha)
     return scripts
@@ -113,21 +137,54 @@ class ScriptRunner:
     def __init__(self, client: Any) -> None:
         self._client = client
         self.scripts = load_scripts()
+        self.library = queue_library()
+        #: Whether queue scripts are called as Functions; ``None`` until the server answered
+        #: ``FUNCTION LOAD`` (at the first call), ``False`` for one without them.
+        self.functions: bool | None = None
+        self._direct = DirectCalls.of(client)
 
-    def _load(self, name: str) -> None:
-        self._client.script_load(self.scripts[name].source)
+    def head(self, name: str) -> tuple[str, str]:
+        """How a call of script ``name`` opens: ``("FCALL", function)`` or ``("EVALSHA",
+        sha)``; the first call of a process asks the server whether it has Functions."""
+        if self.functions is None:
+            self.functions = load_library(self._client, self.library)
+        return head_of(self, name)
+
+    def _load(self, name: str, client: Any = None) -> None:
+        """Load what a call of ``name`` needs; a server that no longer takes the library
+        (its Functions refused now) gets the script for ``EVALSHA`` from then on."""
+        client = self._client if client is None else client
+        if self.functions and name in self.library.functions:
+            self.functions = load_library(client, self.library)
+        if not self.functions or name not in self.library.functions:
+            client.script_load(self.scripts[name].source)
 
     def load_all(self) -> None:
+        self.functions = load_library(self._client, self.library)
         for name in self.scripts:
-            self._load(name)
+            self._client.script_load(self.scripts[name].source)
 
     def call(self, name: str, keys: Sequence[str], args: Sequence[bytes | str | int]) -> Any:
-        sha = self.scripts[name].sha
+        head = self.head(name)
+        if self._direct is not None:
+            try:
+                return self._direct.call(head, keys, args)
+            except ResponseError as exc:
+                if not isinstance(exc, REDIRECTIONS) and not is_missing(exc):
+                    raise
+                if is_missing(exc):
+                    self._load(name)
+                    head = head_of(self, name)
+            except Unreachable:
+                pass  # through the client: its retries
         try:
-            return self._client.evalsha(sha, len(keys), *keys, *args)
-        except NoScriptError:
+            return self._client.execute_command(*head, len(keys), *keys, *args)
+        except ResponseError as exc:
+            if not is_missing(exc):
+                raise
             self._load(name)
-            return self._client.evalsha(sha, len(keys), *keys, *args)
+            head = head_of(self, name)
+            return self._client.execute_command(*head, len(keys), *keys, *args)
 
     def call_many(self, calls: Sequence[Call]) -> list[Any]:
         """Run ``calls`` pipelined, one round trip per Redis node; results in order."""
@@ -164,10 +221,7 @@ class ScriptRunner:
             client = cluster.get_redis_connection(cluster.get_node_from_key(calls[0][1][0]))
         pool = client.connection_pool
         connection = pool.get_connection()
-        commands = [
-            ("EVALSHA", self.scripts[name].sha, len(keys), *keys, *args)
-            for name, keys, args in calls
-        ]
+        commands = [(*self.head(name), len(keys), *keys, *args) for name, keys, args in calls]
         try:
             connection.send_packed_command(connection.pack_commands(commands))
         except BaseException:
@@ -190,13 +244,13 @@ class ScriptRunner:
             pipe = client.pipeline(transaction=False)
             for index in pending:
                 name, keys, args = calls[index]
-                pipe.evalsha(self.scripts[name].sha, len(keys), *keys, *args)
+                pipe.execute_command(*self.head(name), len(keys), *keys, *args)
             replies = pipe.execute(raise_on_error=False)
             refused, redirected = sort_replies(calls, pending, replies, results, per_node)
             if not refused:
                 return redirected
             for name in sorted({calls[index][0] for index in refused}):
-                client.script_load(self.scripts[name].source)
+                self._load(name, client)
             pending = refused
         raise NoScriptError(_KEPT_DISAPPEARING)
 
@@ -214,7 +268,7 @@ def sort_replies(
     moved: send them through the cluster client). Any other error is raised."""
     refused, redirected = [], []
     for index, reply in zip(pending, replies, strict=True):
-        if isinstance(reply, NoScriptError):
+        if is_missing(reply):
             refused.append(index)
         elif per_node and isinstance(reply, REDIRECTIONS):
             redirected.append(index)
@@ -253,7 +307,7 @@ class PendingCalls:
         finally:
             self._pool.release(connection)
         for index, reply in enumerate(replies):
-            if isinstance(reply, (NoScriptError, *REDIRECTIONS)):
+            if is_missing(reply) or isinstance(reply, REDIRECTIONS):
                 name, keys, args = self._calls[index]
                 replies[index] = self._runner.call(name, keys, args)
             elif isinstance(reply, Exception):
@@ -263,12 +317,48 @@ class PendingCalls:
 
 class AsyncScriptRunner:
     """``ScriptRunner.call_many`` on an asyncio client (``redis.asyncio.Redis`` or its
-    ``RedisCluster``): the same calls, the same replies, NOSCRIPT reloads included. On a
-    cluster each call goes through the cluster client, which routes it by its first key and
-    follows redirections itself; on one server the calls are one pipeline."""
+    ``RedisCluster``): the same calls, the same replies, reloads included, and the sync
+    runner's scripts, library and answer about Functions. On a cluster each call goes
+    through the cluster client, which routes it by its first key and follows redirections
+    itself; on one server the calls are one pipeline."""
 
-    def __init__(self, scripts: dict[str, Script]) -> None:
-        self.scripts = scripts
+    def __init__(self, runner: ScriptRunner) -> None:
+        self._runner = runner
+        self.scripts = runner.scripts
+        self._heads: dict[Any, bytes] = {}  # packed command heads, shared by every loop's client
+        self._direct: tuple[Any, AsyncDirectCalls | None] | None = None  # the last client's
+
+    async def _head(self, client: Any, name: str) -> tuple[str, str]:
+        runner = self._runner
+        if runner.functions is None:
+            runner.functions = await aload_library(client, runner.library)
+        return head_of(self, name)
+
+    async def _load(self, client: Any, name: str) -> None:
+        runner = self._runner
+        if runner.functions and name in runner.library.functions:
+            runner.functions = await aload_library(client, runner.library)
+        if not runner.functions or name not in runner.library.functions:
+            await client.script_load(self.scripts[name].source)
+
+    async def call(
+        self, client: Any, name: str, keys: Sequence[str], args: Sequence[bytes | str | int]
+    ) -> Any:
+        """One call: written straight on a connection of ``client`` (``redis_wire``), else
+        (a cluster, a connection that failed, a flushed script cache) as ``call_many``."""
+        direct = self._direct
+        if direct is None or direct[0] is not client:
+            direct = self._direct = (client, AsyncDirectCalls.of(client, self._heads))
+        if direct[1] is not None:
+            head = await self._head(client, name)
+            try:
+                return await direct[1].acall(head, keys, args)
+            except ResponseError as exc:
+                if not is_missing(exc):
+                    raise
+            except Unreachable:
+                pass  # the usual way: it reloads the script, or has the client retry
+        return (await self.call_many(client, [(name, keys, args)]))[0]
 
     async def call_many(self, client: Any, calls: Sequence[Call]) -> list[Any]:
         results: list[Any] = [None] * len(calls)
@@ -279,17 +369,19 @@ class AsyncScriptRunner:
             if not refused:
                 return results
             for name in sorted({calls[index][0] for index in refused}):
-                await client.script_load(self.scripts[name].source)
+                await self._load(client, name)
             pending = refused
         raise NoScriptError(_KEPT_DISAPPEARING)
 
     async def _send(self, client: Any, calls: Sequence[Call]) -> list[Any]:
         commands: list[tuple[Any, ...]] = [
-            (self.scripts[name].sha, len(keys), *keys, *args) for name, keys, args in calls
+            (*(await self._head(client, name)), len(keys), *keys, *args)
+            for name, keys, args in calls
         ]
         if isinstance(client, AsyncRedisCluster):
             replies = await asyncio.gather(
-                *(client.evalsha(*command) for command in commands), return_exceptions=True
+                *(client.execute_command(*command) for command in commands),
+                return_exceptions=True,
             )
             for reply in replies:
                 if isinstance(reply, BaseException) and not isinstance(reply, Exception):
@@ -297,6 +389,16 @@ class AsyncScriptRunner:
             return list(replies)
         pipe = client.pipeline(transaction=False)
         for command in commands:
-            pipe.evalsha(*command)
+            pipe.execute_command(*command)
         replies = await pipe.execute(raise_on_error=False)
         return list(replies)
+
+
+def head_of(runner: ScriptRunner | AsyncScriptRunner, name: str) -> tuple[str, str]:
+    """The command a call of ``name`` opens with, by what the runner knows now."""
+    library = runner.library if isinstance(runner, ScriptRunner) else runner._runner.library
+    functions = runner.functions if isinstance(runner, ScriptRunner) else runner._runner.functions
+    function = library.functions.get(name) if functions else None
+    if function is not None:
+        return ("FCALL", function)
+    return ("EVALSHA", runner.scripts[name].sha)

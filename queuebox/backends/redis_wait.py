@@ -20,11 +20,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from redis.cluster import RedisCluster
-from redis.exceptions import NoScriptError
 
 from queuebox.backends.base import JobRecord
 from queuebox.backends.redis_calls import claim_call
 from queuebox.backends.redis_codec import ClaimedBatch
+from queuebox.backends.redis_functions import is_missing
 from queuebox.backends.redis_keys import KeyCache, check_queue, wake_list
 from queuebox.backends.redis_registry import QueueRegistry
 from queuebox.backends.redis_scripts import REDIRECTIONS, ScriptRunner
@@ -98,9 +98,9 @@ class Waiting:
             wait = min(wait, float(socket_timeout) / 2)
         pipe = client.pipeline(transaction=False)
         pipe.blpop([wake_list(self._keys.prefix, queue)], timeout=round(wait, 3))
-        pipe.evalsha(self._scripts.scripts["claim"].sha, len(keys), *keys, *args)
+        pipe.execute_command(*self._scripts.head("claim"), len(keys), *keys, *args)
         _, reply = pipe.execute(raise_on_error=False)
-        if isinstance(reply, NoScriptError):
+        if is_missing(reply):
             self._scripts.load_all()
             return None
         if isinstance(reply, REDIRECTIONS) and isinstance(self._client, RedisCluster):

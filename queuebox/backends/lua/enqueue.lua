@@ -31,5 +31,5 @@ for position = 1, #jobs / JOB_VALUES do
   end
 end
 flush_batch(batch, now)
-if batch.seq ~= batch.start then wake(ARGV[1], ARGV[2], batch.ready) end
+if batch.seq ~= batch.start then wake(ARGV[1], ARGV[2], batch.ready, batch.paused) end
 return out

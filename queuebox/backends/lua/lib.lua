@@ -53,18 +53,30 @@ local KEPT_FIELDS = 7
 -- 9999-12-31T23:59:59Z in ms, the latest time any store can hold (records.LATEST_RUN_AT): no
 -- script stores a later run_at, or a client could not read the record
 local RUN_AT_LATEST = 253402300799000
-local tunpack = table.unpack or unpack -- Lua 5.1 in Redis, 5.4 in some test servers
+-- table.unpack (Lua 5.4 in some test servers) or unpack (Lua 5.1 in Redis), set by bind: a
+-- library loaded as Redis Functions may not read the globals while it loads
+local tunpack
 
-local BASE = string.sub(KEYS[1], 1, -5) -- the key prefix of this queue, "meta" removed
-local Q = {
-  meta = KEYS[1], jobs = KEYS[2], sidx = KEYS[3], ridx = KEYS[4],
-  running = KEYS[5], failed = KEYS[6], done = KEYS[7], unique = KEYS[8], ticks = KEYS[9],
-  cancelled = KEYS[10], cancelling = KEYS[11],
-  sbucket = BASE .. 's:', rbucket = BASE .. 'r:', wake = BASE .. 'wake',
-  snum = BASE .. 'snum', rnum = BASE .. 'rnum',
-  kidx = BASE .. 'kidx', ktimer = BASE .. 'ktimer', klist = BASE .. 'klist',
-  name = string.match(KEYS[1], '{([^}]*)}:meta$'), -- the queue's name (names hold no braces)
-}
+-- The queue a call works on: BASE, its keys' common prefix ("meta" removed), and Q, its keys
+-- (bind(KEYS) opens every call; as a Redis Function, the library's own values persist from
+-- call to call, so Q is rebuilt only when the queue changes).
+local BASE, Q
+
+local function bind(keys)
+  tunpack = tunpack or table.unpack or unpack
+  if Q and Q.meta == keys[1] then return end
+  BASE = string.sub(keys[1], 1, -5)
+  Q = {
+    meta = keys[1], jobs = keys[2], sidx = keys[3], ridx = keys[4],
+    running = keys[5], failed = keys[6], done = keys[7], unique = keys[8], ticks = keys[9],
+    cancelled = keys[10], cancelling = keys[11],
+    sbucket = BASE .. 's:', rbucket = BASE .. 'r:', wake = BASE .. 'wake',
+    snum = BASE .. 'snum', rnum = BASE .. 'rnum',
+    kidx = BASE .. 'kidx', ktimer = BASE .. 'ktimer', klist = BASE .. 'klist',
+    name = string.match(keys[1], '{([^}]*)}:meta$'), -- the queue's name (names hold no braces)
+  }
+end
+
 local WAKE_MAX = 16
 
 local function int(x)
@@ -83,9 +95,11 @@ end
 -- Tell idle workers that the queue may have work: on the pub/sub channel (workers waiting on
 -- several queues re-check when the next job is due), and with one token per job that is ready
 -- now (ready, at most WAKE_MAX) on the queue's wake list. Nothing for a paused queue: its
--- workers could claim nothing (resume wakes them).
-local function wake(channel, queue, ready)
-  if paused() then return end
+-- workers could claim nothing (resume wakes them). is_paused, when the caller read the flag
+-- already (new_batch does), saves reading it again.
+local function wake(channel, queue, ready, is_paused)
+  if is_paused == nil then is_paused = paused() end
+  if is_paused then return end
   redis.call('PUBLISH', channel, queue)
   if ready < 1 then return end
   local tokens = {}

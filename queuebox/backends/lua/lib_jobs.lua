@@ -113,11 +113,13 @@ end
 -- records and bucket entries are written by flush_batch with one command per bucket or per
 -- 500 values rather than several per job. Due limited jobs go to their key's buckets at once;
 -- each key is reviewed once per batch.
-local function new_batch() -- also reads whether the queue is registered (meta 'reg')
-  local meta = redis.call('HMGET', Q.meta, 'seq', 'reg')
+-- new_batch also reads, in the same command, whether the queue is registered (meta 'reg')
+-- and whether it is paused (for wake: the enqueue's hot path).
+local function new_batch()
+  local meta = redis.call('HMGET', Q.meta, 'seq', 'reg', 'paused')
   local seq = tonumber(meta[1] or '0')
   return {seq = seq, start = seq, ready = 0, records = {}, pending = {}, buckets = {}, order = {},
-          keys = {}, key_order = {}, registered = meta[2] and 1 or 0}
+          keys = {}, key_order = {}, registered = meta[2] and 1 or 0, paused = meta[3] ~= false}
 end
 
 local function batch_place(batch, n, priority, run_at, now)

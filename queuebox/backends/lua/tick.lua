@@ -23,5 +23,5 @@ local batch = new_batch()
 local n, run_at, held = insert(batch, now, tunpack(job))
 flush_batch(batch, now)
 out[4], out[5], out[6] = int(n), int(run_at), held
-if held == '' then wake(ARGV[1], ARGV[2], batch.ready) end
+if held == '' then wake(ARGV[1], ARGV[2], batch.ready, batch.paused) end
 return out
