@@ -1,0 +1,82 @@
+"""``FlowControl`` on PostgreSQL: paused queues, and the limits of ``NewJob.limit_key``
+enforced inside the claim's transaction, on the server's clock, across every worker.
+
+Under READ COMMITTED one statement cannot both serialize with other claims and count what
+they committed: its snapshot is taken before it could wait for them. So while jobs with a
+key may run in the claimed queues, a claim is one transaction of two statements
+(``sql/postgres.sql``): ``lock_limit_keys`` tries a transaction-scoped advisory lock per
+(table, queue, key) without waiting (a key another claim holds is skipped, as ``SKIP LOCKED``
+skips a row), then ``claim_limited`` takes its new snapshot, counts each locked key's live
+locks and recent starts, and claims within them. See ``docs/flow-control.md``.
+
+Otherwise the claim is the plain one-statement ``claim``, which never takes a keyed job and
+claims nothing while one may run (one index seek): only then does the store ask
+``any_limited`` and run the two-statement claim. A store that just ran it goes straight to
+it, until ``lock_limit_keys`` finds no key.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from queuebox.backends.base import JobRecord, Row
+from queuebox.backends.sql.flow import SQLFlowControl
+
+__all__ = ["PostgresFlowControl"]
+
+
+class PostgresFlowControl(SQLFlowControl):
+    """``SQLFlowControl`` with the PostgreSQL claim: a per-key advisory lock before the count."""
+
+    sql_queries: ClassVar[frozenset[str]] = frozenset({"lock_limit_keys"})
+
+    #: Whether the last claim found jobs with a key (then the next one starts with them).
+    _keyed_seen: bool = False
+
+    def _claim_query(self, params: dict[str, Any]) -> str:
+        # The plain claim checks for keyed jobs itself (it takes nothing while one may run):
+        # no extra round trip before it.
+        return "claim"
+
+    def claim(
+        self,
+        worker_id: str,
+        queues: Sequence[str] | None,
+        *,
+        limit: int = 1,
+        lease: float,
+    ) -> list[JobRecord]:
+        if limit < 1 or (queues is not None and not queues):
+            return []
+        wanted = None if queues is None else list(dict.fromkeys(queues))
+        if not self._keyed_seen:
+            records = super().claim(worker_id, wanted, limit=limit, lease=lease)
+            if records or not self._read("any_limited", {"queues": wanted})[0]["found"]:
+                return records
+        params = {
+            "worker_id": worker_id,
+            "queues": wanted,
+            "limit": limit,
+            "lease": self._seconds_param(lease),
+            "nonce": secrets.token_hex(16),  # as SQLStore.claim: fresh random text
+        }
+        records = self._records(self._claim_limited(params), with_token=True)
+        records.sort(key=lambda job: (job.priority, job.run_at, int(job.id)))
+        return records
+
+    def _claim_limited(self, params: dict[str, Any]) -> list[Row]:
+        with self._session() as connection, self._transaction(connection):
+            keys = self._rows(connection, "lock_limit_keys", {"queues": params["queues"]})
+            self._keyed_seen = bool(keys)
+            held = [key for key in keys if key["locked"]]
+            return self._rows(
+                connection,
+                "claim_limited",
+                {
+                    **params,
+                    "key_queues": [key["queue"] for key in held],
+                    "key_names": [key["limit_key"] for key in held],
+                },
+            )
