@@ -3,16 +3,17 @@ enforced inside the claim's transaction, on the server's clock, across every wor
 
 Under READ COMMITTED one statement cannot both serialize with other claims and count what
 they committed: its snapshot is taken before it could wait for them. So while jobs with a
-key may run in the claimed queues, a claim is one transaction of two statements
-(``sql/postgres.sql``): ``lock_limit_keys`` tries a transaction-scoped advisory lock per
-(table, queue, key) without waiting (a key another claim holds is skipped, as ``SKIP LOCKED``
-skips a row), then ``claim_limited`` takes its new snapshot, counts each locked key's live
+key may run in the claimed queues, a claim is ``claim_limited`` (``sql/postgres.sql``): two
+statements sent as one string in one round trip, which PostgreSQL runs as one implicit
+transaction. The first tries a transaction-scoped advisory lock per (table, queue, key)
+without waiting (a key another claim holds is skipped, as ``SKIP LOCKED`` skips a row); the
+second takes its own snapshot after those locks are held, counts each locked key's live
 locks and recent starts, and claims within them. See ``docs/flow-control.md``.
 
 Otherwise the claim is the plain one-statement ``claim``, which never takes a keyed job and
-claims nothing while one may run (one index seek): only then does the store ask
-``any_limited`` and run the two-statement claim. A store that just ran it goes straight to
-it, until ``lock_limit_keys`` finds no key.
+claims nothing while one may run (one index seek): only when it comes back empty does the
+store run ``claim_limited``, and after a claim that found keys the next one starts with it,
+until ``claim_limited`` finds no key.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from typing import Any, ClassVar
+
+import psycopg
+from psycopg.rows import dict_row
 
 from queuebox.backends.base import JobRecord, Row
 from queuebox.backends.sql.flow import SQLFlowControl
@@ -30,7 +34,7 @@ __all__ = ["PostgresFlowControl"]
 class PostgresFlowControl(SQLFlowControl):
     """``SQLFlowControl`` with the PostgreSQL claim: a per-key advisory lock before the count."""
 
-    sql_queries: ClassVar[frozenset[str]] = frozenset({"lock_limit_keys"})
+    sql_queries: ClassVar[frozenset[str]] = frozenset({"lock_limit_keys", "claim_held_keys"})
 
     #: Whether the last claim found jobs with a key (then the next one starts with them).
     _keyed_seen: bool = False
@@ -53,7 +57,7 @@ class PostgresFlowControl(SQLFlowControl):
         wanted = None if queues is None else list(dict.fromkeys(queues))
         if not self._keyed_seen:
             records = super().claim(worker_id, wanted, limit=limit, lease=lease)
-            if records or not self._read("any_limited", {"queues": wanted})[0]["found"]:
+            if records:
                 return records
         params = {
             "worker_id": worker_id,
@@ -67,16 +71,12 @@ class PostgresFlowControl(SQLFlowControl):
         return records
 
     def _claim_limited(self, params: dict[str, Any]) -> list[Row]:
-        with self._session() as connection, self._transaction(connection):
-            keys = self._rows(connection, "lock_limit_keys", {"queues": params["queues"]})
-            self._keyed_seen = bool(keys)
-            held = [key for key in keys if key["locked"]]
-            return self._rows(
-                connection,
-                "claim_limited",
-                {
-                    **params,
-                    "key_queues": [key["queue"] for key in held],
-                    "key_names": [key["limit_key"] for key in held],
-                },
-            )
+        with self._session() as connection:
+            # Client-side binding lets one execute carry both statements (server-side
+            # binding takes one statement per message); psycopg quotes every value.
+            cursor = psycopg.ClientCursor(connection, row_factory=dict_row)
+            cursor.execute(self._queries["claim_limited"], self._bind(params))
+            locked = cursor.fetchone()
+            self._keyed_seen = bool(locked and locked["keys"])
+            cursor.nextset()
+            return self._fetch(cursor)

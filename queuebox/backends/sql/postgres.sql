@@ -393,32 +393,56 @@ SELECT EXISTS (
     SELECT 1 FROM {jobs} WHERE {% keyed %} AND {% in_queues %} AND {% not_paused %}
 ) AS found
 
--- name: lock_limit_keys
--- The first statement of a claim while keyed jobs exist, in the claim's transaction: every
--- key of these queues, each with a transaction-scoped advisory lock on (table, queue, key)
--- tried without waiting. A key another claim holds is skipped for this claim, as FOR UPDATE
--- SKIP LOCKED skips a row: nobody waits, so no order of keys can deadlock. claim_limited,
--- the next statement, takes a new snapshot (READ COMMITTED) after these locks are held, so
--- its counts include every lock and start that a previous holder of a key committed, and
--- no other claim can change them until this transaction ends.
-WITH RECURSIVE {% limit_keys %}
-SELECT queue, limit_key,
-       pg_try_advisory_xact_lock(hashtextextended(
-           {lock_space} || ':' || length(queue) || ':' || queue || limit_key, 0
-       )) AS locked
-FROM waiting_key
-WHERE {% not_paused %}
-
 -- name: claim_limited
--- The claim while keyed jobs exist: the best due jobs without a key (as claim) and, of each
--- key whose lock lock_limit_keys took (%(key_queues)s, %(key_names)s), no more due jobs than
--- its slots, one ordered index walk each that stops there: a key at its limit reads none of
--- its jobs. The best %(limit)s of both are locked. Times that count against limits are the
--- clock after the key locks were taken (clock_timestamp, not the transaction's start), so
--- the starts of one key are stamped in the order its claims held its lock.
+-- The claim while jobs with a key may run in these queues: two statements in one string,
+-- which the adapter sends in one round trip (client-side binding). PostgreSQL runs them as
+-- one implicit transaction, and under READ COMMITTED gives each statement its own
+-- snapshot, taken when it starts: the second one counts after the first took the locks.
+{% lock_keys %};
+{% keyed_claim %}
+
+-- name: lock_limit_keys
+-- The first statement of claim_limited alone (for EXPLAIN in tests and benchmarks).
+{% lock_keys %}
+
+-- name: claim_held_keys
+-- The second statement of claim_limited alone.
+{% keyed_claim %}
+
+-- fragment: lock_keys
+-- Every key of these queues, each with a transaction-scoped advisory lock on (table, queue,
+-- key) tried without waiting. A key another claim holds is skipped by this claim, as FOR
+-- UPDATE SKIP LOCKED skips a row: nobody waits, so no order of keys can deadlock. The keys
+-- locked are left in a transaction-local setting for the next statement, which no other
+-- claim can then change the counts of until this transaction ends. "keys" says whether any
+-- key exists at all (the store goes back to the plain claim when none does).
+SELECT count(*) AS keys,
+       set_config('queuebox.limit_keys', coalesce(
+           json_agg(json_build_array(queue, limit_key)) FILTER (WHERE locked), '[]'
+       )::text, true) AS held
+FROM (
+    WITH RECURSIVE {% limit_keys %}
+    SELECT queue, limit_key,
+           pg_try_advisory_xact_lock(hashtextextended(
+               {lock_space} || ':' || length(queue) || ':' || queue || limit_key, 0
+           )) AS locked
+    FROM waiting_key
+    WHERE {% not_paused %}
+) AS key
+
+-- fragment: keyed_claim
+-- The best due jobs without a key (as claim) and, of each key whose lock lock_keys took, no
+-- more due jobs than its slots, one ordered index walk each that stops there: a key at its
+-- limit reads none of its jobs. The best %(limit)s of both are locked. Times that count
+-- against limits are the clock after the key locks were taken (clock_timestamp, not the
+-- transaction's start), so the starts of one key are stamped in the order its claims held
+-- its lock.
 WITH clock AS MATERIALIZED (SELECT clock_timestamp() AS now),
 key AS MATERIALIZED (
-    SELECT * FROM unnest(%(key_queues)s::text[], %(key_names)s::text[]) AS key(queue, limit_key)
+    SELECT held ->> 0 AS queue, held ->> 1 AS limit_key
+    FROM json_array_elements(
+        coalesce(nullif(current_setting('queuebox.limit_keys', true), ''), '[]')::json
+    ) AS held
 ),
 {% key_slots %},
 free_taken AS MATERIALIZED (
