@@ -174,11 +174,9 @@ def _claim_buffers(adapter: PostgresAdapter, conn: psycopg.Connection[Any]) -> i
         "nonce": "n",
     }
     with conn.transaction(force_rollback=True):
-        keys = conn.execute(adapter.query("lock_limit_keys"), params).fetchall()
-        params["key_queues"] = [row[0] for row in keys if row[2]]
-        params["key_names"] = [row[1] for row in keys if row[2]]
+        conn.execute(adapter.query("lock_limit_keys"), params)  # as claim_limited does
         explain = sql.SQL("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ") + adapter.query(
-            "claim_limited"
+            "claim_held_keys"
         )
         row = conn.execute(explain, params).fetchone()
     assert row is not None
