@@ -236,3 +236,31 @@ def test_rate_limited_starts_are_pruned(
     starts = sql.Identifier(pg_schema, "queuebox_jobs_starts")
     row = admin.execute(sql.SQL("SELECT count(*) FROM {}").format(starts)).fetchone()
     assert row == (2,)
+
+
+@pytest.mark.parametrize("queues", [None, ["bench"]])
+def test_the_claim_walks_its_index_when_the_table_holds_one_queue(
+    adapter: PostgresAdapter, admin: psycopg.Connection[Any], pg_schema: str, queues: Any
+) -> None:
+    """The paused-queue filter must not look selective to the planner: estimated alone, it
+    kept no row of a table with one queue, and the claim sorted every due job."""
+    adapter.migrate()
+    jobs = sql.Identifier(pg_schema, "queuebox_jobs")
+    admin.execute(
+        sql.SQL(
+            "INSERT INTO {} (name, handler, queue, priority, run_at)"
+            " SELECT 'J', '{{}}', 'bench', 50, now() FROM generate_series(1, 10000)"
+        ).format(jobs)
+    )
+    admin.execute(sql.SQL("ANALYZE {}").format(jobs))
+    values = {"worker_id": "w", "queues": queues, "limit": 1, "lease": 60.0, "nonce": "n"}
+    walks = {
+        "claim": ("CTE candidates", "->  Nested Loop"),
+        "claim_held_keys": ("CTE free_taken", "CTE keyed_taken"),
+    }
+    for name, (begin, end) in walks.items():
+        explain = sql.SQL("EXPLAIN (FORMAT TEXT, COSTS OFF) ") + adapter.query(name)
+        plan = "\n".join(row[0] for row in admin.execute(explain, values))
+        walk = plan.split(begin, 1)[1].split(end, 1)[0]
+        assert "Sort" not in walk and "Seq Scan on queuebox_jobs " not in walk, plan
+        assert "Index Scan using queuebox_jobs_" in walk, plan

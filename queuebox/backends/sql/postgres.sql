@@ -38,9 +38,13 @@ unnest(%(ids)s::bigint[], %(tokens)s::text[]) AS ack(id, token)
 (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
 
 -- fragment: not_paused
--- A paused queue is never claimed (FlowControl). ARRAY(...) is read once per statement (an
--- InitPlan) and <> ALL is a plain filter, so the claim still walks its index in order.
-queue <> ALL (ARRAY(SELECT queue FROM {paused}))
+-- A paused queue is never claimed (FlowControl). Both subqueries are read once per
+-- statement (InitPlans) and the test is a plain filter, so the claim still walks its index
+-- in order. The first one is for the planner: it cannot know the paused list, and alone
+-- "queue <> ALL (...)" is estimated to keep almost no row when the table holds few distinct
+-- queues (none with one queue), which made it sort every due job instead of walking the
+-- index and stopping after LIMIT.
+(NOT EXISTS (SELECT 1 FROM {paused}) OR queue <> ALL (ARRAY(SELECT queue FROM {paused})))
 
 -- fragment: keyed
 -- A job with a flow-control key that may run or runs (the partial index {keyed_index}).
