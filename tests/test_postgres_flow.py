@@ -20,6 +20,7 @@ from psycopg import sql
 
 from queuebox.backends.base import FlowControl, JobRecord
 from queuebox.backends.postgres import SCHEMA_VERSION, PostgresAdapter
+from queuebox.backends.sql.extras import SQLPipelinedClaims
 from queuebox.testing.flow import limited_job
 from queuebox.testing.support import new_job
 
@@ -264,3 +265,23 @@ def test_the_claim_walks_its_index_when_the_table_holds_one_queue(
         walk = plan.split(begin, 1)[1].split(end, 1)[0]
         assert "Sort" not in walk and "Seq Scan on queuebox_jobs " not in walk, plan
         assert "Index Scan using queuebox_jobs_" in walk, plan
+
+
+def test_a_fused_claim_built_on_the_sql_base_keeps_the_limits(pg_url: str) -> None:
+    """PostgreSQL declares no fused claim (autocommit makes SQLPipelinedClaims a loss); one
+    built on the SQL base's claim path, as SQLPipelinedClaims is, keeps limits and pauses."""
+
+    class Fused(PostgresAdapter, SQLPipelinedClaims):
+        pass
+
+    with closing(Fused(pg_url)) as store:
+        store.schedule([limited_job("k", queue="q", max_concurrency=1) for _ in range(3)])
+        _, first = store.complete_and_claim([], worker_id="w", queue="q", limit=5, lease=LEASE)
+        assert len(first) == 1
+        acks = [(first[0].id, first[0].lock_token or "")]
+        done, again = store.complete_and_claim(acks, worker_id="w", queue="q", limit=5, lease=LEASE)
+        assert done == [True] and len(again) == 1, "the slot frees with the acknowledgement"
+        store.pause("q")
+        acks = [(again[0].id, again[0].lock_token or "")]
+        _, paused = store.complete_and_claim(acks, worker_id="w", queue="q", limit=5, lease=LEASE)
+        assert paused == []

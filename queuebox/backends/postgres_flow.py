@@ -18,14 +18,12 @@ until ``claim_limited`` finds no key.
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import psycopg
 from psycopg.rows import dict_row
 
-from queuebox.backends.base import JobRecord, Row
+from queuebox.backends.base import Row
 from queuebox.backends.sql.flow import SQLFlowControl
 
 __all__ = ["PostgresFlowControl"]
@@ -44,31 +42,14 @@ class PostgresFlowControl(SQLFlowControl):
         # no extra round trip before it.
         return "claim"
 
-    def claim(
-        self,
-        worker_id: str,
-        queues: Sequence[str] | None,
-        *,
-        limit: int = 1,
-        lease: float,
-    ) -> list[JobRecord]:
-        if limit < 1 or (queues is not None and not queues):
-            return []
-        wanted = None if queues is None else list(dict.fromkeys(queues))
+    def _claim_rows(self, params: dict[str, Any]) -> list[Row]:
+        # Every claim of the SQL base goes through here (claim, and a fused claim such as
+        # SQLPipelinedClaims.complete_and_claim), so each one keeps the limits.
         if not self._keyed_seen:
-            records = super().claim(worker_id, wanted, limit=limit, lease=lease)
-            if records:
-                return records
-        params = {
-            "worker_id": worker_id,
-            "queues": wanted,
-            "limit": limit,
-            "lease": self._seconds_param(lease),
-            "nonce": secrets.token_hex(16),  # as SQLStore.claim: fresh random text
-        }
-        records = self._records(self._claim_limited(params), with_token=True)
-        records.sort(key=lambda job: (job.priority, job.run_at, int(job.id)))
-        return records
+            rows = super()._claim_rows(params)
+            if rows:
+                return rows
+        return self._claim_limited(params)
 
     def _claim_limited(self, params: dict[str, Any]) -> list[Row]:
         with self._session() as connection:
