@@ -4,7 +4,8 @@ A dialect of the SQL base (``queuebox.backends.sql.SQLStore``). One autocommit c
 adapter serves every call behind a lock (a worker's heartbeat thread calls ``extend_many``
 while its main thread claims and completes); a second connection, opened by the first
 ``wait_for_work``, only LISTENs. Each claim is one ``UPDATE`` over a ``SELECT ... FOR UPDATE
-SKIP LOCKED``; inserts take 1,000 jobs per statement through ``unnest``; all SQL lives in
+SKIP LOCKED`` (two statements in one round trip while jobs with a flow-control key exist:
+``postgres_flow.py``); inserts take 1,000 jobs per statement through ``unnest``; all SQL lives in
 ``sql/postgres.sql``. When the server drops a connection, the call in flight raises
 ``StorageUnavailable`` and the next call opens a new one; a forked child never touches its
 parent's connections. See ``docs/postgres.md``.
