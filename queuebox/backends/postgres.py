@@ -4,7 +4,8 @@ A dialect of the SQL base (``queuebox.backends.sql.SQLStore``). One autocommit c
 adapter serves every call behind a lock (a worker's heartbeat thread calls ``extend_many``
 while its main thread claims and completes); a second connection, opened by the first
 ``wait_for_work``, only LISTENs. Each claim is one ``UPDATE`` over a ``SELECT ... FOR UPDATE
-SKIP LOCKED``; inserts take 1,000 jobs per statement through ``unnest``; all SQL lives in
+SKIP LOCKED`` (two statements in one round trip while jobs with a flow-control key exist:
+``postgres_flow.py``); inserts take 1,000 jobs per statement through ``unnest``; all SQL lives in
 ``sql/postgres.sql``. When the server drops a connection, the call in flight raises
 ``StorageUnavailable`` and the next call opens a new one; a forked child never touches its
 parent's connections. See ``docs/postgres.md``.
@@ -22,6 +23,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
 from queuebox.backends.base import Capabilities, JobRecord, NewJob, Row, TransactionalEnqueue
+from queuebox.backends.postgres_flow import PostgresFlowControl
 from queuebox.backends.postgres_support import (
     URL_OPTIONS,
     NotifyWatch,
@@ -48,13 +50,18 @@ from queuebox.errors import (
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "URL_OPTIONS", "PostgresAdapter"]
 
 #: Named queries that build each schema version, in order: the position is the version.
-MIGRATIONS = ("migrate_v1", "migrate_v2", "migrate_v3")
+MIGRATIONS = ("migrate_v1", "migrate_v2", "migrate_v3", "migrate_v4")
 SCHEMA_VERSION = len(MIGRATIONS)
 DEFAULT_TABLE = "queuebox_jobs"
 
 
 class PostgresAdapter(
-    PostgresMonitor, SQLRecurring, SQLCancellation, SQLStore, TransactionalEnqueue
+    PostgresMonitor,
+    PostgresFlowControl,
+    SQLRecurring,
+    SQLCancellation,
+    SQLStore,
+    TransactionalEnqueue,
 ):
     """Jobs in one PostgreSQL table, claimed with ``FOR UPDATE SKIP LOCKED``.
 
@@ -138,6 +145,18 @@ class PostgresAdapter(
             "queue_index": sql.Identifier(f"{table}_queue_idx"),
             "unique_index": sql.Identifier(f"{table}_unique_idx"),
             "next_statistics": identifier(self.schema, f"{table}_next_stats"),
+            # DROP INDEX names an index with its schema; CREATE INDEX puts it in the table's.
+            "due_index_qualified": identifier(self.schema, f"{table}_due_idx"),
+            "next_index_qualified": identifier(self.schema, f"{table}_next_idx"),
+            "queue_index_qualified": identifier(self.schema, f"{table}_queue_idx"),
+            # Flow control (postgres_flow.py); every suffix keeps a 48-byte table's names
+            # within PostgreSQL's 63 bytes.
+            "paused": identifier(self.schema, f"{table}_paused"),
+            "starts": identifier(self.schema, f"{table}_starts"),
+            "keyed_index": sql.Identifier(f"{table}_keyed_idx"),
+            "running_index": sql.Identifier(f"{table}_running_idx"),
+            "starts_index": sql.Identifier(f"{table}_starts_idx"),
+            "lock_space": sql.Literal(f"queuebox.limit:{qualified}"),
             "channel": sql.Literal(self.channel),
             "channel_name": sql.Identifier(self.channel),
         }

@@ -11,6 +11,9 @@
 --   {due_index} {next_index} {queue_index} {unique_index} {next_statistics}  index and
 --                statistics names
 --   {channel}    the LISTEN/NOTIFY channel, as a string literal; {channel_name} as identifier
+--   {paused} {starts}  flow control's paused queues and recent starts of rate-limited keys;
+--                {keyed_index} {running_index} {starts_index} their indexes, {lock_space}
+--                the table's name as a literal, which makes its per-key advisory locks its own
 -- %(name)s are bound parameters; list parameters are arrays. Times come from the server:
 -- now() is the start of the statement's transaction, and every statement here runs in its
 -- own transaction unless the SQL base opens one. Durations (%(lease)s, %(delay)s) are seconds.
@@ -31,6 +34,113 @@ locked_at = NULL, locked_by = NULL, lock_expires_at = NULL, lock_token = NULL
 -- fragment: acks
 unnest(%(ids)s::bigint[], %(tokens)s::text[]) AS ack(id, token)
 
+-- fragment: in_queues
+(%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+
+-- fragment: not_paused
+-- A paused queue is never claimed (FlowControl). Both subqueries are read once per
+-- statement (InitPlans) and the test is a plain filter, so the claim still walks its index
+-- in order. The first one is for the planner: it cannot know the paused list, and alone
+-- "queue <> ALL (...)" is estimated to keep almost no row when the table holds few distinct
+-- queues (none with one queue), which made it sort every due job instead of walking the
+-- index and stopping after LIMIT.
+(NOT EXISTS (SELECT 1 FROM {paused}) OR queue <> ALL (ARRAY(SELECT queue FROM {paused})))
+
+-- fragment: keyed
+-- A job with a flow-control key that may run or runs (the partial index {keyed_index}).
+-- Jobs without a key are in {due_index}, {next_index} and {queue_index}, which hold only
+-- them: jobs held back by a limit cost the plain claim nothing.
+failed_at IS NULL AND completed_at IS NULL AND cancelled_at IS NULL AND limit_key IS NOT NULL
+
+-- fragment: free_candidates
+-- The best due jobs without a limit key, skipping rows another claim holds, with the
+-- fields of a lapsed lock that the WorkerLost note reads.
+SELECT id, priority, run_at, locked_by AS previous_owner,
+       lock_expires_at AT TIME ZONE 'UTC' AS previous_expiry
+FROM {jobs}
+WHERE failed_at IS NULL AND completed_at IS NULL AND cancelled_at IS NULL
+  AND limit_key IS NULL
+  AND greatest(run_at, lock_expires_at) <= now()
+  AND {% in_queues %} AND {% not_paused %}
+
+-- fragment: claim_set
+-- The lock a claim writes on each of its candidates (a CTE "candidates" with previous_owner
+-- and previous_expiry). attempts stops at the largest integer instead of overflowing
+-- (which would fail the whole claim): a job at the limit is still claimed, and then failed.
+-- The WorkerLost text must match records.reclaim_note (a test checks it). Each job's token
+-- is %(nonce)s (fresh random text from Python's secrets module per claim) and its id.
+UPDATE {jobs} AS job
+SET attempts = CASE WHEN job.attempts < 2147483647 THEN job.attempts + 1 ELSE job.attempts END,
+    locked_at = now(),
+    locked_by = %(worker_id)s,
+    lock_expires_at = now() + make_interval(secs => %(lease)s),
+    lock_token = %(nonce)s || '.' || job.id,
+    last_error = CASE
+        WHEN candidates.previous_owner IS NULL THEN job.last_error
+        ELSE 'WorkerLost: the lock held by worker ' || candidates.previous_owner
+            || ' expired at '
+            || coalesce(
+                to_char(candidates.previous_expiry, 'YYYY-MM-DD"T"HH24:MI:SS')
+                || CASE to_char(candidates.previous_expiry, 'US')
+                    WHEN '000000' THEN '' ELSE '.' || to_char(candidates.previous_expiry, 'US')
+                   END
+                || '+00:00',
+                'an unknown time')
+            || ' before the job finished; the job was claimed again'
+    END,
+    updated_at = now()
+FROM candidates
+WHERE job.id = candidates.id
+
+-- fragment: limit_keys
+-- Every (queue, limit key) with a job of {keyed_index} in %(queues)s, one index seek each
+-- (a skip scan: the next key after the one before), so that 10,000 jobs of one key cost one
+-- step, not 10,000. Needs WITH RECURSIVE.
+waiting_key(queue, limit_key) AS (
+    (SELECT queue, limit_key FROM {jobs}
+     WHERE {% keyed %} AND {% in_queues %}
+     ORDER BY queue, limit_key LIMIT 1)
+    UNION ALL
+    SELECT later.queue, later.limit_key
+    FROM waiting_key AS previous CROSS JOIN LATERAL (
+        SELECT queue, limit_key FROM {jobs}
+        WHERE {% keyed %} AND {% in_queues %}
+          AND (queue, limit_key) > (previous.queue, previous.limit_key)
+        ORDER BY queue, limit_key LIMIT 1
+    ) AS later
+)
+
+-- fragment: key_slots
+-- How many jobs of each key of the CTE "key" (queue, limit_key) may start at (SELECT now
+-- FROM clock): its free run slots (its live locks, counted from {running_index}, so a lapsed
+-- lock frees its slot by itself and nothing is counted up or down that could leak) and its
+-- starts left in the rate window ({starts}). The limits are those of the key's best job: a
+-- job class gives every job of a key the same.
+key_limit AS MATERIALIZED (
+    SELECT key.queue, key.limit_key, best.max_concurrency, best.rate_count
+    FROM key CROSS JOIN LATERAL (
+        SELECT max_concurrency, rate_count FROM {jobs}
+        WHERE queue = key.queue AND limit_key = key.limit_key AND {% keyed %}
+        ORDER BY priority, run_at, id LIMIT 1
+    ) AS best
+),
+key_slot AS MATERIALIZED (
+    SELECT queue, limit_key, least(
+        coalesce(max_concurrency - (
+            SELECT count(*) FROM {jobs} AS running
+            WHERE running.queue = key_limit.queue AND running.limit_key = key_limit.limit_key
+              AND running.locked_at IS NOT NULL
+              AND running.lock_expires_at > (SELECT now FROM clock)
+        ), 2147483647),
+        coalesce(rate_count - (
+            SELECT count(*) FROM {starts} AS started
+            WHERE started.queue = key_limit.queue AND started.limit_key = key_limit.limit_key
+              AND started.expires_at > (SELECT now FROM clock)
+        ), 2147483647)
+    ) AS slots
+    FROM key_limit
+)
+
 -- fragment: notify_changed
 -- A NOTIFY for each queue of the rows a write returned in the CTE "changed", sent at commit.
 SELECT pg_notify({channel}, queue) FROM changed
@@ -49,16 +159,20 @@ unique_key = CASE WHEN cancelled_at IS NULL THEN unique_key END
 -- notification is sent at commit: at once in autocommit, else with the caller's commit.
 WITH inserted AS (
     INSERT INTO {jobs} AS job
-        (name, handler, queue, priority, run_at, created_at, updated_at, unique_key)
+        (name, handler, queue, priority, run_at, created_at, updated_at, unique_key,
+         limit_key, max_concurrency, rate_count, rate_per)
     SELECT new_job.name, new_job.handler, new_job.queue, new_job.priority,
            coalesce(new_job.run_at, now() + make_interval(secs => new_job.delay)),
-           now(), now(), new_job.unique_key
+           now(), now(), new_job.unique_key,
+           new_job.limit_key, new_job.max_concurrency, new_job.rate_count, new_job.rate_per
     FROM unnest(
         %(names)s::text[], %(handlers)s::text[], %(queues)s::text[],
         %(priorities)s::integer[], %(run_ats)s::timestamptz[], %(delays)s::float8[],
-        %(unique_keys)s::text[]
+        %(unique_keys)s::text[], %(limit_keys)s::text[], %(max_concurrencies)s::integer[],
+        %(rate_counts)s::integer[], %(rate_pers)s::float8[]
     ) WITH ORDINALITY
-        AS new_job(name, handler, queue, priority, run_at, delay, unique_key, position)
+        AS new_job(name, handler, queue, priority, run_at, delay, unique_key,
+                   limit_key, max_concurrency, rate_count, rate_per, position)
     ORDER BY new_job.position
 
 -- fragment: inserted_rows
@@ -179,6 +293,43 @@ CREATE TABLE IF NOT EXISTS {recurring} (
 -- column without a default only changes the catalog.
 ALTER TABLE {jobs} ADD COLUMN IF NOT EXISTS cancelled_at timestamptz
 
+-- name: migrate_v4
+-- Flow control (postgres_flow.py): a job's limit key and limits (rate_per in seconds), the
+-- paused queues, and the recent starts of rate-limited keys. The new columns only change
+-- the catalog. The three claim indexes are rebuilt to hold only jobs without a key, so that
+-- any number of jobs held back by a limit costs the plain claim nothing: on a large table
+-- this reads it three times while the migration's lock keeps workers waiting.
+ALTER TABLE {jobs}
+    ADD COLUMN IF NOT EXISTS limit_key text,
+    ADD COLUMN IF NOT EXISTS max_concurrency integer,
+    ADD COLUMN IF NOT EXISTS rate_count integer,
+    ADD COLUMN IF NOT EXISTS rate_per float8;
+DROP INDEX IF EXISTS {due_index_qualified};
+CREATE INDEX {due_index} ON {jobs} (priority, run_at, id)
+    WHERE failed_at IS NULL AND completed_at IS NULL AND limit_key IS NULL;
+DROP INDEX IF EXISTS {next_index_qualified};
+CREATE INDEX {next_index} ON {jobs} ((greatest(run_at, lock_expires_at)))
+    WHERE failed_at IS NULL AND completed_at IS NULL AND limit_key IS NULL;
+DROP INDEX IF EXISTS {queue_index_qualified};
+CREATE INDEX {queue_index} ON {jobs} (queue, priority, run_at, id)
+    WHERE failed_at IS NULL AND completed_at IS NULL AND limit_key IS NULL;
+-- Jobs by key: one seek finds a key's best job, another the next key (running ones are in
+-- it too, so a lapsed lock of a key is found with the key's waiting jobs).
+CREATE INDEX IF NOT EXISTS {keyed_index} ON {jobs} (queue, limit_key, priority, run_at, id)
+    WHERE {% keyed %};
+-- Locked jobs by key: a key's live locks are counted from these rows alone.
+CREATE INDEX IF NOT EXISTS {running_index} ON {jobs} (queue, limit_key, lock_expires_at)
+    WHERE locked_at IS NOT NULL AND limit_key IS NOT NULL;
+CREATE TABLE IF NOT EXISTS {paused} (queue text PRIMARY KEY);
+-- One row per start of a rate-limited job until its window ends (expires_at); a claim that
+-- holds a key's lock drops the key's rows past their window.
+CREATE TABLE IF NOT EXISTS {starts} (
+    queue text NOT NULL,
+    limit_key text NOT NULL,
+    expires_at timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS {starts_index} ON {starts} (queue, limit_key, expires_at)
+
 
 -- Scheduling --------------------------------------------------------------------------------
 
@@ -223,46 +374,120 @@ SELECT key, last_tick FROM {recurring} ORDER BY key
 -- Execution ---------------------------------------------------------------------------------
 
 -- name: claim
--- One statement: pick the best due jobs, skipping rows another claim holds, and lock them.
--- greatest(run_at, lock_expires_at) <= now() means "due, and unlocked or its lock expired".
--- The WorkerLost text must match records.reclaim_note (a test checks it). Each job's token
--- is %(nonce)s (fresh random text from Python's secrets module per claim) and its id.
+-- One statement: pick the best due jobs without a limit key, skipping rows another claim
+-- holds, and lock them. greatest(run_at, lock_expires_at) <= now() means "due, and unlocked
+-- or its lock expired". While a job with a key may run in these queues the statement
+-- claims nothing (the one-time filter below, one seek in {keyed_index}): the store then runs
+-- claim_limited, which orders the keyed jobs among the free ones (postgres_flow.py).
 WITH candidates AS MATERIALIZED (
-    SELECT id, locked_by AS previous_owner,
-           lock_expires_at AT TIME ZONE 'UTC' AS previous_expiry
-    FROM {jobs}
-    WHERE failed_at IS NULL AND completed_at IS NULL AND cancelled_at IS NULL
-      AND greatest(run_at, lock_expires_at) <= now()
-      AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+{% free_candidates %}
+      AND NOT EXISTS (
+          SELECT 1 FROM {jobs} WHERE {% keyed %} AND {% in_queues %} AND {% not_paused %}
+      )
     ORDER BY priority, run_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 )
-UPDATE {jobs} AS job
--- attempts stops at the largest integer instead of overflowing (which would fail the
--- whole claim): a job at the limit is still claimed, and then failed.
-SET attempts = CASE WHEN job.attempts < 2147483647 THEN job.attempts + 1 ELSE job.attempts END,
-    locked_at = now(),
-    locked_by = %(worker_id)s,
-    lock_expires_at = now() + make_interval(secs => %(lease)s),
-    lock_token = %(nonce)s || '.' || job.id,
-    last_error = CASE
-        WHEN candidates.previous_owner IS NULL THEN job.last_error
-        ELSE 'WorkerLost: the lock held by worker ' || candidates.previous_owner
-            || ' expired at '
-            || coalesce(
-                to_char(candidates.previous_expiry, 'YYYY-MM-DD"T"HH24:MI:SS')
-                || CASE to_char(candidates.previous_expiry, 'US')
-                    WHEN '000000' THEN '' ELSE '.' || to_char(candidates.previous_expiry, 'US')
-                   END
-                || '+00:00',
-                'an unknown time')
-            || ' before the job finished; the job was claimed again'
-    END,
-    updated_at = now()
-FROM candidates
-WHERE job.id = candidates.id
+{% claim_set %}
 RETURNING job.*, 'running' AS state
+
+-- name: any_limited
+-- Whether a job with a limit key may run in these queues: the plain claim takes none then.
+SELECT EXISTS (
+    SELECT 1 FROM {jobs} WHERE {% keyed %} AND {% in_queues %} AND {% not_paused %}
+) AS found
+
+-- name: claim_limited
+-- The claim while jobs with a key may run in these queues: two statements in one string,
+-- which the adapter sends in one round trip (client-side binding). PostgreSQL runs them as
+-- one implicit transaction, and under READ COMMITTED gives each statement its own
+-- snapshot, taken when it starts: the second one counts after the first took the locks.
+{% lock_keys %};
+{% keyed_claim %}
+
+-- name: lock_limit_keys
+-- The first statement of claim_limited alone (for EXPLAIN in tests and benchmarks).
+{% lock_keys %}
+
+-- name: claim_held_keys
+-- The second statement of claim_limited alone.
+{% keyed_claim %}
+
+-- fragment: lock_keys
+-- Every key of these queues, each with a transaction-scoped advisory lock on (table, queue,
+-- key) tried without waiting. A key another claim holds is skipped by this claim, as FOR
+-- UPDATE SKIP LOCKED skips a row: nobody waits, so no order of keys can deadlock. The keys
+-- locked are left in a transaction-local setting for the next statement, which no other
+-- claim can then change the counts of until this transaction ends. "keys" says whether any
+-- key exists at all (the store goes back to the plain claim when none does).
+SELECT count(*) AS keys,
+       set_config('queuebox.limit_keys', coalesce(
+           json_agg(json_build_array(queue, limit_key)) FILTER (WHERE locked), '[]'
+       )::text, true) AS held
+FROM (
+    WITH RECURSIVE {% limit_keys %}
+    SELECT queue, limit_key,
+           pg_try_advisory_xact_lock(hashtextextended(
+               {lock_space} || ':' || length(queue) || ':' || queue || limit_key, 0
+           )) AS locked
+    FROM waiting_key
+    WHERE {% not_paused %}
+) AS key
+
+-- fragment: keyed_claim
+-- The best due jobs without a key (as claim) and, of each key whose lock lock_keys took, no
+-- more due jobs than its slots, one ordered index walk each that stops there: a key at its
+-- limit reads none of its jobs. The best %(limit)s of both are locked. Times that count
+-- against limits are the clock after the key locks were taken (clock_timestamp, not the
+-- transaction's start), so the starts of one key are stamped in the order its claims held
+-- its lock.
+WITH clock AS MATERIALIZED (SELECT clock_timestamp() AS now),
+key AS MATERIALIZED (
+    SELECT held ->> 0 AS queue, held ->> 1 AS limit_key
+    FROM json_array_elements(
+        coalesce(nullif(current_setting('queuebox.limit_keys', true), ''), '[]')::json
+    ) AS held
+),
+{% key_slots %},
+free_taken AS MATERIALIZED (
+{% free_candidates %}
+    ORDER BY priority, run_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+),
+keyed_taken AS MATERIALIZED (
+    SELECT taken.* FROM key_slot CROSS JOIN LATERAL (
+        SELECT id, priority, run_at, locked_by AS previous_owner,
+               lock_expires_at AT TIME ZONE 'UTC' AS previous_expiry
+        FROM {jobs}
+        WHERE queue = key_slot.queue AND limit_key = key_slot.limit_key AND {% keyed %}
+          AND greatest(run_at, lock_expires_at) <= (SELECT now FROM clock)
+        ORDER BY priority, run_at, id
+        LIMIT least(key_slot.slots, %(limit)s)
+        FOR UPDATE SKIP LOCKED
+    ) AS taken
+    WHERE key_slot.slots > 0
+),
+candidates AS MATERIALIZED (
+    SELECT * FROM (SELECT * FROM free_taken UNION ALL SELECT * FROM keyed_taken) AS candidate
+    ORDER BY priority, run_at, id
+    LIMIT %(limit)s
+),
+claimed AS (
+{% claim_set %}
+    RETURNING job.*
+),
+started AS (
+    INSERT INTO {starts} (queue, limit_key, expires_at)
+    SELECT queue, limit_key, (SELECT now FROM clock) + make_interval(secs => rate_per)
+    FROM claimed WHERE rate_count IS NOT NULL
+),
+pruned AS (
+    DELETE FROM {starts} AS started USING key
+    WHERE started.queue = key.queue AND started.limit_key = key.limit_key
+      AND started.expires_at <= (SELECT now FROM clock)
+)
+SELECT claimed.*, 'running' AS state FROM claimed
 
 -- name: delete_locked
 DELETE FROM {jobs} WHERE id = %(id)s AND lock_token = %(token)s
@@ -319,11 +544,33 @@ WHERE job.id = ack.id AND job.lock_token = ack.token
 RETURNING job.id
 
 -- name: next_due
--- Seconds until the next job of these queues can be claimed (<= 0: now; NULL: none).
-SELECT extract(epoch FROM min(greatest(run_at, lock_expires_at)) - now())::float8 AS wait
-FROM {jobs}
-WHERE failed_at IS NULL AND completed_at IS NULL AND cancelled_at IS NULL
-  AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+-- Seconds until the next job of these queues can be claimed (<= 0: now; NULL: none). A
+-- paused queue has none. A key with slots left is due with its first job; a key at its
+-- limit when a live lock lapses or a start leaves the window (a run that ends frees a slot
+-- too, which its own worker's next claim sees at once).
+WITH RECURSIVE clock AS (SELECT now() AS now),
+{% limit_keys %},
+key AS MATERIALIZED (SELECT queue, limit_key FROM waiting_key WHERE {% not_paused %}),
+{% key_slots %},
+due(at) AS (
+    SELECT min(greatest(run_at, lock_expires_at)) FROM {jobs}
+    WHERE failed_at IS NULL AND completed_at IS NULL AND cancelled_at IS NULL
+      AND limit_key IS NULL AND {% in_queues %} AND {% not_paused %}
+    UNION ALL
+    SELECT CASE WHEN key_slot.slots > 0 THEN (
+        SELECT min(greatest(run_at, lock_expires_at)) FROM {jobs}
+        WHERE queue = key_slot.queue AND limit_key = key_slot.limit_key AND {% keyed %}
+    ) ELSE least((
+        SELECT min(lock_expires_at) FROM {jobs}
+        WHERE queue = key_slot.queue AND limit_key = key_slot.limit_key
+          AND locked_at IS NOT NULL AND lock_expires_at > now()
+    ), (
+        SELECT min(expires_at) FROM {starts}
+        WHERE queue = key_slot.queue AND limit_key = key_slot.limit_key AND expires_at > now()
+    )) END
+    FROM key_slot
+)
+SELECT extract(epoch FROM min(at) - now())::float8 AS wait FROM due
 
 -- name: listen
 LISTEN {channel_name}
@@ -389,6 +636,20 @@ UPDATE {jobs}
 SET cancelled_at = coalesce(cancelled_at, now()), updated_at = now(),
     last_error = coalesce(%(error)s, last_error), {% unlock %}, unique_key = NULL
 WHERE id = %(id)s AND lock_token = %(token)s
+
+-- name: pause
+INSERT INTO {paused} (queue) VALUES (%(queue)s) ON CONFLICT (queue) DO NOTHING
+RETURNING queue
+
+-- name: resume
+-- A resume wakes the queue's idle workers, as new work does.
+WITH changed AS (
+    DELETE FROM {paused} WHERE queue = %(queue)s RETURNING queue
+)
+{% notify_changed %}
+
+-- name: paused_queues
+SELECT queue FROM {paused} ORDER BY queue
 
 -- name: delete
 DELETE FROM {jobs} WHERE id = %(id)s
