@@ -513,6 +513,110 @@ def test_schedule_with_creates_the_schema_through_its_own_connection(
     assert adapter.get(record.id) is None and adapter.counts() == []
 
 
+# -- the request path -------------------------------------------------------------------------
+
+
+def _statements(adapter: PostgresAdapter, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The insert steps and transaction statements the adapter sends from now on."""
+    seen: list[str] = []
+    execute, step = adapter._execute, adapter._insert_step
+
+    def spy_execute(connection: Any, name: str, params: dict[str, Any] | None = None) -> Any:
+        if name in {"begin", "commit", "rollback"}:
+            seen.append(name)
+        return execute(connection, name, params)
+
+    def spy_step(connection: Any, name: str, params: dict[str, Any]) -> Any:
+        seen.append(name)
+        return step(connection, name, params)
+
+    monkeypatch.setattr(adapter, "_execute", spy_execute)
+    monkeypatch.setattr(adapter, "_insert_step", spy_step)
+    return seen
+
+
+def test_one_job_is_one_statement_without_a_transaction_around_it(
+    adapter: PostgresAdapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    adapter.migrate()
+    seen = _statements(adapter, monkeypatch)
+    adapter.schedule([new_job()])
+    assert seen == ["insert_job"]
+    seen.clear()
+    held = adapter.schedule_one(new_job(unique_key="k"))
+    again = adapter.schedule_one(new_job(unique_key="k"))
+    assert again.id == held.id
+    assert seen == ["insert_unique_job", "insert_unique_job", "unique_holders"]
+
+
+def test_a_batch_is_one_statement_unless_its_keys_may_need_another(
+    adapter: PostgresAdapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    adapter.migrate()
+    seen = _statements(adapter, monkeypatch)
+    adapter.schedule([new_job(), new_job("b")])
+    assert seen == ["insert_jobs"]
+    seen.clear()
+    adapter.schedule([new_job(unique_key="k"), new_job()])
+    assert seen == ["begin", "insert_unique_jobs", "commit"]
+    seen.clear()
+    adapter.schedule([new_job(args=[n]) for n in range(adapter.insert_batch + 1)])
+    assert seen == ["begin", "insert_jobs", "insert_job", "commit"]  # 1,000 and the last
+
+
+def test_schedule_returns_the_record_the_store_reads_back(adapter: PostgresAdapter) -> None:
+    eastern = timezone(timedelta(hours=-5))
+    jobs = [
+        new_job("a", 10, args=[1]),
+        new_job("b", delay=3600, args=["two"]),
+        new_job("c", run_at=datetime(2001, 1, 1, tzinfo=UTC)),
+        new_job("c", run_at=datetime(2090, 1, 1, 3, 0, 0, 123456, tzinfo=eastern)),
+        new_job("d", unique_key="k"),
+        new_job("é", args=["non-ASCII ✓"], unique_key="ключ"),
+    ]
+    for record in [adapter.schedule_one(job) for job in jobs]:
+        assert adapter.get(record.id) == record
+    adapter.clear()
+    batch = adapter.schedule(jobs)
+    for record in batch:
+        assert adapter.get(record.id) == record
+    states = [record.state for record in batch[:4]]
+    assert states == [JobState.READY, JobState.SCHEDULED, JobState.READY, JobState.SCHEDULED]
+    assert batch[3].run_at == datetime(2090, 1, 1, 8, 0, 0, 123456, tzinfo=UTC)
+    assert batch[1].run_at - batch[1].created_at == timedelta(hours=1)
+
+
+def test_every_enqueue_notifies_its_queues_once_and_a_held_key_none(
+    adapter: PostgresAdapter, admin: psycopg.Connection[Any]
+) -> None:
+    adapter.migrate()
+    admin.execute(sql.SQL("LISTEN {}").format(sql.Identifier(adapter.channel)))
+    adapter.schedule([new_job("one")])
+    adapter.schedule([new_job("two"), new_job("two"), new_job("three", delay=60)])
+    adapter.schedule([new_job("four", unique_key="k")])
+    adapter.schedule([new_job("four", unique_key="k")])  # held: nothing stored
+    assert _notifications(admin, 0.5) == ["one", "two", "three", "four"]
+
+
+def test_the_insert_text_follows_the_connections_encoding(
+    postgres_url: str, admin: psycopg.Connection[Any]
+) -> None:
+    """The one-row insert's text is composed once per client encoding: a table named with
+    a letter outside ASCII works on a UTF-8 connection and on a LATIN1 one alike."""
+    schema = f"qb_test_{uuid.uuid4().hex[:12]}"
+    adapter = PostgresAdapter(postgres_url, schema=schema, table="jöbs")
+    try:
+        mine = adapter.schedule_one(new_job("q"))
+        with psycopg.connect(postgres_url, autocommit=True) as latin:
+            latin.execute("SET client_encoding TO 'LATIN1'")
+            [theirs] = adapter.schedule_with(latin, [new_job("q")])
+        assert [adapter.get(mine.id), adapter.get(theirs.id)] == [mine, theirs]
+        assert len({key[1] for key in adapter._composed}) == 2
+    finally:
+        adapter.close()
+        admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
 # -- unique keys and recurring ticks ---------------------------------------------------------
 
 

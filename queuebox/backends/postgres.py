@@ -12,6 +12,7 @@ parent's connections. See ``docs/postgres.md``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -21,7 +22,14 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
-from queuebox.backends.base import Capabilities, JobRecord, NewJob, Row, TransactionalEnqueue
+from queuebox.backends.base import (
+    Capabilities,
+    FlowControl,
+    JobRecord,
+    NewJob,
+    Row,
+    TransactionalEnqueue,
+)
 from queuebox.backends.postgres_support import (
     URL_OPTIONS,
     NotifyWatch,
@@ -36,6 +44,7 @@ from queuebox.backends.postgres_support import (
     usable,
 )
 from queuebox.backends.sql import ChangeWatch, SQLCancellation, SQLRecurring, SQLStore
+from queuebox.backends.sql.inserts import Stored, fresh_record, insert_plan, one_write, run_plan
 from queuebox.backends.sql.monitor import PostgresMonitor
 from queuebox.errors import (
     ConfigurationError,
@@ -70,6 +79,8 @@ class PostgresAdapter(
     driver_errors: ClassVar[tuple[type[Exception], ...]] = (psycopg.Error,)
     migrations = MIGRATIONS
     insert_batch = 1000
+    #: The one-row inserts of a lone job (``insert_plan(lone=True)``): scalar parameters.
+    sql_queries: ClassVar[frozenset[str]] = frozenset({"insert_job", "insert_unique_job"})
 
     def __init__(
         self,
@@ -104,6 +115,7 @@ class PostgresAdapter(
         qualified = f"{self.schema}.{self.table}" if self.schema else self.table
         self.channel = qualified if len(qualified.encode()) <= 63 else short_channel(qualified)
         self._names = self._identifiers(qualified)
+        self._composed: dict[tuple[str, str], bytes] = {}
         super().__init__()
 
     @classmethod
@@ -225,6 +237,62 @@ class PostgresAdapter(
 
     def _seconds_param(self, seconds: float) -> float:
         return float(seconds)
+
+    # -- scheduling --------------------------------------------------------------------------
+
+    def _store(self, jobs: Sequence[NewJob]) -> list[Stored]:
+        if not one_write(jobs, self.insert_batch):
+            return super()._store(jobs)  # several statements: one transaction
+        # One statement is atomic on its own: in autocommit it is its own transaction,
+        # without the round trips of BEGIN and COMMIT around it.
+        with self._session() as connection:
+            return self._insert_on(connection, jobs)
+
+    def _insert_on(self, connection: Any, jobs: Sequence[NewJob]) -> list[Stored]:
+        """Store ``jobs`` inside the connection's current transaction (or, in autocommit, in
+        one per statement), in input order."""
+        plan = insert_plan(
+            jobs,
+            batch=self.insert_batch,
+            job_params=self._insert_params,
+            records=self._records,
+            fresh=self._fresh_record,
+            lone=True,
+        )
+        stored: list[Stored] = run_plan(plan, functools.partial(self._insert_step, connection))
+        return stored
+
+    def _insert_params(self, jobs: Sequence[NewJob]) -> dict[str, Any]:
+        """Scalars for ``insert_job``, arrays (the SQL base's) for a batch."""
+        if len(jobs) != 1:
+            return self._job_params(jobs)
+        [job] = jobs
+        return {
+            "name": job.name,
+            "handler": job.handler,
+            "queue": job.queue,
+            "priority": job.priority,
+            "run_at": None if job.run_at is None else self._checked_time(job.run_at),
+            "delay": float(job.delay),
+            "unique_key": job.unique_key,
+        }
+
+    def _fresh_record(self, job: NewJob, row: Row) -> JobRecord:
+        return fresh_record(job, row, self._moment, keeps_limits=isinstance(self, FlowControl))
+
+    def _insert_step(self, connection: Any, name: str, params: dict[str, Any]) -> list[Row]:
+        """One step of an insert plan; the insert statements' text is composed once per
+        client encoding (composing ``psycopg.sql`` objects costs more on every call than
+        sending the statement does in Python)."""
+        if name == "unique_holders":
+            return self._rows(connection, name, params)
+        key = (name, connection.info.encoding)
+        query = self._composed.get(key)
+        if query is None:
+            query = self._composed[key] = self._queries[name].as_bytes(connection)
+        cursor = self._cursor(connection)
+        cursor.execute(query, params)
+        return self._fetch(cursor)
 
     # -- transactional enqueue ---------------------------------------------------------------
 
