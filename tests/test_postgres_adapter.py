@@ -5,6 +5,7 @@ connections. Each test gets a fresh schema, dropped afterwards."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
@@ -615,6 +616,104 @@ def test_the_insert_text_follows_the_connections_encoding(
     finally:
         adapter.close()
         admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+def _async_steps(adapter: PostgresAdapter, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    seen: list[str] = []
+    step = adapter._ainsert_step
+
+    async def spy(connection: Any, name: str, params: dict[str, Any]) -> Any:
+        seen.append(
+            name
+            if connection.info.transaction_status == pq.TransactionStatus.IDLE
+            else f"{name} (in a transaction)"
+        )
+        return await step(connection, name, params)
+
+    monkeypatch.setattr(adapter, "_ainsert_step", spy)
+    return seen
+
+
+def test_aschedule_runs_the_plan_of_schedule_on_an_async_connection(
+    adapter: PostgresAdapter, admin: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    adapter.migrate()
+    admin.execute(sql.SQL("LISTEN {}").format(sql.Identifier(adapter.channel)))
+    held = adapter.schedule_one(new_job("q", unique_key="k"))
+    seen = _async_steps(adapter, monkeypatch)
+
+    async def enqueue() -> list[list[JobRecord]]:
+        try:
+            return [
+                await adapter.aschedule([new_job("q")]),
+                await adapter.aschedule([new_job("q", unique_key="k")]),
+                await adapter.aschedule([new_job("r"), new_job("r", delay=60)]),
+                await adapter.aschedule([new_job("s", unique_key="k2"), new_job("s")]),
+            ]
+        finally:
+            await adapter.aclose()
+
+    [one], [same], plain, keyed = asyncio.run(enqueue())
+    assert same.id == held.id
+    for record in [one, *plain, *keyed]:
+        assert adapter.get(record.id) == record
+    assert seen == [
+        "insert_job",
+        "insert_unique_job",
+        "unique_holders",
+        "insert_jobs",
+        "insert_unique_jobs (in a transaction)",
+    ]
+    assert _notifications(admin, 0.5) == ["q", "q", "r", "s"]  # the holder, then ours
+
+
+def test_aschedule_reconnects_after_the_server_ended_its_idle_connection(
+    pg_url: str, admin: psycopg.Connection[Any]
+) -> None:
+    name = f"qb-test-{uuid.uuid4().hex[:8]}"
+    with closing(PostgresAdapter(_with_params(pg_url, application_name=name))) as adapter:
+
+        async def enqueue() -> list[JobRecord]:
+            try:
+                first = await adapter.aschedule([new_job()])
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE application_name = %s AND pid <> pg_backend_pid()",
+                    [name],
+                )
+                time.sleep(0.2)  # the farewell reaches the idle socket
+                return [*first, *await adapter.aschedule([new_job()])]
+            finally:
+                await adapter.aclose()
+
+        records = asyncio.run(enqueue())
+        assert len({record.id for record in records}) == 2
+        assert sum(c.total for c in adapter.counts()) == 2
+
+
+def test_aschedule_on_an_unreachable_server_raises_storage_unavailable() -> None:
+    adapter = PostgresAdapter("postgresql://app:s3cret@127.0.0.1:1/test?connect_timeout=2")
+    adapter._schema_ready = True  # straight to the asyncio connection
+
+    async def enqueue() -> None:
+        await adapter.aschedule([new_job()])
+
+    with pytest.raises(StorageUnavailable) as caught:
+        asyncio.run(enqueue())
+    assert "s3cret" not in str(caught.value)
+    adapter.close()
+
+
+def test_close_drops_the_async_connection_of_an_ended_loop(adapter: PostgresAdapter) -> None:
+    async def enqueue() -> None:
+        await adapter.aschedule([new_job()])  # no aclose: the loop ends with it open
+
+    asyncio.run(enqueue())
+    assert adapter._async_connections.open_count == 1
+    adapter.close()
+    assert adapter._async_connections.open_count == 0
+    asyncio.run(enqueue())  # and the next loop opens another
+    assert sum(c.total for c in adapter.counts()) == 2
 
 
 # -- unique keys and recurring ticks ---------------------------------------------------------

@@ -12,7 +12,9 @@ parent's connections. See ``docs/postgres.md``.
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -23,6 +25,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
 from queuebox.backends.base import (
+    AsyncScheduling,
     Capabilities,
     FlowControl,
     JobRecord,
@@ -30,6 +33,7 @@ from queuebox.backends.base import (
     Row,
     TransactionalEnqueue,
 )
+from queuebox.backends.postgres_async import AsyncConnections
 from queuebox.backends.postgres_support import (
     URL_OPTIONS,
     NotifyWatch,
@@ -44,7 +48,14 @@ from queuebox.backends.postgres_support import (
     usable,
 )
 from queuebox.backends.sql import ChangeWatch, SQLCancellation, SQLRecurring, SQLStore
-from queuebox.backends.sql.inserts import Stored, fresh_record, insert_plan, one_write, run_plan
+from queuebox.backends.sql.inserts import (
+    Stored,
+    arun_plan,
+    fresh_record,
+    insert_plan,
+    one_write,
+    run_plan,
+)
 from queuebox.backends.sql.monitor import PostgresMonitor
 from queuebox.errors import (
     ConfigurationError,
@@ -60,10 +71,13 @@ __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "URL_OPTIONS", "PostgresAdapter"]
 MIGRATIONS = ("migrate_v1", "migrate_v2", "migrate_v3")
 SCHEMA_VERSION = len(MIGRATIONS)
 DEFAULT_TABLE = "queuebox_jobs"
+#: Attempts of a schedule transaction that PostgreSQL aborted to break a deadlock.
+_CONFLICT_ATTEMPTS = 3
+_log = logging.getLogger("queuebox.backends.sql")
 
 
 class PostgresAdapter(
-    PostgresMonitor, SQLRecurring, SQLCancellation, SQLStore, TransactionalEnqueue
+    PostgresMonitor, SQLRecurring, SQLCancellation, SQLStore, TransactionalEnqueue, AsyncScheduling
 ):
     """Jobs in one PostgreSQL table, claimed with ``FOR UPDATE SKIP LOCKED``.
 
@@ -116,6 +130,7 @@ class PostgresAdapter(
         self.channel = qualified if len(qualified.encode()) <= 63 else short_channel(qualified)
         self._names = self._identifiers(qualified)
         self._composed: dict[tuple[str, str], bytes] = {}
+        self._async_connections = AsyncConnections(self._aconnect, alive=usable)
         super().__init__()
 
     @classmethod
@@ -169,15 +184,21 @@ class PostgresAdapter(
             return psycopg.connect(
                 self._conninfo, autocommit=True, prepare_threshold=None, row_factory=dict_row
             )
-        except psycopg.OperationalError as exc:
-            if _refused_credentials(exc):
-                raise ConfigurationError(
-                    f"PostgreSQL refused the credentials of {self._url}: "
-                    f"{scrub(_first_line(exc), self._conninfo)}; check the user name and password"
-                ) from None
-            raise self._unavailable("cannot connect to PostgreSQL", exc) from exc
         except psycopg.Error as exc:
-            raise ConfigurationError(f"cannot connect to {self._url}: {exc}") from exc
+            error, cause = self._connect_failure(exc)
+            raise error from cause
+
+    def _connect_failure(self, exc: psycopg.Error) -> tuple[QueueboxError, BaseException | None]:
+        """The error to raise for a failed connection attempt, and its cause (none for
+        refused credentials: nothing of the driver's text is shown beyond the scrubbed line)."""
+        if not isinstance(exc, psycopg.OperationalError):
+            return ConfigurationError(f"cannot connect to {self._url}: {exc}"), exc
+        if _refused_credentials(exc):
+            return ConfigurationError(
+                f"PostgreSQL refused the credentials of {self._url}: "
+                f"{scrub(_first_line(exc), self._conninfo)}; check the user name and password"
+            ), None
+        return self._unavailable("cannot connect to PostgreSQL", exc), exc
 
     def _unavailable(self, what: str, exc: BaseException) -> StorageUnavailable:
         return StorageUnavailable(
@@ -284,15 +305,89 @@ class PostgresAdapter(
         """One step of an insert plan; the insert statements' text is composed once per
         client encoding (composing ``psycopg.sql`` objects costs more on every call than
         sending the statement does in Python)."""
-        if name == "unique_holders":
-            return self._rows(connection, name, params)
-        key = (name, connection.info.encoding)
-        query = self._composed.get(key)
-        if query is None:
-            query = self._composed[key] = self._queries[name].as_bytes(connection)
         cursor = self._cursor(connection)
-        cursor.execute(query, params)
+        cursor.execute(self._composed_text(connection, name), params)
         return self._fetch(cursor)
+
+    def _composed_text(self, connection: Any, name: str) -> bytes:
+        key = (name, connection.info.encoding)
+        text = self._composed.get(key)
+        if text is None:
+            text = self._composed[key] = self._queries[name].as_bytes(connection)
+        return text
+
+    # -- scheduling from asyncio -------------------------------------------------------------
+
+    async def aschedule(self, jobs: Sequence[NewJob]) -> list[JobRecord]:
+        """``schedule`` on the event loop's own ``AsyncConnection``: the same statements,
+        plan and records, only the I/O is awaited. A plan that writes more than once runs in
+        one transaction, retried when PostgreSQL aborts it to break a deadlock."""
+        if not jobs:
+            return []
+        if not self._schema_ready:
+            await asyncio.to_thread(self.migrate)  # once: creates the schema if missing
+        atomic = one_write(jobs, self.insert_batch)
+        for attempt in range(1, _CONFLICT_ATTEMPTS + 1):
+            try:
+                async with self._async_connections.use() as connection:
+                    if atomic:
+                        stored = await self._ainsert_on(connection, jobs)
+                    else:
+                        async with connection.transaction():
+                            stored = await self._ainsert_on(connection, jobs)
+                return [item.record for item in stored]
+            except psycopg.Error as exc:
+                if attempt < _CONFLICT_ATTEMPTS and self._retryable(exc):
+                    _log.info("queuebox: aschedule() was chosen to break a deadlock; retrying")
+                    continue
+                mapped = self._failure(exc)
+                if mapped is None:
+                    raise
+                raise mapped from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def aclose(self) -> None:
+        await self._async_connections.aclose()
+
+    def close(self) -> None:
+        super().close()
+        self._async_connections.close_all()
+
+    async def _aconnect(self) -> psycopg.AsyncConnection[Any]:
+        try:
+            return await psycopg.AsyncConnection.connect(
+                self._conninfo, autocommit=True, prepare_threshold=None, row_factory=dict_row
+            )
+        except psycopg.Error as exc:
+            error, cause = self._connect_failure(exc)
+            raise error from cause
+
+    async def _ainsert_on(
+        self, connection: psycopg.AsyncConnection[Any], jobs: Sequence[NewJob]
+    ) -> list[Stored]:
+        plan = insert_plan(
+            jobs,
+            batch=self.insert_batch,
+            job_params=self._insert_params,
+            records=self._records,
+            fresh=self._fresh_record,
+            lone=True,
+        )
+        stored: list[Stored] = await arun_plan(
+            plan, functools.partial(self._ainsert_step, connection)
+        )
+        return stored
+
+    async def _ainsert_step(
+        self, connection: psycopg.AsyncConnection[Any], name: str, params: dict[str, Any]
+    ) -> list[Row]:
+        cursor: Any = connection.cursor(row_factory=dict_row)
+        await cursor.execute(self._composed_text(connection, name), params)
+        try:
+            rows: list[Row] = await cursor.fetchall()
+        except psycopg.DataError:  # a holder's time Python cannot hold: read it leniently
+            rows = list(lenient_rows(cursor))
+        return rows
 
     # -- transactional enqueue ---------------------------------------------------------------
 
