@@ -618,6 +618,53 @@ def test_the_insert_text_follows_the_connections_encoding(
         admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 
 
+def _prepared_statements(adapter: PostgresAdapter) -> list[str]:
+    with adapter._session() as connection:
+        rows = connection.execute("SELECT statement FROM pg_prepared_statements").fetchall()
+    return [row["statement"] for row in rows]
+
+
+def test_prepare_on_prepares_the_inserts_on_the_adapters_own_connections(
+    pg_url: str, app_conn: psycopg.Connection[Any]
+) -> None:
+    with closing(PostgresAdapter(_with_params(pg_url, prepare="on"))) as adapter:
+        assert adapter.prepare
+        for _ in range(3):
+            record = adapter.schedule_one(new_job())
+            assert adapter.get(record.id) == record
+        adapter.schedule([new_job(), new_job()])
+        adapter.schedule_one(new_job(unique_key="k"))
+        statements = _prepared_statements(adapter)
+        assert len(statements) == 3  # insert_job, insert_jobs, insert_unique_job: once each
+        assert all("INSERT INTO" in text and "RETURNING" in text for text in statements)
+        adapter.schedule_with(app_conn, [new_job()])  # the caller's connection: its own rule
+        assert app_conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone() == (0,)
+        app_conn.rollback()
+
+        async def enqueue() -> JobRecord:
+            try:
+                [record] = await adapter.aschedule([new_job()])
+                return record
+            finally:
+                await adapter.aclose()
+
+        record = asyncio.run(enqueue())
+        assert adapter.get(record.id) == record
+
+
+def test_statements_are_not_prepared_by_default(adapter: PostgresAdapter) -> None:
+    assert not adapter.prepare
+    for _ in range(10):
+        adapter.schedule_one(new_job())
+    adapter.claim("w", None, limit=10, lease=60)
+    assert _prepared_statements(adapter) == []
+
+
+def test_a_bad_prepare_flag_is_a_configuration_error(postgres_url: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"prepare='maybe'.*prepare=on or prepare=off"):
+        PostgresAdapter(_with_params(postgres_url, prepare="maybe"))
+
+
 def _async_steps(adapter: PostgresAdapter, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     seen: list[str] = []
     step = adapter._ainsert_step

@@ -73,6 +73,9 @@ SCHEMA_VERSION = len(MIGRATIONS)
 DEFAULT_TABLE = "queuebox_jobs"
 #: Attempts of a schedule transaction that PostgreSQL aborted to break a deadlock.
 _CONFLICT_ATTEMPTS = 3
+#: The adapter's own connections with ``prepare=on``: psycopg prepares no statement by
+#: itself (it would after this many runs), only those executed with ``prepare=True``.
+_ONLY_WHEN_ASKED = 2**31 - 1
 _log = logging.getLogger("queuebox.backends.sql")
 
 
@@ -82,8 +85,10 @@ class PostgresAdapter(
     """Jobs in one PostgreSQL table, claimed with ``FOR UPDATE SKIP LOCKED``.
 
     ``url`` is a ``postgresql://`` URL (or a libpq ``key=value`` string). Its query
-    parameters ``schema``, ``table`` and ``wakeup`` configure queuebox and are removed
-    before the rest reaches libpq; the keyword arguments of the same names win over them.
+    parameters ``schema``, ``table``, ``wakeup`` and ``prepare`` configure queuebox and are
+    removed before the rest reaches libpq; the keyword arguments of the same names win over
+    them. ``prepare`` (off by default) prepares the insert statements on the server, once
+    per connection: not through PgBouncer before 1.21 in transaction mode.
     """
 
     schemes = ("postgresql", "postgres")
@@ -103,6 +108,7 @@ class PostgresAdapter(
         schema: str | None = None,
         table: str | None = None,
         wakeup: bool | None = None,
+        prepare: bool | None = None,
         application_name: str = "queuebox",
         connect_timeout: int = 10,
     ) -> None:
@@ -114,6 +120,10 @@ class PostgresAdapter(
         self.wakeup = wakeup if wakeup is not None else parse_flag(options.get("wakeup", "on"))
         if not self.wakeup:
             self.capabilities = Capabilities(wakeup=False, unique=True)
+        self.prepare = (
+            prepare if prepare is not None else parse_flag(options.get("prepare", "off"), "prepare")
+        )
+        self._threshold = _ONLY_WHEN_ASKED if self.prepare else None
         try:
             given = conninfo_to_dict(conninfo)
         except psycopg.ProgrammingError as exc:
@@ -182,7 +192,10 @@ class PostgresAdapter(
     def _connect(self) -> psycopg.Connection[Any]:
         try:
             return psycopg.connect(
-                self._conninfo, autocommit=True, prepare_threshold=None, row_factory=dict_row
+                self._conninfo,
+                autocommit=True,
+                prepare_threshold=self._threshold,
+                row_factory=dict_row,
             )
         except psycopg.Error as exc:
             error, cause = self._connect_failure(exc)
@@ -306,8 +319,14 @@ class PostgresAdapter(
         client encoding (composing ``psycopg.sql`` objects costs more on every call than
         sending the statement does in Python)."""
         cursor = self._cursor(connection)
-        cursor.execute(self._composed_text(connection, name), params)
+        text = self._composed_text(connection, name)
+        cursor.execute(text, params, prepare=self._prepared(connection))
         return self._fetch(cursor)
+
+    def _prepared(self, connection: Any) -> bool | None:
+        """``prepare=True`` on the adapter's own connections with ``prepare=on``; else the
+        connection's own setting (a ``schedule_with`` connection is the caller's)."""
+        return True if connection.prepare_threshold == _ONLY_WHEN_ASKED else None
 
     def _composed_text(self, connection: Any, name: str) -> bytes:
         key = (name, connection.info.encoding)
@@ -356,7 +375,10 @@ class PostgresAdapter(
     async def _aconnect(self) -> psycopg.AsyncConnection[Any]:
         try:
             return await psycopg.AsyncConnection.connect(
-                self._conninfo, autocommit=True, prepare_threshold=None, row_factory=dict_row
+                self._conninfo,
+                autocommit=True,
+                prepare_threshold=self._threshold,
+                row_factory=dict_row,
             )
         except psycopg.Error as exc:
             error, cause = self._connect_failure(exc)
@@ -382,7 +404,8 @@ class PostgresAdapter(
         self, connection: psycopg.AsyncConnection[Any], name: str, params: dict[str, Any]
     ) -> list[Row]:
         cursor: Any = connection.cursor(row_factory=dict_row)
-        await cursor.execute(self._composed_text(connection, name), params)
+        text = self._composed_text(connection, name)
+        await cursor.execute(text, params, prepare=self._prepared(connection))
         try:
             rows: list[Row] = await cursor.fetchall()
         except psycopg.DataError:  # a holder's time Python cannot hold: read it leniently
