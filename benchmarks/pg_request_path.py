@@ -7,18 +7,20 @@ beside the raw limits of the same server and table shape and beside procrastinat
   ``INSERT`` loop in autocommit (psycopg 3's defaults, which prepare the statement on the
   server from its fifth run; and with preparation off, as queuebox connects);
 * **bulk**: one ``perform_later_many`` of ``--bulk`` jobs, against ``executemany`` of as
-  many rows in one transaction;
+  many rows in one transaction (three of each, alternating);
 * **async 1x1**: ``aperform_later`` one at a time, against the INSERT loop on a psycopg
   ``AsyncConnection``;
 * **pickup p50 / p99** (``--probes``, 0 to skip): one idle worker at its fastest setting,
   probes enqueued 10 ms apart, from just before the enqueue call to the probe's first line.
 
-``--before PATH`` names another checkout (``git worktree add /tmp/qb-before main``): it
-runs as a variant of its own, so that a change shows before and after in the same run.
-Every measurement is a fresh process (``benchmarks/pg_request_child.py``, which imports
-queuebox from the variant's tree). Rounds alternate the order of the variants; the table
-gives medians over rounds. Each variant works in a schema of its own (``qbreq_<random>_*``),
-dropped at the end.
+Each variant (this tree; with ``--prepared`` this tree with ``?prepare=on`` too;
+``--before PATH``; procrastinate) is measured in a fresh process
+(``benchmarks/pg_request_child.py``, which imports queuebox from the variant's tree), and
+that process measures the raw limits too, in blocks of 100 calls that alternate with the
+variant's own, so that the load of a shared machine weighs on both sides of each ratio.
+Against another variant, a ratio is normalised round by round by the limits each measured.
+Rounds alternate the order of the variants; the table gives medians over rounds. Each
+variant works in a schema of its own (``qbreq_<random>_*``), dropped at the end.
 """
 
 from __future__ import annotations
@@ -41,12 +43,15 @@ __all__ = ["main", "ratios", "render"]
 
 REPO = Path(__file__).resolve().parent.parent
 CHILD = Path(__file__).resolve().with_name("pg_request_child.py")
-#: (metric, what it is measured against) for the ratio lines.
-AGAINST = {
-    "enqueue_rate": "insert_loop_rate",
-    "bulk_rate": "executemany_rate",
-    "async_enqueue_rate": "async_insert_loop_rate",
-}
+#: This tree with the insert statements prepared on the server (``?prepare=on``).
+PREPARED = "queuebox prepare=on"
+#: Each measure and the raw limit it is set against (the child reports both).
+RATIOS = (
+    ("enqueue_rate", "insert_loop_rate"),
+    ("enqueue_rate", "insert_loop_unprepared_rate"),
+    ("bulk_rate", "executemany_rate"),
+    ("async_enqueue_rate", "async_insert_loop_rate"),
+)
 
 
 def _child(mode: str, tree: Path, url: str, argv: list[str]) -> dict[str, Any]:
@@ -80,89 +85,90 @@ def _raw_table(server_url: str, schema: str) -> str:
     return f"{schema}.{adapter.table}"
 
 
+def _measure(
+    name: str, trees: dict[str, Path], schemas: dict[str, str], args: argparse.Namespace
+) -> dict[str, Any]:
+    server = args.postgres_url
+    sizes = ["--count", str(args.count), "--bulk", str(args.bulk)]
+    sizes += ["--table", args.raw_table, "--url-raw", server]
+    probes = ["--schema", schemas[name], "--probes", str(args.probes)]
+    if name == "procrastinate":
+        found = _child("procrastinate", REPO, server, ["--schema", schemas[name], *sizes])
+        if args.probes:
+            found.update(_child("latency-procrastinate", REPO, server, probes))
+        return found
+    options = {"prepare": "on"} if name == PREPARED else {}
+    url = with_query(server, schema=schemas[name], **options)
+    found = _child("queuebox", trees[name], url, sizes)
+    if args.probes:
+        found.update(_child("latency-queuebox", trees[name], url, probes))
+    return found
+
+
 def run(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
     token = secrets.token_hex(4)
-    server = args.postgres_url
     trees = {"queuebox": REPO}
+    if args.prepared:
+        trees[PREPARED] = REPO
     if args.before is not None:
         trees["queuebox before"] = args.before.resolve()
-    schemas = {name: f"qbreq_{token}_{n}" for n, name in enumerate(trees)}
-    variants = ["raw", *trees]
-    peer = not args.no_peers and importlib.util.find_spec("procrastinate") is not None
-    if peer:
+    variants = list(trees)
+    if not args.no_peers and importlib.util.find_spec("procrastinate") is not None:
         variants.append("procrastinate")
-        schemas["procrastinate"] = f"qbreq_{token}_pc"
+    schemas = {name: f"qbreq_{token}_{n}" for n, name in enumerate(variants)}
     schemas["raw"] = f"qbreq_{token}_raw"
-    sizes = ["--count", str(args.count), "--bulk", str(args.bulk)]
     results: dict[str, dict[str, list[float]]] = {name: {} for name in variants}
     try:
-        table = _raw_table(server, schemas["raw"])
+        args.raw_table = _raw_table(args.postgres_url, schemas["raw"])
         for round_number in range(args.rounds):
             shift = round_number % len(variants)
             for name in variants[shift:] + variants[:shift]:
-                if name == "raw":
-                    found = _child("raw", REPO, server, ["--table", table, *sizes])
-                elif name == "procrastinate":
-                    found = _child(
-                        "procrastinate", REPO, server, ["--schema", schemas[name], *sizes]
-                    )
-                else:
-                    url = with_query(server, schema=schemas[name])
-                    found = _child("queuebox", trees[name], url, sizes)
-                if args.probes and name != "raw":
-                    if name == "procrastinate":
-                        mode, tree, url = "latency-procrastinate", REPO, server
-                    else:
-                        mode, tree = "latency-queuebox", trees[name]
-                    extra = ["--schema", schemas[name], "--probes", str(args.probes)]
-                    found.update(_child(mode, tree, url, extra))
-                for key, value in found.items():
+                for key, value in _measure(name, trees, schemas, args).items():
                     results[name].setdefault(key, []).append(value)
     finally:
-        _drop(server, list(schemas.values()))
+        _drop(args.postgres_url, list(schemas.values()))
     return results
 
 
-def ratios(medians: dict[str, dict[str, float]]) -> list[str]:
-    """One line per queuebox variant and metric: against the raw limit (and the unprepared
-    loop), the peer, and the variant before."""
-    raw = medians.get("raw", {})
+def _paired(a: list[float], b: list[float]) -> float:
+    """The median over rounds of a[r] / b[r]."""
+    return statistics.median(x / y for x, y in zip(a, b, strict=True))
+
+
+def ratios(results: dict[str, dict[str, list[float]]]) -> list[str]:
+    """One line per variant and measure: its ratio to the raw limit measured beside it
+    (median over rounds), then, normalised by those limits round by round, against the
+    variant before and against procrastinate."""
     lines = []
-    for name, values in medians.items():
-        if name == "raw":
-            continue
-        for metric, limit in AGAINST.items():
-            if metric not in values or limit not in raw:
+    for name, found in results.items():
+        for metric, limit in RATIOS:
+            key = f"{metric} / {limit}"
+            if key not in found:
                 continue
-            parts = [f"{values[metric] / raw[limit]:.2f}x {limit}"]
-            if metric == "enqueue_rate":
-                unprepared = raw["insert_loop_unprepared_rate"]
-                parts.append(f"{values[metric] / unprepared:.2f}x insert_loop_unprepared_rate")
-            if name == "queuebox" and metric in medians.get("queuebox before", {}):
-                parts.append(f"{values[metric] / medians['queuebox before'][metric]:.2f}x before")
-            if name != "procrastinate" and metric in medians.get("procrastinate", {}):
-                parts.append(
-                    f"{values[metric] / medians['procrastinate'][metric]:.2f}x procrastinate"
-                )
+            parts = [f"{statistics.median(found[key]):.2f}x {limit}"]
+            for other, label in (("queuebox before", "before"), ("procrastinate", "procrastinate")):
+                theirs = results.get(other, {}).get(key)
+                if name in ("queuebox", PREPARED) and theirs:
+                    parts.append(f"{_paired(found[key], theirs):.2f}x {label}")
             lines.append(f"{name} {metric}: " + ", ".join(parts))
     return lines
 
 
 def render(results: dict[str, dict[str, list[float]]], rounds: int) -> str:
     medians = {
-        name: {key: statistics.median(values) for key, values in found.items()}
+        name: {key: statistics.median(values) for key, values in found.items() if "/" not in key}
         for name, found in results.items()
     }
     keys = sorted({key for found in medians.values() for key in found})
     out = [f"PostgreSQL request path, medians of {rounds} rounds", ""]
-    out.append(f"{'metric':<28}" + "".join(f"{name:>18}" for name in medians))
+    out.append(f"{'measure':<28}" + "".join(f"{name:>18}" for name in medians))
     for key in keys:
         cells = []
         for found in medians.values():
             value = found.get(key)
             cells.append(f"{'-':>18}" if value is None else f"{value:>18,.2f}")
         out.append(f"{key:<28}" + "".join(cells))
-    out += ["", "ratios (medians):", *ratios(medians)]
+    out += ["", "ratios (each against the raw limit measured beside it):", *ratios(results)]
     return "\n".join(out)
 
 
@@ -180,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--probes", type=int, default=200, help="latency probes (0: none)")
     parser.add_argument("--no-peers", action="store_true", help="leave procrastinate out")
+    parser.add_argument(
+        "--prepared", action="store_true", help="this tree with ?prepare=on, as a variant too"
+    )
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
     args = parser.parse_args(argv)
     results = run(args)
