@@ -85,6 +85,34 @@ def postgres_claim_loop(url: str, count: int) -> dict[str, Any]:
     return {"claim_loop_rate": done / elapsed, "jobs": done}
 
 
+def insert_statement(table: str) -> str:
+    """The one-row INSERT of the enqueue baselines, into ``table`` (schema-qualified)."""
+    return _INSERT.format(table=table)
+
+
+def insert_rows(conn: Any, insert: str, start: int, count: int) -> None:
+    """``count`` one-row INSERTs on an autocommit connection: each its own transaction."""
+    for i in range(start, start + count):
+        conn.execute(insert, _insert_row(i))
+
+
+async def ainsert_rows(conn: Any, insert: str, start: int, count: int) -> None:
+    """``insert_rows`` on a psycopg ``AsyncConnection``."""
+    for i in range(start, start + count):
+        await conn.execute(insert, _insert_row(i))
+
+
+def executemany_rows(conn: Any, insert: str, count: int) -> float:
+    """Seconds for ``executemany`` of ``count`` rows in one transaction (the rows are built
+    before the clock starts); ``conn`` is not in autocommit."""
+    rows = [_insert_row(i) for i in range(count)]
+    started = time.perf_counter()
+    with conn.cursor() as cursor:
+        cursor.executemany(insert, rows)
+    conn.commit()
+    return time.perf_counter() - started
+
+
 def postgres_inserts(url: str, table: str, count: int, bulk: int) -> dict[str, Any]:
     """Rows per second into ``table`` (schema-qualified, the shape of queuebox's table):
     ``count`` one-row INSERTs in autocommit (prepared as psycopg does by default, then
@@ -94,38 +122,29 @@ def postgres_inserts(url: str, table: str, count: int, bulk: int) -> dict[str, A
 
     import psycopg  # noqa: PLC0415
 
-    insert = _INSERT.format(table=table)
+    insert = insert_statement(table)
     result: dict[str, Any] = {}
     for name, threshold in (("insert_loop_rate", 5), ("insert_loop_unprepared_rate", None)):
         with psycopg.connect(url, autocommit=True, prepare_threshold=threshold) as conn:
-            for i in range(20):  # warm up (and, by default, prepare)
-                conn.execute(insert, _insert_row(i))
+            insert_rows(conn, insert, 0, 20)  # warm up (and, by default, prepare)
             started = time.perf_counter()
-            for i in range(count):
-                conn.execute(insert, _insert_row(i))
+            insert_rows(conn, insert, 0, count)
             result[name] = count / (time.perf_counter() - started)
             conn.execute(f"TRUNCATE {table}")
 
     async def async_loop() -> float:
         conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
         async with conn:
-            for i in range(20):
-                await conn.execute(insert, _insert_row(i))
+            await ainsert_rows(conn, insert, 0, 20)
             started = time.perf_counter()
-            for i in range(count):
-                await conn.execute(insert, _insert_row(i))
+            await ainsert_rows(conn, insert, 0, count)
             rate = count / (time.perf_counter() - started)
             await conn.execute(f"TRUNCATE {table}")
         return rate
 
     result["async_insert_loop_rate"] = asyncio.run(async_loop())
     with psycopg.connect(url) as conn:  # not autocommit: one transaction
-        rows = [_insert_row(i) for i in range(bulk)]
-        started = time.perf_counter()
-        with conn.cursor() as cursor:
-            cursor.executemany(insert, rows)
-        conn.commit()
-        result["executemany_rate"] = bulk / (time.perf_counter() - started)
+        result["executemany_rate"] = bulk / executemany_rows(conn, insert, bulk)
         conn.execute(f"TRUNCATE {table}")
         conn.commit()
     return result

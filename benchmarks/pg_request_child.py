@@ -2,16 +2,18 @@
 
 Run by path (``python benchmarks/pg_request_child.py MODE --url URL ...``) so that it
 imports queuebox from whichever tree ``PYTHONPATH`` names: this checkout or a ``--before``
-one, which has no copy of this file. It therefore imports nothing from ``benchmarks``
-except in the ``raw`` mode (which runs with this checkout on the path). It prints one JSON
-object on its last line of output.
+one, which has no copy of this file. The raw loops come from this checkout's
+``baselines.py``, loaded by path for the same reason. It prints one JSON object on its last
+line of output.
 
 Modes:
 
 * ``queuebox``: ``perform_later`` one at a time (``--count`` jobs), ``perform_later_many``
-  of ``--bulk`` jobs, ``aperform_later`` one at a time (``--count`` jobs).
-* ``procrastinate``: ``defer`` one at a time, ``batch_defer``, ``defer_async`` one at a time.
-* ``raw``: ``benchmarks.baselines.postgres_inserts`` into ``--table``.
+  of ``--bulk`` jobs, ``aperform_later`` one at a time, each in blocks that alternate with
+  blocks of its raw limit into ``--table`` (one-row INSERTs prepared and unprepared,
+  ``executemany`` in one transaction, INSERTs on an ``AsyncConnection``): a load that comes
+  and goes on a shared machine then weighs on both sides of every ratio alike.
+* ``procrastinate``: the same with ``defer``, ``batch_defer`` and ``defer_async``.
 * ``latency-queuebox`` / ``latency-procrastinate``: one worker process (fastest setting) on
   ``--folder``, warmed up, left idle, then ``--probes`` jobs 10 ms apart; a probe's latency
   runs from just before its enqueue call to its first line.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import statistics
@@ -28,10 +31,13 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 QUEUE = "bench"
+BLOCK = 100  # one-at-a-time calls per block
+BULK_REPEATS = 3
 QUEUEBOX_JOBS = textwrap.dedent(
     """
     import os, time
@@ -81,8 +87,13 @@ PROCRASTINATE_APP = textwrap.dedent(
 )
 
 
-def _rate(count: int, started: float) -> float:
-    return count / (time.perf_counter() - started)
+def _baselines() -> Any:
+    path = Path(__file__).resolve().with_name("baselines.py")
+    spec = importlib.util.spec_from_file_location("qb_request_baselines", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _write_module(folder: Path, name: str, text: str) -> None:
@@ -90,7 +101,107 @@ def _write_module(folder: Path, name: str, text: str) -> None:
     sys.path.insert(0, str(folder))
 
 
-def measure_queuebox(args: argparse.Namespace) -> dict[str, Any]:
+def _interleaved(variants: dict[str, Callable[[int, int], object]], count: int) -> dict[str, float]:
+    """Rates of ``count`` calls of each variant, run in alternating blocks."""
+    spent = dict.fromkeys(variants, 0.0)
+    names = list(variants)
+    for n, start in enumerate(range(0, count, BLOCK)):
+        size = min(BLOCK, count - start)
+        for name in names if n % 2 == 0 else names[::-1]:
+            started = time.perf_counter()
+            variants[name](start, size)
+            spent[name] += time.perf_counter() - started
+    return {name: count / spent[name] for name in names}
+
+
+async def _ainterleaved(
+    variants: dict[str, Callable[[int, int], Awaitable[object]]], count: int
+) -> dict[str, float]:
+    spent = dict.fromkeys(variants, 0.0)
+    names = list(variants)
+    for n, start in enumerate(range(0, count, BLOCK)):
+        size = min(BLOCK, count - start)
+        for name in names if n % 2 == 0 else names[::-1]:
+            started = time.perf_counter()
+            await variants[name](start, size)
+            spent[name] += time.perf_counter() - started
+    return {name: count / spent[name] for name in names}
+
+
+class _Raw:
+    """The raw limits' connections to ``--table``."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        import psycopg  # noqa: PLC0415
+
+        self.base, self.url, self.table = _baselines(), args.url_raw, args.table
+        self.insert = self.base.insert_statement(self.table)
+        self.prepared = psycopg.connect(self.url, autocommit=True)
+        self.unprepared = psycopg.connect(self.url, autocommit=True, prepare_threshold=None)
+        self.bulk = psycopg.connect(self.url)
+        for conn in (self.prepared, self.unprepared):
+            self.base.insert_rows(conn, self.insert, 0, 20)  # warm up (and prepare)
+
+    def loops(self) -> dict[str, Callable[[int, int], object]]:
+        base, insert = self.base, self.insert
+        return {
+            "insert_loop_rate": lambda start, n: base.insert_rows(self.prepared, insert, start, n),
+            "insert_loop_unprepared_rate": lambda start, n: base.insert_rows(
+                self.unprepared, insert, start, n
+            ),
+        }
+
+    def executemany(self, count: int) -> float:
+        seconds: float = self.base.executemany_rows(self.bulk, self.insert, count)
+        return seconds
+
+    async def aconnect(self) -> Any:
+        import psycopg  # noqa: PLC0415
+
+        conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+        await self.base.ainsert_rows(conn, self.insert, 0, 20)
+        return conn
+
+    def purge(self) -> None:
+        self.prepared.execute(f"TRUNCATE {self.table}")
+
+    def close(self) -> None:
+        self.purge()
+        for conn in (self.prepared, self.unprepared, self.bulk):
+            conn.close()
+
+
+def _bulk_rates(
+    raw: _Raw, bulk: Callable[[], object], purge: Callable[[], object], count: int
+) -> dict[str, float]:
+    spent = {"bulk_rate": 0.0, "executemany_rate": 0.0}
+    for n in range(BULK_REPEATS):
+        for name in (
+            ("bulk_rate", "executemany_rate") if n % 2 == 0 else ("executemany_rate", "bulk_rate")
+        ):
+            if name == "executemany_rate":
+                spent[name] += raw.executemany(count)
+            else:
+                started = time.perf_counter()
+                bulk()
+                spent[name] += time.perf_counter() - started
+            raw.purge()
+            purge()
+    return {name: BULK_REPEATS * count / seconds for name, seconds in spent.items()}
+
+
+def _with_ratios(result: dict[str, float]) -> dict[str, float]:
+    for metric, limit in (
+        ("enqueue_rate", "insert_loop_rate"),
+        ("enqueue_rate", "insert_loop_unprepared_rate"),
+        ("bulk_rate", "executemany_rate"),
+        ("async_enqueue_rate", "async_insert_loop_rate"),
+    ):
+        result[f"{metric} / {limit}"] = result[metric] / result[limit]
+    return result
+
+
+def measure_queuebox(args: argparse.Namespace) -> dict[str, float]:
     import queuebox  # noqa: PLC0415
     from queuebox.backends import from_url  # noqa: PLC0415
 
@@ -99,39 +210,52 @@ def measure_queuebox(args: argparse.Namespace) -> dict[str, Any]:
 
     adapter = from_url(args.url)
     queuebox.configure(adapter=adapter)
+    raw = _Raw(args)
     try:
         for i in range(20):  # connect, create the schema, warm up
             BenchNoop.perform_later(i)
-        adapter.clear()
-        started = time.perf_counter()
-        for i in range(args.count):
-            BenchNoop.perform_later(i)
-        one = _rate(args.count, started)
-        adapter.clear()
-        calls = [[i] for i in range(args.bulk)]
-        started = time.perf_counter()
-        BenchNoop.perform_later_many(calls)
-        bulk = _rate(args.bulk, started)
-        adapter.clear()
+        perform_later = BenchNoop.perform_later
 
-        async def one_by_one() -> float:
+        def enqueue(start: int, count: int) -> None:
+            for i in range(start, start + count):
+                perform_later(i)
+
+        result = _interleaved({"enqueue_rate": enqueue, **raw.loops()}, args.count)
+        adapter.clear()
+        raw.purge()
+        calls = [[i] for i in range(args.bulk)]
+        result |= _bulk_rates(
+            raw, lambda: BenchNoop.perform_later_many(calls), adapter.clear, args.bulk
+        )
+
+        async def one_by_one() -> dict[str, float]:
+            conn = await raw.aconnect()
             try:
                 for i in range(20):
                     await BenchNoop.aperform_later(i)
-                started = time.perf_counter()
-                for i in range(args.count):
-                    await BenchNoop.aperform_later(i)
-                return _rate(args.count, started)
+
+                async def aenqueue(start: int, count: int) -> None:
+                    for i in range(start, start + count):
+                        await BenchNoop.aperform_later(i)
+
+                async def ainsert(start: int, count: int) -> None:
+                    await raw.base.ainsert_rows(conn, raw.insert, start, count)
+
+                return await _ainterleaved(
+                    {"async_enqueue_rate": aenqueue, "async_insert_loop_rate": ainsert}, args.count
+                )
             finally:
+                await conn.close()
                 aclose = getattr(adapter, "aclose", None)
                 if aclose is not None:
                     await aclose()
 
-        async_one = asyncio.run(one_by_one())
+        result |= asyncio.run(one_by_one())
         adapter.clear()
     finally:
+        raw.close()
         adapter.close()
-    return {"enqueue_rate": one, "bulk_rate": bulk, "async_enqueue_rate": async_one}
+    return _with_ratios(result)
 
 
 def _procrastinate_app(args: argparse.Namespace) -> Any:
@@ -163,45 +287,58 @@ def _procrastinate_purge(args: argparse.Namespace) -> None:
         conn.execute(f"TRUNCATE {args.schema}.procrastinate_jobs CASCADE")
 
 
-def measure_procrastinate(args: argparse.Namespace) -> dict[str, Any]:
+def measure_procrastinate(args: argparse.Namespace) -> dict[str, float]:
     module = _procrastinate_app(args)
+    raw = _Raw(args)
     module.app.open()
     try:
         _procrastinate_schema(args, module)
         defer = module.noop.defer
         for i in range(20):
             defer(i=i)
+
+        def enqueue(start: int, count: int) -> None:
+            for i in range(start, start + count):
+                defer(i=i)
+
+        result = _interleaved({"enqueue_rate": enqueue, **raw.loops()}, args.count)
         _procrastinate_purge(args)
-        started = time.perf_counter()
-        for i in range(args.count):
-            defer(i=i)
-        one = _rate(args.count, started)
-        _procrastinate_purge(args)
-        started = time.perf_counter()
-        module.noop.batch_defer(*({"i": i} for i in range(args.bulk)))
-        bulk = _rate(args.bulk, started)
-        _procrastinate_purge(args)
+        raw.purge()
+        result |= _bulk_rates(
+            raw,
+            lambda: module.noop.batch_defer(*({"i": i} for i in range(args.bulk))),
+            lambda: _procrastinate_purge(args),
+            args.bulk,
+        )
     finally:
         module.app.close()
 
-    async def one_by_one() -> float:
-        async with module.app.open_async():
-            for i in range(20):
-                await module.noop.defer_async(i=i)
-            started = time.perf_counter()
-            for i in range(args.count):
-                await module.noop.defer_async(i=i)
-            return _rate(args.count, started)
+    async def one_by_one() -> dict[str, float]:
+        conn = await raw.aconnect()
+        try:
+            async with module.app.open_async():
+                for i in range(20):
+                    await module.noop.defer_async(i=i)
 
-    async_one = asyncio.run(one_by_one())
-    _procrastinate_purge(args)
-    return {"enqueue_rate": one, "bulk_rate": bulk, "async_enqueue_rate": async_one}
+                async def aenqueue(start: int, count: int) -> None:
+                    for i in range(start, start + count):
+                        await module.noop.defer_async(i=i)
 
+                async def ainsert(start: int, count: int) -> None:
+                    await raw.base.ainsert_rows(conn, raw.insert, start, count)
 
-def measure_raw(args: argparse.Namespace) -> dict[str, Any]:
-    from benchmarks.baselines import postgres_inserts  # noqa: PLC0415
+                return await _ainterleaved(
+                    {"async_enqueue_rate": aenqueue, "async_insert_loop_rate": ainsert}, args.count
+                )
+        finally:
+            await conn.close()
 
-    return postgres_inserts(args.url, args.table, args.count, args.bulk)
+    try:
+        result |= asyncio.run(one_by_one())
+        _procrastinate_purge(args)
+    finally:
+        raw.close()
+    return _with_ratios(result)
 
 
 def _latencies(folder: Path) -> list[float]:
@@ -299,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("mode")
     parser.add_argument("--url", required=True)
+    parser.add_argument("--url-raw", default="", help="the server, for the raw limits")
     parser.add_argument("--folder", type=Path, required=True)
     parser.add_argument("--schema", default="")
     parser.add_argument("--table", default="")
@@ -310,8 +448,6 @@ def main(argv: list[str] | None = None) -> int:
         result = measure_queuebox(args)
     elif args.mode == "procrastinate":
         result = measure_procrastinate(args)
-    elif args.mode == "raw":
-        result = measure_raw(args)
     elif args.mode in ("latency-queuebox", "latency-procrastinate"):
         result = measure_latency(args, args.mode.partition("-")[2])
     else:

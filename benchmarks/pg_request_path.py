@@ -160,13 +160,14 @@ def render(results: dict[str, dict[str, list[float]]], rounds: int) -> str:
         for name, found in results.items()
     }
     keys = sorted({key for found in medians.values() for key in found})
+    width = max(14, *(len(name) + 2 for name in medians))
     out = [f"PostgreSQL request path, medians of {rounds} rounds", ""]
-    out.append(f"{'measure':<28}" + "".join(f"{name:>18}" for name in medians))
+    out.append(f"{'measure':<28}" + "".join(f"{name:>{width}}" for name in medians))
     for key in keys:
         cells = []
         for found in medians.values():
             value = found.get(key)
-            cells.append(f"{'-':>18}" if value is None else f"{value:>18,.2f}")
+            cells.append(f"{'-':>{width}}" if value is None else f"{value:>{width},.2f}")
         out.append(f"{key:<28}" + "".join(cells))
     out += ["", "ratios (each against the raw limit measured beside it):", *ratios(results)]
     return "\n".join(out)

@@ -28,40 +28,39 @@ def test_the_request_path_benchmark_runs_every_measure(postgres_url: str, tmp_pa
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     results = json.loads(out.read_text())
-    assert set(results) == {"raw", "queuebox"}
-    assert set(results["raw"]) == {
-        "insert_loop_rate",
-        "insert_loop_unprepared_rate",
-        "async_insert_loop_rate",
-        "executemany_rate",
-    }
-    queuebox = results["queuebox"]
-    for key in ("enqueue_rate", "bulk_rate", "async_enqueue_rate", "p50_ms", "p99_ms"):
-        assert len(queuebox[key]) == 1 and queuebox[key][0] > 0, key
-    assert queuebox["probes"] == [3]
+    assert set(results) == {"queuebox"}
+    found = results["queuebox"]
+    measures = ["enqueue_rate", "bulk_rate", "async_enqueue_rate", "p50_ms", "p99_ms"]
+    limits = ["insert_loop_rate", "insert_loop_unprepared_rate", "executemany_rate"]
+    for key in [*measures, *limits, "async_insert_loop_rate", "bulk_rate / executemany_rate"]:
+        assert len(found[key]) == 1 and found[key][0] > 0, key
+    assert found["probes"] == [3]
     assert "queuebox enqueue_rate: " in completed.stdout
 
 
-def test_ratios_set_each_measure_against_its_limit_the_peer_and_before() -> None:
-    medians = {
-        "raw": {
-            "insert_loop_rate": 1000.0,
-            "insert_loop_unprepared_rate": 800.0,
-            "executemany_rate": 10_000.0,
-            "async_insert_loop_rate": 500.0,
+def test_ratios_set_each_measure_against_the_limit_beside_it_round_by_round() -> None:
+    results = {
+        "queuebox": {
+            "enqueue_rate / insert_loop_rate": [0.8, 0.6, 0.7],
+            "bulk_rate / executemany_rate": [0.5, 0.9, 0.7],
         },
-        "queuebox": {"enqueue_rate": 800.0, "bulk_rate": 6000.0, "async_enqueue_rate": 400.0},
-        "queuebox before": {"enqueue_rate": 400.0, "bulk_rate": 3000.0},
-        "procrastinate": {"enqueue_rate": 1000.0},
+        "queuebox before": {"enqueue_rate / insert_loop_rate": [0.4, 0.2, 0.35]},
+        "procrastinate": {"enqueue_rate / insert_loop_rate": [0.8, 0.3, 0.7]},
     }
-    lines = ratios(medians)
-    assert lines[0] == (
-        "queuebox enqueue_rate: 0.80x insert_loop_rate, 1.00x insert_loop_unprepared_rate, "
-        "2.00x before, 0.80x procrastinate"
-    )
-    assert "queuebox bulk_rate: 0.60x executemany_rate, 2.00x before" in lines
-    assert "queuebox async_enqueue_rate: 0.80x async_insert_loop_rate" in lines
+    lines = ratios(results)
+    # medians: 0.7; round by round 2, 3, 2 against before; 1, 2, 1 against procrastinate
     assert (
-        "procrastinate enqueue_rate: 1.00x insert_loop_rate, 1.25x insert_loop_unprepared_rate"
-        in lines
+        lines[0]
+        == "queuebox enqueue_rate: 0.70x insert_loop_rate, 2.00x before, 1.00x procrastinate"
     )
+    assert lines[1] == "queuebox bulk_rate: 0.70x executemany_rate"
+    assert lines[2] == "queuebox before enqueue_rate: 0.35x insert_loop_rate"
+    assert lines[3] == "procrastinate enqueue_rate: 0.70x insert_loop_rate"
+
+
+def test_the_enqueue_breakdown_times_every_step(postgres_url: str) -> None:
+    from benchmarks.pg_enqueue_breakdown import measure
+
+    result = measure(postgres_url, calls=2)
+    assert len(result) == 10 and all(micros > 0 for micros in result.values())
+    assert next(iter(result)) == "1a INSERT, prepared"

@@ -4,8 +4,10 @@ A dialect of the SQL base (``queuebox.backends.sql.SQLStore``). One autocommit c
 adapter serves every call behind a lock (a worker's heartbeat thread calls ``extend_many``
 while its main thread claims and completes); a second connection, opened by the first
 ``wait_for_work``, only LISTENs. Each claim is one ``UPDATE`` over a ``SELECT ... FOR UPDATE
-SKIP LOCKED``; inserts take 1,000 jobs per statement through ``unnest``; all SQL lives in
-``sql/postgres.sql``. When the server drops a connection, the call in flight raises
+SKIP LOCKED``; a lone job is one ``INSERT ... VALUES`` in autocommit (its NOTIFY in the
+same statement), batches take 1,000 jobs per statement through ``unnest``; all SQL lives in
+``sql/postgres.sql``. ``aschedule`` runs the same statements on one ``AsyncConnection`` per
+event loop (``postgres_async.py``). When the server drops a connection, the call in flight raises
 ``StorageUnavailable`` and the next call opens a new one; a forked child never touches its
 parent's connections. See ``docs/postgres.md``.
 """
@@ -49,6 +51,7 @@ from queuebox.backends.postgres_support import (
 )
 from queuebox.backends.sql import ChangeWatch, SQLCancellation, SQLRecurring, SQLStore
 from queuebox.backends.sql.inserts import (
+    InsertPlan,
     Stored,
     arun_plan,
     fresh_record,
@@ -285,7 +288,14 @@ class PostgresAdapter(
     def _insert_on(self, connection: Any, jobs: Sequence[NewJob]) -> list[Stored]:
         """Store ``jobs`` inside the connection's current transaction (or, in autocommit, in
         one per statement), in input order."""
-        plan = insert_plan(
+        step = functools.partial(self._insert_step, connection)
+        stored: list[Stored] = run_plan(self._insert_plan(jobs), step)
+        return stored
+
+    def _insert_plan(self, jobs: Sequence[NewJob]) -> InsertPlan:
+        """The plan of ``schedule`` and ``aschedule`` alike: a lone job goes to the one-row
+        statements, and each record is built from its job and the columns the store set."""
+        return insert_plan(
             jobs,
             batch=self.insert_batch,
             job_params=self._insert_params,
@@ -293,8 +303,6 @@ class PostgresAdapter(
             fresh=self._fresh_record,
             lone=True,
         )
-        stored: list[Stored] = run_plan(plan, functools.partial(self._insert_step, connection))
-        return stored
 
     def _insert_params(self, jobs: Sequence[NewJob]) -> dict[str, Any]:
         """Scalars for ``insert_job``, arrays (the SQL base's) for a batch."""
@@ -387,17 +395,8 @@ class PostgresAdapter(
     async def _ainsert_on(
         self, connection: psycopg.AsyncConnection[Any], jobs: Sequence[NewJob]
     ) -> list[Stored]:
-        plan = insert_plan(
-            jobs,
-            batch=self.insert_batch,
-            job_params=self._insert_params,
-            records=self._records,
-            fresh=self._fresh_record,
-            lone=True,
-        )
-        stored: list[Stored] = await arun_plan(
-            plan, functools.partial(self._ainsert_step, connection)
-        )
+        step = functools.partial(self._ainsert_step, connection)
+        stored: list[Stored] = await arun_plan(self._insert_plan(jobs), step)
         return stored
 
     async def _ainsert_step(
