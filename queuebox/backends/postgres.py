@@ -305,7 +305,8 @@ class PostgresAdapter(
         )
 
     def _insert_params(self, jobs: Sequence[NewJob]) -> dict[str, Any]:
-        """Scalars for ``insert_job``, arrays (the SQL base's) for a batch."""
+        """Scalars for ``insert_job``, arrays (the SQL base's) for a batch; both carry the
+        flow-control columns (``SQLStore._limit_params``) for a schema that stores them."""
         if len(jobs) != 1:
             return self._job_params(jobs)
         [job] = jobs
@@ -317,6 +318,7 @@ class PostgresAdapter(
             "run_at": None if job.run_at is None else self._checked_time(job.run_at),
             "delay": float(job.delay),
             "unique_key": job.unique_key,
+            **self._limit_params(job),
         }
 
     def _fresh_record(self, job: NewJob, row: Row) -> JobRecord:
