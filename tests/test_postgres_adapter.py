@@ -5,6 +5,7 @@ connections. Each test gets a fresh schema, dropped afterwards."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
@@ -520,6 +521,255 @@ def test_schedule_with_creates_the_schema_through_its_own_connection(
     [record] = adapter.schedule_with(app_conn, [new_job()])
     app_conn.rollback()
     assert adapter.get(record.id) is None and adapter.counts() == []
+
+
+# -- the request path -------------------------------------------------------------------------
+
+
+def _statements(adapter: PostgresAdapter, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The insert steps and transaction statements the adapter sends from now on."""
+    seen: list[str] = []
+    execute, step = adapter._execute, adapter._insert_step
+
+    def spy_execute(connection: Any, name: str, params: dict[str, Any] | None = None) -> Any:
+        if name in {"begin", "commit", "rollback"}:
+            seen.append(name)
+        return execute(connection, name, params)
+
+    def spy_step(connection: Any, name: str, params: dict[str, Any]) -> Any:
+        seen.append(name)
+        return step(connection, name, params)
+
+    monkeypatch.setattr(adapter, "_execute", spy_execute)
+    monkeypatch.setattr(adapter, "_insert_step", spy_step)
+    return seen
+
+
+def test_one_job_is_one_statement_without_a_transaction_around_it(
+    adapter: PostgresAdapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    adapter.migrate()
+    seen = _statements(adapter, monkeypatch)
+    adapter.schedule([new_job()])
+    assert seen == ["insert_job"]
+    seen.clear()
+    held = adapter.schedule_one(new_job(unique_key="k"))
+    again = adapter.schedule_one(new_job(unique_key="k"))
+    assert again.id == held.id
+    assert seen == ["insert_unique_job", "insert_unique_job", "unique_holders"]
+
+
+def test_a_batch_is_one_statement_unless_its_keys_may_need_another(
+    adapter: PostgresAdapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    adapter.migrate()
+    seen = _statements(adapter, monkeypatch)
+    adapter.schedule([new_job(), new_job("b")])
+    assert seen == ["insert_jobs"]
+    seen.clear()
+    adapter.schedule([new_job(unique_key="k"), new_job()])
+    assert seen == ["begin", "insert_unique_jobs", "commit"]
+    seen.clear()
+    adapter.schedule([new_job(args=[n]) for n in range(adapter.insert_batch + 1)])
+    assert seen == ["begin", "insert_jobs", "insert_job", "commit"]  # 1,000 and the last
+
+
+def test_schedule_returns_the_record_the_store_reads_back(adapter: PostgresAdapter) -> None:
+    eastern = timezone(timedelta(hours=-5))
+    jobs = [
+        new_job("a", 10, args=[1]),
+        new_job("b", delay=3600, args=["two"]),
+        new_job("c", run_at=datetime(2001, 1, 1, tzinfo=UTC)),
+        new_job("c", run_at=datetime(2090, 1, 1, 3, 0, 0, 123456, tzinfo=eastern)),
+        new_job("d", unique_key="k"),
+        new_job("é", args=["non-ASCII ✓"], unique_key="ключ"),
+    ]
+    for record in [adapter.schedule_one(job) for job in jobs]:
+        assert adapter.get(record.id) == record
+    adapter.clear()
+    batch = adapter.schedule(jobs)
+    for record in batch:
+        assert adapter.get(record.id) == record
+    states = [record.state for record in batch[:4]]
+    assert states == [JobState.READY, JobState.SCHEDULED, JobState.READY, JobState.SCHEDULED]
+    assert batch[3].run_at == datetime(2090, 1, 1, 8, 0, 0, 123456, tzinfo=UTC)
+    assert batch[1].run_at - batch[1].created_at == timedelta(hours=1)
+
+
+def test_every_enqueue_notifies_its_queues_once_and_a_held_key_none(
+    adapter: PostgresAdapter, admin: psycopg.Connection[Any]
+) -> None:
+    adapter.migrate()
+    admin.execute(sql.SQL("LISTEN {}").format(sql.Identifier(adapter.channel)))
+    adapter.schedule([new_job("one")])
+    adapter.schedule([new_job("two"), new_job("two"), new_job("three", delay=60)])
+    adapter.schedule([new_job("four", unique_key="k")])
+    adapter.schedule([new_job("four", unique_key="k")])  # held: nothing stored
+    assert _notifications(admin, 0.5) == ["one", "two", "three", "four"]
+
+
+def test_the_insert_text_follows_the_connections_encoding(
+    postgres_url: str, admin: psycopg.Connection[Any]
+) -> None:
+    """The one-row insert's text is composed once per client encoding: a table named with
+    a letter outside ASCII works on a UTF-8 connection and on a LATIN1 one alike."""
+    schema = f"qb_test_{uuid.uuid4().hex[:12]}"
+    adapter = PostgresAdapter(postgres_url, schema=schema, table="jöbs")
+    try:
+        mine = adapter.schedule_one(new_job("q"))
+        with psycopg.connect(postgres_url, autocommit=True) as latin:
+            latin.execute("SET client_encoding TO 'LATIN1'")
+            [theirs] = adapter.schedule_with(latin, [new_job("q")])
+        assert [adapter.get(mine.id), adapter.get(theirs.id)] == [mine, theirs]
+        assert len({key[1] for key in adapter._composed}) == 2
+    finally:
+        adapter.close()
+        admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+def _prepared_statements(adapter: PostgresAdapter) -> list[str]:
+    with adapter._session() as connection:
+        rows = connection.execute("SELECT statement FROM pg_prepared_statements").fetchall()
+    return [row["statement"] for row in rows]
+
+
+def test_prepare_on_prepares_the_inserts_on_the_adapters_own_connections(
+    pg_url: str, app_conn: psycopg.Connection[Any]
+) -> None:
+    with closing(PostgresAdapter(_with_params(pg_url, prepare="on"))) as adapter:
+        assert adapter.prepare
+        for _ in range(3):
+            record = adapter.schedule_one(new_job())
+            assert adapter.get(record.id) == record
+        adapter.schedule([new_job(), new_job()])
+        adapter.schedule_one(new_job(unique_key="k"))
+        statements = _prepared_statements(adapter)
+        assert len(statements) == 3  # insert_job, insert_jobs, insert_unique_job: once each
+        assert all("INSERT INTO" in text and "RETURNING" in text for text in statements)
+        adapter.schedule_with(app_conn, [new_job()])  # the caller's connection: its own rule
+        assert app_conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone() == (0,)
+        app_conn.rollback()
+
+        async def enqueue() -> JobRecord:
+            try:
+                [record] = await adapter.aschedule([new_job()])
+                return record
+            finally:
+                await adapter.aclose()
+
+        record = asyncio.run(enqueue())
+        assert adapter.get(record.id) == record
+
+
+def test_statements_are_not_prepared_by_default(adapter: PostgresAdapter) -> None:
+    assert not adapter.prepare
+    for _ in range(10):
+        adapter.schedule_one(new_job())
+    adapter.claim("w", None, limit=10, lease=60)
+    assert _prepared_statements(adapter) == []
+
+
+def test_a_bad_prepare_flag_is_a_configuration_error(postgres_url: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"prepare='maybe'.*prepare=on or prepare=off"):
+        PostgresAdapter(_with_params(postgres_url, prepare="maybe"))
+
+
+def _async_steps(adapter: PostgresAdapter, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    seen: list[str] = []
+    step = adapter._ainsert_step
+
+    async def spy(connection: Any, name: str, params: dict[str, Any]) -> Any:
+        seen.append(
+            name
+            if connection.info.transaction_status == pq.TransactionStatus.IDLE
+            else f"{name} (in a transaction)"
+        )
+        return await step(connection, name, params)
+
+    monkeypatch.setattr(adapter, "_ainsert_step", spy)
+    return seen
+
+
+def test_aschedule_runs_the_plan_of_schedule_on_an_async_connection(
+    adapter: PostgresAdapter, admin: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    adapter.migrate()
+    admin.execute(sql.SQL("LISTEN {}").format(sql.Identifier(adapter.channel)))
+    held = adapter.schedule_one(new_job("q", unique_key="k"))
+    seen = _async_steps(adapter, monkeypatch)
+
+    async def enqueue() -> list[list[JobRecord]]:
+        try:
+            return [
+                await adapter.aschedule([new_job("q")]),
+                await adapter.aschedule([new_job("q", unique_key="k")]),
+                await adapter.aschedule([new_job("r"), new_job("r", delay=60)]),
+                await adapter.aschedule([new_job("s", unique_key="k2"), new_job("s")]),
+            ]
+        finally:
+            await adapter.aclose()
+
+    [one], [same], plain, keyed = asyncio.run(enqueue())
+    assert same.id == held.id
+    for record in [one, *plain, *keyed]:
+        assert adapter.get(record.id) == record
+    assert seen == [
+        "insert_job",
+        "insert_unique_job",
+        "unique_holders",
+        "insert_jobs",
+        "insert_unique_jobs (in a transaction)",
+    ]
+    assert _notifications(admin, 0.5) == ["q", "q", "r", "s"]  # the holder, then ours
+
+
+def test_aschedule_reconnects_after_the_server_ended_its_idle_connection(
+    pg_url: str, admin: psycopg.Connection[Any]
+) -> None:
+    name = f"qb-test-{uuid.uuid4().hex[:8]}"
+    with closing(PostgresAdapter(_with_params(pg_url, application_name=name))) as adapter:
+
+        async def enqueue() -> list[JobRecord]:
+            try:
+                first = await adapter.aschedule([new_job()])
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE application_name = %s AND pid <> pg_backend_pid()",
+                    [name],
+                )
+                time.sleep(0.2)  # the farewell reaches the idle socket
+                return [*first, *await adapter.aschedule([new_job()])]
+            finally:
+                await adapter.aclose()
+
+        records = asyncio.run(enqueue())
+        assert len({record.id for record in records}) == 2
+        assert sum(c.total for c in adapter.counts()) == 2
+
+
+def test_aschedule_on_an_unreachable_server_raises_storage_unavailable() -> None:
+    adapter = PostgresAdapter("postgresql://app:s3cret@127.0.0.1:1/test?connect_timeout=2")
+    adapter._schema_ready = True  # straight to the asyncio connection
+
+    async def enqueue() -> None:
+        await adapter.aschedule([new_job()])
+
+    with pytest.raises(StorageUnavailable) as caught:
+        asyncio.run(enqueue())
+    assert "s3cret" not in str(caught.value)
+    adapter.close()
+
+
+def test_close_drops_the_async_connection_of_an_ended_loop(adapter: PostgresAdapter) -> None:
+    async def enqueue() -> None:
+        await adapter.aschedule([new_job()])  # no aclose: the loop ends with it open
+
+    asyncio.run(enqueue())
+    assert adapter._async_connections.open_count == 1
+    adapter.close()
+    assert adapter._async_connections.open_count == 0
+    asyncio.run(enqueue())  # and the next loop opens another
+    assert sum(c.total for c in adapter.counts()) == 2
 
 
 # -- unique keys and recurring ticks ---------------------------------------------------------

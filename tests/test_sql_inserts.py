@@ -11,7 +11,14 @@ from typing import Any
 import pytest
 
 from queuebox.backends.base import JobRecord, JobState, NewJob, Row
-from queuebox.backends.sql.inserts import UNIQUE_ROUNDS, arun_plan, insert_plan, run_plan
+from queuebox.backends.sql.inserts import (
+    UNIQUE_ROUNDS,
+    arun_plan,
+    fresh_record,
+    insert_plan,
+    one_write,
+    run_plan,
+)
 from queuebox.errors import StorageUnavailable
 from queuebox.testing import new_job
 
@@ -60,9 +67,15 @@ class FakeStore:
                 self.holder_ends -= 1
                 self.held.clear()
                 return []
-            key = (params["queue"], params["unique_key"])
-            job = new_job(params["queue"], unique_key=params["unique_key"], name="Holder")
-            return [_row(self.held[key], job)] if key in self.held else []
+            if "queue" in params:  # batch=1: scalars
+                keys = [(params["queue"], params["unique_key"])]
+            else:
+                keys = list(zip(params["queues"], params["unique_keys"], strict=True))
+            return [
+                _row(self.held[key], new_job(key[0], unique_key=key[1], name="Holder"))
+                for key in keys
+                if key in self.held
+            ]
         rows = []
         for job in params["jobs"]:
             key = (job.queue, job.unique_key or "")
@@ -127,3 +140,85 @@ def test_the_async_runner_drives_the_same_steps() -> None:
     jobs = [new_job("q", unique_key="k"), new_job("q")]
     stored = asyncio.run(arun_plan(_plan(jobs), execute))
     assert [(s.record.id, s.stored) for s in stored] == [("7", False), ("101", True)]
+
+
+def _fresh(job: NewJob, row: Row) -> JobRecord:
+    return fresh_record(job, row, lambda value: value, keeps_limits=False)
+
+
+def _fresh_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What a fresh insert returns: the store's columns only, in reverse order (RETURNING
+    promises none)."""
+    columns = ("id", "queue", "unique_key", "run_at", "created_at")
+    return [
+        {"run_at": _WHEN, "created_at": _WHEN} | {k: row[k] for k in columns if k in row}
+        for row in reversed(rows)
+    ]
+
+
+def test_a_fresh_insert_builds_records_from_the_jobs_in_input_order() -> None:
+    store = FakeStore({("a", "held"): 7})
+    jobs = [
+        new_job("a", args=[0]),
+        new_job("a", args=[1], unique_key="k"),
+        new_job("a", args=[2], unique_key="held"),
+        new_job("b", args=[3]),
+    ]
+
+    def execute(name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        rows = store.execute(name, params)
+        return rows if name == "unique_holders" else _fresh_rows(rows)
+
+    plan = insert_plan(jobs, batch=10, job_params=_params, records=_records, fresh=_fresh)
+    stored = run_plan(plan, execute)
+    assert [(s.record.id, s.stored) for s in stored] == [
+        ("101", True),
+        ("102", True),
+        ("7", False),
+        ("103", True),
+    ]
+    assert [s.record.handler for s in stored if s.stored] == [jobs[i].handler for i in (0, 1, 3)]
+    assert stored[1].record.unique_key == "k" and stored[3].record.queue == "b"
+
+
+def test_lone_sends_a_batch_of_one_to_the_one_row_statements() -> None:
+    store = FakeStore({("q", "k"): 7})
+    jobs = [new_job("q", unique_key="k")]
+    plan = insert_plan(jobs, batch=10, job_params=_params, records=_records, lone=True)
+    run_plan(plan, store.execute)
+    assert store.steps == ["insert_unique_job", "unique_holders"]
+    store.steps.clear()
+    plan = insert_plan(
+        [new_job(), new_job()], batch=10, job_params=_params, records=_records, lone=True
+    )
+    run_plan(plan, store.execute)
+    assert store.steps == ["insert_jobs"]
+
+
+def test_one_write_is_one_statement_or_a_lone_job() -> None:
+    assert one_write([new_job(unique_key="k")], 1)
+    assert one_write([new_job(), new_job()], 2)
+    assert not one_write([new_job(), new_job()], 1)  # two statements
+    assert not one_write([new_job(unique_key="k"), new_job()], 10)  # may insert twice
+
+
+def test_a_fresh_record_is_ready_unless_it_runs_after_its_insert() -> None:
+    job = new_job("q", 7, unique_key="k")
+    row = {"id": 5, "run_at": _WHEN, "created_at": _WHEN}
+    record = fresh_record(job, row, lambda value: value, keeps_limits=False)
+    assert (record.id, record.state, record.attempts, record.priority) == (
+        "5",
+        JobState.READY,
+        0,
+        7,
+    )
+    assert record.updated_at == record.created_at == _WHEN and record.unique_key == "k"
+    later = {**row, "run_at": _WHEN.replace(year=2031)}
+    assert fresh_record(job, later, lambda v: v, keeps_limits=False).state is JobState.SCHEDULED
+
+
+def test_a_fresh_record_keeps_the_limit_key_only_where_the_store_does() -> None:
+    job = NewJob(name="J", handler="{}", queue="q", priority=50, limit_key="tenant")
+    row = {"id": 5, "run_at": _WHEN, "created_at": _WHEN}
+    assert fresh_record(job, row, lambda v: v, keeps_limits=True).limit_key == "tenant"
+    assert fresh_record(job, row, lambda v: v, keeps_limits=False).limit_key is None

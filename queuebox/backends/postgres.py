@@ -5,14 +5,19 @@ adapter serves every call behind a lock (a worker's heartbeat thread calls ``ext
 while its main thread claims and completes); a second connection, opened by the first
 ``wait_for_work``, only LISTENs. Each claim is one ``UPDATE`` over a ``SELECT ... FOR UPDATE
 SKIP LOCKED`` (two statements in one round trip while jobs with a flow-control key exist:
-``postgres_flow.py``); inserts take 1,000 jobs per statement through ``unnest``; all SQL lives in
-``sql/postgres.sql``. When the server drops a connection, the call in flight raises
-``StorageUnavailable`` and the next call opens a new one; a forked child never touches its
-parent's connections. See ``docs/postgres.md``.
+``postgres_flow.py``); a lone job is one ``INSERT ... VALUES`` in autocommit (its NOTIFY in
+the same statement), batches take 1,000 jobs per statement through ``unnest``; all SQL lives
+in ``sql/postgres.sql``. ``aschedule`` runs the same statements on one ``AsyncConnection``
+per event loop (``postgres_async.py``). When the server drops a connection, the call in
+flight raises ``StorageUnavailable`` and the next call opens a new one; a forked child never
+touches its parent's connections. See ``docs/postgres.md``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -22,7 +27,16 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
-from queuebox.backends.base import Capabilities, JobRecord, NewJob, Row, TransactionalEnqueue
+from queuebox.backends.base import (
+    AsyncScheduling,
+    Capabilities,
+    FlowControl,
+    JobRecord,
+    NewJob,
+    Row,
+    TransactionalEnqueue,
+)
+from queuebox.backends.postgres_async import AsyncConnections
 from queuebox.backends.postgres_flow import PostgresFlowControl
 from queuebox.backends.postgres_support import (
     URL_OPTIONS,
@@ -38,6 +52,15 @@ from queuebox.backends.postgres_support import (
     usable,
 )
 from queuebox.backends.sql import ChangeWatch, SQLCancellation, SQLRecurring, SQLStore
+from queuebox.backends.sql.inserts import (
+    InsertPlan,
+    Stored,
+    arun_plan,
+    fresh_record,
+    insert_plan,
+    one_write,
+    run_plan,
+)
 from queuebox.backends.sql.monitor import PostgresMonitor
 from queuebox.errors import (
     ConfigurationError,
@@ -53,6 +76,12 @@ __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "URL_OPTIONS", "PostgresAdapter"]
 MIGRATIONS = ("migrate_v1", "migrate_v2", "migrate_v3", "migrate_v4")
 SCHEMA_VERSION = len(MIGRATIONS)
 DEFAULT_TABLE = "queuebox_jobs"
+#: Attempts of a schedule transaction that PostgreSQL aborted to break a deadlock.
+_CONFLICT_ATTEMPTS = 3
+#: The adapter's own connections with ``prepare=on``: psycopg prepares no statement by
+#: itself (it would after this many runs), only those executed with ``prepare=True``.
+_ONLY_WHEN_ASKED = 2**31 - 1
+_log = logging.getLogger("queuebox.backends.sql")
 
 
 class PostgresAdapter(
@@ -62,12 +91,15 @@ class PostgresAdapter(
     SQLCancellation,
     SQLStore,
     TransactionalEnqueue,
+    AsyncScheduling,
 ):
     """Jobs in one PostgreSQL table, claimed with ``FOR UPDATE SKIP LOCKED``.
 
     ``url`` is a ``postgresql://`` URL (or a libpq ``key=value`` string). Its query
-    parameters ``schema``, ``table`` and ``wakeup`` configure queuebox and are removed
-    before the rest reaches libpq; the keyword arguments of the same names win over them.
+    parameters ``schema``, ``table``, ``wakeup`` and ``prepare`` configure queuebox and are
+    removed before the rest reaches libpq; the keyword arguments of the same names win over
+    them. ``prepare`` (off by default) prepares the insert statements on the server, once
+    per connection: not through PgBouncer before 1.21 in transaction mode.
     """
 
     schemes = ("postgresql", "postgres")
@@ -77,6 +109,8 @@ class PostgresAdapter(
     driver_errors: ClassVar[tuple[type[Exception], ...]] = (psycopg.Error,)
     migrations = MIGRATIONS
     insert_batch = 1000
+    #: The one-row inserts of a lone job (``insert_plan(lone=True)``): scalar parameters.
+    sql_queries: ClassVar[frozenset[str]] = frozenset({"insert_job", "insert_unique_job"})
 
     def __init__(
         self,
@@ -85,6 +119,7 @@ class PostgresAdapter(
         schema: str | None = None,
         table: str | None = None,
         wakeup: bool | None = None,
+        prepare: bool | None = None,
         application_name: str = "queuebox",
         connect_timeout: int = 10,
     ) -> None:
@@ -96,6 +131,10 @@ class PostgresAdapter(
         self.wakeup = wakeup if wakeup is not None else parse_flag(options.get("wakeup", "on"))
         if not self.wakeup:
             self.capabilities = Capabilities(wakeup=False, unique=True)
+        self.prepare = (
+            prepare if prepare is not None else parse_flag(options.get("prepare", "off"), "prepare")
+        )
+        self._threshold = _ONLY_WHEN_ASKED if self.prepare else None
         try:
             given = conninfo_to_dict(conninfo)
         except psycopg.ProgrammingError as exc:
@@ -111,6 +150,8 @@ class PostgresAdapter(
         qualified = f"{self.schema}.{self.table}" if self.schema else self.table
         self.channel = qualified if len(qualified.encode()) <= 63 else short_channel(qualified)
         self._names = self._identifiers(qualified)
+        self._composed: dict[tuple[str, str], bytes] = {}
+        self._async_connections = AsyncConnections(self._aconnect, alive=usable)
         super().__init__()
 
     @classmethod
@@ -174,17 +215,26 @@ class PostgresAdapter(
     def _connect(self) -> psycopg.Connection[Any]:
         try:
             return psycopg.connect(
-                self._conninfo, autocommit=True, prepare_threshold=None, row_factory=dict_row
+                self._conninfo,
+                autocommit=True,
+                prepare_threshold=self._threshold,
+                row_factory=dict_row,
             )
-        except psycopg.OperationalError as exc:
-            if _refused_credentials(exc):
-                raise ConfigurationError(
-                    f"PostgreSQL refused the credentials of {self._url}: "
-                    f"{scrub(_first_line(exc), self._conninfo)}; check the user name and password"
-                ) from None
-            raise self._unavailable("cannot connect to PostgreSQL", exc) from exc
         except psycopg.Error as exc:
-            raise ConfigurationError(f"cannot connect to {self._url}: {exc}") from exc
+            error, cause = self._connect_failure(exc)
+            raise error from cause
+
+    def _connect_failure(self, exc: psycopg.Error) -> tuple[QueueboxError, BaseException | None]:
+        """The error to raise for a failed connection attempt, and its cause (none for
+        refused credentials: nothing of the driver's text is shown beyond the scrubbed line)."""
+        if not isinstance(exc, psycopg.OperationalError):
+            return ConfigurationError(f"cannot connect to {self._url}: {exc}"), exc
+        if _refused_credentials(exc):
+            return ConfigurationError(
+                f"PostgreSQL refused the credentials of {self._url}: "
+                f"{scrub(_first_line(exc), self._conninfo)}; check the user name and password"
+            ), None
+        return self._unavailable("cannot connect to PostgreSQL", exc), exc
 
     def _unavailable(self, what: str, exc: BaseException) -> StorageUnavailable:
         return StorageUnavailable(
@@ -244,6 +294,144 @@ class PostgresAdapter(
 
     def _seconds_param(self, seconds: float) -> float:
         return float(seconds)
+
+    # -- scheduling --------------------------------------------------------------------------
+
+    def _store(self, jobs: Sequence[NewJob]) -> list[Stored]:
+        if not one_write(jobs, self.insert_batch):
+            return super()._store(jobs)  # several statements: one transaction
+        # One statement is atomic on its own: in autocommit it is its own transaction,
+        # without the round trips of BEGIN and COMMIT around it.
+        with self._session() as connection:
+            return self._insert_on(connection, jobs)
+
+    def _insert_on(self, connection: Any, jobs: Sequence[NewJob]) -> list[Stored]:
+        """Store ``jobs`` inside the connection's current transaction (or, in autocommit, in
+        one per statement), in input order."""
+        step = functools.partial(self._insert_step, connection)
+        stored: list[Stored] = run_plan(self._insert_plan(jobs), step)
+        return stored
+
+    def _insert_plan(self, jobs: Sequence[NewJob]) -> InsertPlan:
+        """The plan of ``schedule`` and ``aschedule`` alike: a lone job goes to the one-row
+        statements, and each record is built from its job and the columns the store set."""
+        return insert_plan(
+            jobs,
+            batch=self.insert_batch,
+            job_params=self._insert_params,
+            records=self._records,
+            fresh=self._fresh_record,
+            lone=True,
+        )
+
+    def _insert_params(self, jobs: Sequence[NewJob]) -> dict[str, Any]:
+        """Scalars for ``insert_job``, arrays (the SQL base's) for a batch; both carry the
+        flow-control columns (``SQLStore._limit_params``) for a schema that stores them."""
+        if len(jobs) != 1:
+            return self._job_params(jobs)
+        [job] = jobs
+        return {
+            "name": job.name,
+            "handler": job.handler,
+            "queue": job.queue,
+            "priority": job.priority,
+            "run_at": None if job.run_at is None else self._checked_time(job.run_at),
+            "delay": float(job.delay),
+            "unique_key": job.unique_key,
+            **self._limit_params(job),
+        }
+
+    def _fresh_record(self, job: NewJob, row: Row) -> JobRecord:
+        return fresh_record(job, row, self._moment, keeps_limits=isinstance(self, FlowControl))
+
+    def _insert_step(self, connection: Any, name: str, params: dict[str, Any]) -> list[Row]:
+        """One step of an insert plan; the insert statements' text is composed once per
+        client encoding (composing ``psycopg.sql`` objects costs more on every call than
+        sending the statement does in Python)."""
+        cursor = self._cursor(connection)
+        text = self._composed_text(connection, name)
+        cursor.execute(text, params, prepare=self._prepared(connection))
+        return self._fetch(cursor)
+
+    def _prepared(self, connection: Any) -> bool | None:
+        """``prepare=True`` on the adapter's own connections with ``prepare=on``; else the
+        connection's own setting (a ``schedule_with`` connection is the caller's)."""
+        return True if connection.prepare_threshold == _ONLY_WHEN_ASKED else None
+
+    def _composed_text(self, connection: Any, name: str) -> bytes:
+        key = (name, connection.info.encoding)
+        text = self._composed.get(key)
+        if text is None:
+            text = self._composed[key] = self._queries[name].as_bytes(connection)
+        return text
+
+    # -- scheduling from asyncio -------------------------------------------------------------
+
+    async def aschedule(self, jobs: Sequence[NewJob]) -> list[JobRecord]:
+        """``schedule`` on the event loop's own ``AsyncConnection``: the same statements,
+        plan and records, only the I/O is awaited. A plan that writes more than once runs in
+        one transaction, retried when PostgreSQL aborts it to break a deadlock."""
+        if not jobs:
+            return []
+        if not self._schema_ready:
+            await asyncio.to_thread(self.migrate)  # once: creates the schema if missing
+        atomic = one_write(jobs, self.insert_batch)
+        for attempt in range(1, _CONFLICT_ATTEMPTS + 1):
+            try:
+                async with self._async_connections.use() as connection:
+                    if atomic:
+                        stored = await self._ainsert_on(connection, jobs)
+                    else:
+                        async with connection.transaction():
+                            stored = await self._ainsert_on(connection, jobs)
+                return [item.record for item in stored]
+            except psycopg.Error as exc:
+                if attempt < _CONFLICT_ATTEMPTS and self._retryable(exc):
+                    _log.info("queuebox: aschedule() was chosen to break a deadlock; retrying")
+                    continue
+                mapped = self._failure(exc)
+                if mapped is None:
+                    raise
+                raise mapped from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def aclose(self) -> None:
+        await self._async_connections.aclose()
+
+    def close(self) -> None:
+        super().close()
+        self._async_connections.close_all()
+
+    async def _aconnect(self) -> psycopg.AsyncConnection[Any]:
+        try:
+            return await psycopg.AsyncConnection.connect(
+                self._conninfo,
+                autocommit=True,
+                prepare_threshold=self._threshold,
+                row_factory=dict_row,
+            )
+        except psycopg.Error as exc:
+            error, cause = self._connect_failure(exc)
+            raise error from cause
+
+    async def _ainsert_on(
+        self, connection: psycopg.AsyncConnection[Any], jobs: Sequence[NewJob]
+    ) -> list[Stored]:
+        step = functools.partial(self._ainsert_step, connection)
+        stored: list[Stored] = await arun_plan(self._insert_plan(jobs), step)
+        return stored
+
+    async def _ainsert_step(
+        self, connection: psycopg.AsyncConnection[Any], name: str, params: dict[str, Any]
+    ) -> list[Row]:
+        cursor: Any = connection.cursor(row_factory=dict_row)
+        text = self._composed_text(connection, name)
+        await cursor.execute(text, params, prepare=self._prepared(connection))
+        try:
+            rows: list[Row] = await cursor.fetchall()
+        except psycopg.DataError:  # a holder's time Python cannot hold: read it leniently
+            rows = list(lenient_rows(cursor))
+        return rows
 
     # -- transactional enqueue ---------------------------------------------------------------
 

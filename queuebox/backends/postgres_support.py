@@ -40,7 +40,7 @@ __all__ = [
 _log = logging.getLogger("queuebox.backends.postgres")
 
 #: Query parameters of a store URL that configure queuebox; the others go to libpq.
-URL_OPTIONS = frozenset({"schema", "table", "wakeup"})
+URL_OPTIONS = frozenset({"schema", "table", "wakeup", "prepare"})
 _FLAGS = {"1": True, "true": True, "yes": True, "on": True}
 _FLAGS |= {"0": False, "false": False, "no": False, "off": False}
 
@@ -70,12 +70,12 @@ def display_url(url: str) -> str:
     return make_conninfo("", **params)
 
 
-def parse_flag(value: str) -> bool:
+def parse_flag(value: str, option: str = "wakeup") -> bool:
     try:
         return _FLAGS[value.strip().lower()]
     except KeyError:
         raise ConfigurationError(
-            f"wakeup={value!r} in the PostgreSQL URL: use wakeup=on or wakeup=off"
+            f"{option}={value!r} in the PostgreSQL URL: use {option}=on or {option}=off"
         ) from None
 
 

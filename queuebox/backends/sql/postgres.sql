@@ -14,9 +14,10 @@
 --   {paused} {starts}  flow control's paused queues and recent starts of rate-limited keys;
 --                {keyed_index} {running_index} {starts_index} their indexes, {lock_space}
 --                the table's name as a literal, which makes its per-key advisory locks its own
--- %(name)s are bound parameters; list parameters are arrays. Times come from the server:
--- now() is the start of the statement's transaction, and every statement here runs in its
--- own transaction unless the SQL base opens one. Durations (%(lease)s, %(delay)s) are seconds.
+-- %(name)s are bound parameters (%(name)b: bound in binary); list parameters are arrays.
+-- Times come from the server: now() is the start of the statement's transaction, and every
+-- statement here runs in its own transaction unless the SQL base opens one. Durations
+-- (%(lease)s, %(delay)s) are seconds.
 
 -- fragment: state
 -- A job's state on the store's clock, in the order records.JobState states.
@@ -155,36 +156,51 @@ unique_key = CASE WHEN cancelled_at IS NULL THEN unique_key END
 {% notify_changed %}
 
 -- fragment: insert
--- Ids follow the input order (ORDER BY position); the result is sorted by id. The
--- notification is sent at commit: at once in autocommit, else with the caller's commit.
-WITH inserted AS (
-    INSERT INTO {jobs} AS job
-        (name, handler, queue, priority, run_at, created_at, updated_at, unique_key,
-         limit_key, max_concurrency, rate_count, rate_per)
-    SELECT new_job.name, new_job.handler, new_job.queue, new_job.priority,
-           coalesce(new_job.run_at, now() + make_interval(secs => new_job.delay)),
-           now(), now(), new_job.unique_key,
-           new_job.limit_key, new_job.max_concurrency, new_job.rate_count, new_job.rate_per
-    FROM unnest(
-        %(names)s::text[], %(handlers)s::text[], %(queues)s::text[],
-        %(priorities)s::integer[], %(run_ats)s::timestamptz[], %(delays)s::float8[],
-        %(unique_keys)s::text[], %(limit_keys)s::text[], %(max_concurrencies)s::integer[],
-        %(rate_counts)s::integer[], %(rate_pers)s::float8[]
-    ) WITH ORDINALITY
-        AS new_job(name, handler, queue, priority, run_at, delay, unique_key,
-                   limit_key, max_concurrency, rate_count, rate_per, position)
-    ORDER BY new_job.position
+-- Ids follow the input order (ORDER BY position). The arrays are bound in binary (the
+-- "b" placeholders): psycopg then sends each element as it is, where the text form of an
+-- array would escape every quote of every handler's JSON in Python.
+INSERT INTO {jobs} AS job
+    (name, handler, queue, priority, run_at, created_at, updated_at, unique_key,
+     limit_key, max_concurrency, rate_count, rate_per)
+SELECT new_job.name, new_job.handler, new_job.queue, new_job.priority,
+       coalesce(new_job.run_at, now() + make_interval(secs => new_job.delay)),
+       now(), now(), new_job.unique_key,
+       new_job.limit_key, new_job.max_concurrency, new_job.rate_count, new_job.rate_per
+FROM unnest(
+    %(names)b::text[], %(handlers)b::text[], %(queues)b::text[],
+    %(priorities)b::integer[], %(run_ats)b::timestamptz[], %(delays)b::float8[],
+    %(unique_keys)b::text[], %(limit_keys)b::text[], %(max_concurrencies)b::integer[],
+    %(rate_counts)b::integer[], %(rate_pers)b::float8[]
+) WITH ORDINALITY
+    AS new_job(name, handler, queue, priority, run_at, delay, unique_key,
+               limit_key, max_concurrency, rate_count, rate_per, position)
+ORDER BY new_job.position
+
+-- fragment: insert_one
+-- One job from scalar parameters: the statement a request's perform_later sends.
+INSERT INTO {jobs} AS job
+    (name, handler, queue, priority, run_at, created_at, updated_at, unique_key,
+     limit_key, max_concurrency, rate_count, rate_per)
+VALUES (
+    %(name)s::text, %(handler)s::text, %(queue)s::text, %(priority)s::integer,
+    coalesce(%(run_at)s::timestamptz, now() + make_interval(secs => %(delay)s::float8)),
+    now(), now(), %(unique_key)s::text,
+    %(limit_key)s::text, %(max_concurrency)s::integer, %(rate_count)s::integer,
+    %(rate_per)s::float8
+)
+
+-- fragment: on_held_key
+ON CONFLICT (queue, unique_key) WHERE unique_key IS NOT NULL DO NOTHING
 
 -- fragment: inserted_rows
-    RETURNING *
-), notified AS (
-    SELECT count(*) AS sent
-    FROM (SELECT pg_notify({channel}, queue) FROM (SELECT DISTINCT queue FROM inserted) AS q) AS n
-)
-SELECT inserted.*,
-       CASE WHEN inserted.run_at <= now() THEN 'ready' ELSE 'scheduled' END AS state
-FROM inserted CROSS JOIN notified
-ORDER BY inserted.id
+-- What the store decided for each row it stored (inserts.FRESH_COLUMNS); the rest of the
+-- record is the job as sent. pg_notify in RETURNING wakes the workers of the row's queue
+-- without another statement or round trip: it runs once per stored row (a row skipped by
+-- ON CONFLICT sends nothing), PostgreSQL folds the repeats of a channel and payload within
+-- a transaction into one, and sends it at commit (at once in autocommit, else with the
+-- caller's commit).
+RETURNING job.id, job.run_at, job.created_at, job.queue, job.unique_key,
+          pg_notify({channel}, job.queue) AS notified
 
 
 -- Transactions and schema -------------------------------------------------------------------
@@ -348,7 +364,18 @@ SELECT now() AS now
 -- with unique_holders. When the holder is not committed yet, the insert waits for its
 -- transaction to end, so concurrent enqueues of one key store one job.
 {% insert %}
-    ON CONFLICT (queue, unique_key) WHERE unique_key IS NOT NULL DO NOTHING
+{% on_held_key %}
+{% inserted_rows %}
+
+-- name: insert_job
+-- insert_jobs for a batch of one job.
+{% insert_one %}
+{% inserted_rows %}
+
+-- name: insert_unique_job
+-- insert_unique_jobs for a batch of one job.
+{% insert_one %}
+{% on_held_key %}
 {% inserted_rows %}
 
 -- name: unique_holders
