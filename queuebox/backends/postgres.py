@@ -73,7 +73,7 @@ from queuebox.errors import (
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "URL_OPTIONS", "PostgresAdapter"]
 
 #: Named queries that build each schema version, in order: the position is the version.
-MIGRATIONS = ("migrate_v1", "migrate_v2", "migrate_v3", "migrate_v4")
+MIGRATIONS = ("migrate_v1", "migrate_v2", "migrate_v3", "migrate_v4", "migrate_v5")
 SCHEMA_VERSION = len(MIGRATIONS)
 DEFAULT_TABLE = "queuebox_jobs"
 #: Attempts of a schedule transaction that PostgreSQL aborted to break a deadlock.
@@ -198,6 +198,10 @@ class PostgresAdapter(
             "running_index": sql.Identifier(f"{table}_running_idx"),
             "starts_index": sql.Identifier(f"{table}_starts_idx"),
             "lock_space": sql.Literal(f"queuebox.limit:{qualified}"),
+            # The job search's indexes of the states few jobs are in (sql/monitor.py).
+            "failed_index": sql.Identifier(f"{table}_failed_idx"),
+            "completed_index": sql.Identifier(f"{table}_completed_idx"),
+            "cancelled_index": sql.Identifier(f"{table}_cancelled_idx"),
             "channel": sql.Literal(self.channel),
             "channel_name": sql.Identifier(self.channel),
         }

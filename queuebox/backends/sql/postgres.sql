@@ -14,6 +14,7 @@
 --   {paused} {starts}  flow control's paused queues and recent starts of rate-limited keys;
 --                {keyed_index} {running_index} {starts_index} their indexes, {lock_space}
 --                the table's name as a literal, which makes its per-key advisory locks its own
+--   {failed_index} {completed_index} {cancelled_index}  the job search's state indexes
 -- %(name)s are bound parameters (%(name)b: bound in binary); list parameters are arrays.
 -- Times come from the server: now() is the start of the statement's transaction, and every
 -- statement here runs in its own transaction unless the SQL base opens one. Durations
@@ -345,6 +346,16 @@ CREATE TABLE IF NOT EXISTS {starts} (
     expires_at timestamptz NOT NULL
 );
 CREATE INDEX IF NOT EXISTS {starts_index} ON {starts} (queue, limit_key, expires_at)
+
+-- name: migrate_v5
+-- The job search (sql/monitor.py, search_failed and its siblings) finds the jobs of a state
+-- few jobs are in, newest first, through these instead of walking the whole table. A row
+-- enters one only when it reaches that state (a claim, an acknowledgement or a delete
+-- changes none of their columns), so the claim's path does not pay for them. Building them
+-- reads the table once each, under the migration's lock.
+CREATE INDEX IF NOT EXISTS {failed_index} ON {jobs} (id) WHERE failed_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS {completed_index} ON {jobs} (id) WHERE completed_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS {cancelled_index} ON {jobs} (id) WHERE cancelled_at IS NOT NULL
 
 
 -- Scheduling --------------------------------------------------------------------------------
