@@ -218,15 +218,15 @@ class PostgresAdapter(
 
     def _connect(self) -> psycopg.Connection[Any]:
         try:
-            return psycopg.connect(
-                self._conninfo,
-                autocommit=True,
-                prepare_threshold=self._threshold,
-                row_factory=dict_row,
-            )
+            return psycopg.connect(self._conninfo, **self._connection_options())
         except psycopg.Error as exc:
             error, cause = self._connect_failure(exc)
             raise error from cause
+
+    def _connection_options(self) -> dict[str, Any]:
+        """How the adapter's own connections (sync and asyncio) are opened: autocommit, rows
+        as dicts, statements prepared only where ``prepare=on`` asks."""
+        return {"autocommit": True, "prepare_threshold": self._threshold, "row_factory": dict_row}
 
     def _connect_failure(self, exc: psycopg.Error) -> tuple[QueueboxError, BaseException | None]:
         """The error to raise for a failed connection attempt, and its cause (none for
@@ -333,17 +333,7 @@ class PostgresAdapter(
         flow-control columns (``SQLStore._limit_params``) for a schema that stores them."""
         if len(jobs) != 1:
             return self._job_params(jobs)
-        [job] = jobs
-        return {
-            "name": job.name,
-            "handler": job.handler,
-            "queue": job.queue,
-            "priority": job.priority,
-            "run_at": None if job.run_at is None else self._checked_time(job.run_at),
-            "delay": float(job.delay),
-            "unique_key": job.unique_key,
-            **self._limit_params(job),
-        }
+        return self._one_job_params(jobs[0])
 
     def _fresh_record(self, job: NewJob, row: Row) -> JobRecord:
         return fresh_record(job, row, self._moment, keeps_limits=isinstance(self, FlowControl))
@@ -409,10 +399,7 @@ class PostgresAdapter(
     async def _aconnect(self) -> psycopg.AsyncConnection[Any]:
         try:
             return await psycopg.AsyncConnection.connect(
-                self._conninfo,
-                autocommit=True,
-                prepare_threshold=self._threshold,
-                row_factory=dict_row,
+                self._conninfo, **self._connection_options()
             )
         except psycopg.Error as exc:
             error, cause = self._connect_failure(exc)

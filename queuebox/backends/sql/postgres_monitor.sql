@@ -123,15 +123,17 @@ FROM span LEFT JOIN picked ON (%(state)s::text IS NULL OR picked.state = %(state
 ORDER BY picked.id DESC
 LIMIT %(limit)s
 
--- fragment: below_cursor
+-- fragment: newest_below_cursor
+-- The condition and order of a window's rows: below the cursor, newest first, at most scan.
 id < coalesce(%(before)s::bigint, 9223372036854775807)
+ORDER BY id DESC LIMIT %(scan)s
 
 -- name: search_jobs
 -- One window of the search, newest first: at most %(scan)s rows below the cursor
 -- (%(before)s, or NULL from the top), walked down the primary key (a keyset page: no OFFSET,
 -- so a page deep in the list costs what the first costs), then the filters over that window.
 WITH scanned AS MATERIALIZED (
-    SELECT * FROM {jobs} WHERE {% below_cursor %} ORDER BY id DESC LIMIT %(scan)s
+    SELECT * FROM {jobs} WHERE {% newest_below_cursor %}
 ),
 {% search_window %}
 
@@ -139,16 +141,14 @@ WITH scanned AS MATERIALIZED (
 -- search_jobs over the failed jobs alone: a state few jobs are in is read in one statement
 -- (a failed job then kept as completed is left out by the state filter).
 WITH scanned AS MATERIALIZED (
-    SELECT * FROM {jobs} WHERE failed_at IS NOT NULL AND {% below_cursor %}
-    ORDER BY id DESC LIMIT %(scan)s
+    SELECT * FROM {jobs} WHERE failed_at IS NOT NULL AND {% newest_below_cursor %}
 ),
 {% search_window %}
 
 -- name: search_completed
 -- search_jobs over the completed (kept) jobs alone.
 WITH scanned AS MATERIALIZED (
-    SELECT * FROM {jobs} WHERE completed_at IS NOT NULL AND {% below_cursor %}
-    ORDER BY id DESC LIMIT %(scan)s
+    SELECT * FROM {jobs} WHERE completed_at IS NOT NULL AND {% newest_below_cursor %}
 ),
 {% search_window %}
 
@@ -156,15 +156,13 @@ WITH scanned AS MATERIALIZED (
 -- search_jobs over the jobs with a cancellation (a running job asked to stop is left out by
 -- the state filter until its run ends).
 WITH scanned AS MATERIALIZED (
-    SELECT * FROM {jobs} WHERE cancelled_at IS NOT NULL AND {% below_cursor %}
-    ORDER BY id DESC LIMIT %(scan)s
+    SELECT * FROM {jobs} WHERE cancelled_at IS NOT NULL AND {% newest_below_cursor %}
 ),
 {% search_window %}
 
 -- name: search_running
 -- search_jobs over the locked jobs (as many as workers run at once).
 WITH scanned AS MATERIALIZED (
-    SELECT * FROM {jobs} WHERE locked_at IS NOT NULL AND {% below_cursor %}
-    ORDER BY id DESC LIMIT %(scan)s
+    SELECT * FROM {jobs} WHERE locked_at IS NOT NULL AND {% newest_below_cursor %}
 ),
 {% search_window %}

@@ -122,8 +122,10 @@ FROM span LEFT JOIN picked ON (:state IS NULL OR picked.state = :state)
 ORDER BY picked.id DESC
 LIMIT :limit
 
--- fragment: below_cursor
+-- fragment: newest_below_cursor
+-- The condition and order of a window's rows: below the cursor, newest first, at most scan.
 id < coalesce(:before, 9223372036854775807)
+ORDER BY id DESC LIMIT :scan
 
 -- name: search_jobs
 -- One window of the search, newest first: at most :scan rows below the cursor (:before, or
@@ -131,7 +133,7 @@ id < coalesce(:before, 9223372036854775807)
 -- in the list costs what the first costs), then the filters over that window.
 WITH clock(now) AS (SELECT {% store_now %}),
 scanned AS (
-    SELECT * FROM queuebox_jobs WHERE {% below_cursor %} ORDER BY id DESC LIMIT :scan
+    SELECT * FROM queuebox_jobs WHERE {% newest_below_cursor %}
 ),
 {% search_window %}
 
@@ -141,8 +143,7 @@ scanned AS (
 -- completed is in the index and left out by the state filter.)
 WITH clock(now) AS (SELECT {% store_now %}),
 scanned AS (
-    SELECT * FROM queuebox_jobs WHERE failed_at IS NOT NULL AND {% below_cursor %}
-    ORDER BY id DESC LIMIT :scan
+    SELECT * FROM queuebox_jobs WHERE failed_at IS NOT NULL AND {% newest_below_cursor %}
 ),
 {% search_window %}
 
@@ -150,8 +151,7 @@ scanned AS (
 -- search_jobs over the completed (kept) jobs alone (queuebox_jobs_completed).
 WITH clock(now) AS (SELECT {% store_now %}),
 scanned AS (
-    SELECT * FROM queuebox_jobs WHERE completed_at IS NOT NULL AND {% below_cursor %}
-    ORDER BY id DESC LIMIT :scan
+    SELECT * FROM queuebox_jobs WHERE completed_at IS NOT NULL AND {% newest_below_cursor %}
 ),
 {% search_window %}
 
@@ -160,8 +160,7 @@ scanned AS (
 -- asked to stop is there too and left out by the state filter until its run ends.
 WITH clock(now) AS (SELECT {% store_now %}),
 scanned AS (
-    SELECT * FROM queuebox_jobs WHERE cancelled_at IS NOT NULL AND {% below_cursor %}
-    ORDER BY id DESC LIMIT :scan
+    SELECT * FROM queuebox_jobs WHERE cancelled_at IS NOT NULL AND {% newest_below_cursor %}
 ),
 {% search_window %}
 
@@ -172,7 +171,6 @@ scanned AS (
 WITH clock(now) AS (SELECT {% store_now %}),
 scanned AS (
     SELECT * FROM queuebox_jobs INDEXED BY queuebox_jobs_locks
-    WHERE locked_at IS NOT NULL AND {% below_cursor %}
-    ORDER BY id DESC LIMIT :scan
+    WHERE locked_at IS NOT NULL AND {% newest_below_cursor %}
 ),
 {% search_window %}

@@ -54,21 +54,15 @@ class SQLStore(SQLDialect, Adapter):
         return self._time_param(moment)
 
     def _job_params(self, jobs: Sequence[NewJob]) -> dict[str, Any]:
+        """The insert's parameters: scalars when the dialect inserts one job per statement
+        (``insert_batch`` 1), else arrays."""
+
         def run_at(job: NewJob) -> Any:
             return None if job.run_at is None else self._checked_time(job.run_at)
 
         if self.insert_batch == 1:
             [job] = jobs
-            return {
-                "name": job.name,
-                "handler": job.handler,
-                "queue": job.queue,
-                "priority": job.priority,
-                "run_at": run_at(job),
-                "delay": self._seconds_param(job.delay),
-                "unique_key": job.unique_key,
-                **self._limit_params(job),
-            }
+            return self._one_job_params(job)
         return {
             "names": [job.name for job in jobs],
             "handlers": [job.handler for job in jobs],
@@ -81,6 +75,19 @@ class SQLStore(SQLDialect, Adapter):
             "max_concurrencies": [_max_concurrency(job) for job in jobs],
             "rate_counts": [_rate_count(job) for job in jobs],
             "rate_pers": [_rate_per(job, self._seconds_param) for job in jobs],
+        }
+
+    def _one_job_params(self, job: NewJob) -> dict[str, Any]:
+        """The scalar parameters of one job's insert."""
+        return {
+            "name": job.name,
+            "handler": job.handler,
+            "queue": job.queue,
+            "priority": job.priority,
+            "run_at": None if job.run_at is None else self._checked_time(job.run_at),
+            "delay": self._seconds_param(job.delay),
+            "unique_key": job.unique_key,
+            **self._limit_params(job),
         }
 
     def _limit_params(self, job: NewJob) -> dict[str, Any]:
