@@ -82,6 +82,24 @@ def postgres_url() -> str:
     return _server("PostgreSQL", POSTGRES_URL, 5432, "QUEUEBOX_TEST_POSTGRES_URL")
 
 
+@pytest.fixture
+def pg_schema(postgres_url: str) -> Iterator[str]:
+    """A fresh schema name for one test's PostgreSQL store; dropped afterwards."""
+    import psycopg
+    from psycopg import sql
+
+    schema = f"qb_test_{uuid.uuid4().hex[:12]}"
+    yield schema
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture
+def pg_url(postgres_url: str, pg_schema: str) -> str:
+    """The store URL of ``pg_schema``."""
+    return f"{postgres_url}{'&' if '?' in postgres_url else '?'}schema={pg_schema}"
+
+
 @pytest.fixture(autouse=True)
 def isolated_registry() -> Iterator[None]:
     """Each test sees only the job classes it defines (plus those imported before)."""

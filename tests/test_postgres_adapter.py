@@ -38,19 +38,6 @@ def _with_params(url: str, **params: str) -> str:
 
 
 @pytest.fixture
-def pg_schema(postgres_url: str) -> Iterator[str]:
-    schema = f"qb_test_{uuid.uuid4().hex[:12]}"
-    yield schema
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
-
-
-@pytest.fixture
-def pg_url(postgres_url: str, pg_schema: str) -> str:
-    return _with_params(postgres_url, schema=pg_schema)
-
-
-@pytest.fixture
 def adapter(pg_url: str) -> Iterator[PostgresAdapter]:
     with closing(PostgresAdapter(pg_url)) as adapter:
         yield adapter

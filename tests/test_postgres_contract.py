@@ -5,14 +5,12 @@ Each test gets a fresh schema, dropped afterwards, so tests never see each other
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from queuebox.backends import from_url
 from queuebox.testing import (
@@ -23,19 +21,6 @@ from queuebox.testing import (
 )
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def pg_schema(postgres_url: str) -> Iterator[str]:
-    schema = f"qb_test_{uuid.uuid4().hex[:12]}"
-    yield schema
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
-
-
-@pytest.fixture
-def pg_url(postgres_url: str, pg_schema: str) -> str:
-    return f"{postgres_url}{'&' if '?' in postgres_url else '?'}schema={pg_schema}"
 
 
 class TestPostgresAdapter(AdapterContract):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import closing
 from typing import Any
@@ -27,19 +26,6 @@ from queuebox.testing.support import new_job
 pytestmark = pytest.mark.postgres
 
 LEASE = 60.0
-
-
-@pytest.fixture
-def pg_schema(postgres_url: str) -> Iterator[str]:
-    schema = f"qb_test_{uuid.uuid4().hex[:12]}"
-    yield schema
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
-
-
-@pytest.fixture
-def pg_url(postgres_url: str, pg_schema: str) -> str:
-    return f"{postgres_url}{'&' if '?' in postgres_url else '?'}schema={pg_schema}"
 
 
 @pytest.fixture
