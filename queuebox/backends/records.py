@@ -33,6 +33,7 @@ __all__ = [
     "WorkerInfo",
     "reclaim_note",
     "record_from_row",
+    "stored_record",
     "unreadable_record",
 ]
 
@@ -341,6 +342,34 @@ class WorkerInfo:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a queuebox worker record: {exc}") from None
+
+
+def stored_record(
+    job: NewJob,
+    job_id: str,
+    run_at: datetime,
+    created_at: datetime,
+    *,
+    ready: bool,
+    limit_key: str | None,
+) -> JobRecord:
+    """The record of ``job`` as a store just stored it (never claimed), from what the store
+    decided (its id and times, whether it is due on the store's clock) and the job itself,
+    without reading it back."""
+    return JobRecord(
+        id=job_id,
+        name=job.name,
+        handler=job.handler,
+        queue=job.queue,
+        priority=job.priority,
+        run_at=run_at,
+        attempts=0,
+        state=JobState.READY if ready else JobState.SCHEDULED,
+        created_at=created_at,
+        updated_at=created_at,
+        unique_key=job.unique_key,
+        limit_key=limit_key,
+    )
 
 
 def reclaim_note(previous_owner: str, expired_at: datetime | None) -> str:

@@ -20,6 +20,7 @@ from queuebox.backends.records import (
     JobState,
     NewJob,
     reclaim_note,
+    stored_record,
     unreadable_record,
 )
 from queuebox.backends.redis_keys import job_id
@@ -88,19 +89,8 @@ def new_record(
     at = now if run_at == now_ms else times.get(run_at)
     if at is None:
         at = times[run_at] = from_ms(run_at)
-    return JobRecord(
-        id=f"{job.queue}/{number}",
-        name=job.name,
-        handler=job.handler,
-        queue=job.queue,
-        priority=job.priority,
-        run_at=at,
-        attempts=0,
-        state=JobState.READY if run_at <= now_ms else JobState.SCHEDULED,
-        created_at=now,
-        updated_at=now,
-        unique_key=job.unique_key,
-        limit_key=job.limit_key,
+    return stored_record(
+        job, f"{job.queue}/{number}", at, now, ready=run_at <= now_ms, limit_key=job.limit_key
     )
 
 

@@ -27,7 +27,7 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
-from queuebox.backends.records import JobRecord, JobState, NewJob, Row
+from queuebox.backends.records import JobRecord, NewJob, Row, stored_record
 from queuebox.errors import StorageUnavailable
 
 __all__ = [
@@ -86,19 +86,12 @@ def fresh_record(
     touches it. ``keeps_limits``: the store keeps ``limit_key`` (it declares
     ``FlowControl``); one that does not reads it back as ``None``."""
     run_at, created_at = moment(row["run_at"]), moment(row["created_at"])
-    return JobRecord(
-        id=str(row["id"]),
-        name=job.name,
-        handler=job.handler,
-        queue=job.queue,
-        priority=job.priority,
-        run_at=run_at,
-        attempts=0,
-        # The state on the store's clock: created_at is the insert's now().
-        state=JobState.READY if run_at <= created_at else JobState.SCHEDULED,
-        created_at=created_at,
-        updated_at=created_at,
-        unique_key=job.unique_key,
+    return stored_record(
+        job,
+        str(row["id"]),
+        run_at,
+        created_at,
+        ready=run_at <= created_at,  # on the store's clock: created_at is the insert's now()
         limit_key=job.limit_key if keeps_limits else None,
     )
 
