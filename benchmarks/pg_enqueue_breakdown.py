@@ -76,7 +76,7 @@ def measure(server_url: str, calls: int) -> dict[str, float]:
         whole = adapter.query("insert_job").as_bytes(plain)
         bare, _, returning = whole.rpartition(b"RETURNING")  # the clause, not a comment
         columns = returning.split(b",\n")[0]  # the columns, without the pg_notify
-        params = adapter._insert_params([job])
+        params = adapter._job_params([job])
         steps: dict[str, Callable[[], Any]] = {
             "1a INSERT, prepared": lambda: plain.execute(raw, raw_args),
             "1b INSERT, unprepared": lambda: unprepared.execute(raw, raw_args),

@@ -30,7 +30,6 @@ from psycopg.rows import dict_row
 from queuebox.backends.base import (
     AsyncScheduling,
     Capabilities,
-    FlowControl,
     JobRecord,
     NewJob,
     Row,
@@ -52,15 +51,7 @@ from queuebox.backends.postgres_support import (
     usable,
 )
 from queuebox.backends.sql import ChangeWatch, SQLCancellation, SQLRecurring, SQLStore
-from queuebox.backends.sql.inserts import (
-    InsertPlan,
-    Stored,
-    arun_plan,
-    fresh_record,
-    insert_plan,
-    one_write,
-    run_plan,
-)
+from queuebox.backends.sql.inserts import Stored, arun_plan, one_write, run_plan
 from queuebox.backends.sql.monitor import PostgresMonitor
 from queuebox.errors import (
     ConfigurationError,
@@ -109,8 +100,8 @@ class PostgresAdapter(
     driver_errors: ClassVar[tuple[type[Exception], ...]] = (psycopg.Error,)
     migrations = MIGRATIONS
     insert_batch = 1000
-    #: The one-row inserts of a lone job (``insert_plan(lone=True)``): scalar parameters.
-    sql_queries: ClassVar[frozenset[str]] = frozenset({"insert_job", "insert_unique_job"})
+    lone_inserts = True  # a request's enqueue: one INSERT ... VALUES of scalars
+    fresh_inserts = True
 
     def __init__(
         self,
@@ -315,28 +306,6 @@ class PostgresAdapter(
         step = functools.partial(self._insert_step, connection)
         stored: list[Stored] = run_plan(self._insert_plan(jobs), step)
         return stored
-
-    def _insert_plan(self, jobs: Sequence[NewJob]) -> InsertPlan:
-        """The plan of ``schedule`` and ``aschedule`` alike: a lone job goes to the one-row
-        statements, and each record is built from its job and the columns the store set."""
-        return insert_plan(
-            jobs,
-            batch=self.insert_batch,
-            job_params=self._insert_params,
-            records=self._records,
-            fresh=self._fresh_record,
-            lone=True,
-        )
-
-    def _insert_params(self, jobs: Sequence[NewJob]) -> dict[str, Any]:
-        """Scalars for ``insert_job``, arrays (the SQL base's) for a batch; both carry the
-        flow-control columns (``SQLStore._limit_params``) for a schema that stores them."""
-        if len(jobs) != 1:
-            return self._job_params(jobs)
-        return self._one_job_params(jobs[0])
-
-    def _fresh_record(self, job: NewJob, row: Row) -> JobRecord:
-        return fresh_record(job, row, self._moment, keeps_limits=isinstance(self, FlowControl))
 
     def _insert_step(self, connection: Any, name: str, params: dict[str, Any]) -> list[Row]:
         """One step of an insert plan; the insert statements' text is composed once per

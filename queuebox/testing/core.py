@@ -69,6 +69,30 @@ class CoreContract(StoreFixtures):
         assert len({record.id for record in records}) == 25
         assert adapter.schedule([]) == []
 
+    def test_a_large_batch_returns_exactly_what_get_reads_back(self, adapter: Adapter) -> None:
+        """Over a thousand jobs in one call cross every batching boundary a store has (jobs
+        per statement, per transaction, per pipeline): each record in input order is the
+        stored job, for jobs due now, delayed, at a time, on other queues and priorities."""
+        at = (adapter.now() + timedelta(hours=1)).replace(microsecond=0)  # any store's precision
+        jobs = [
+            new_job(
+                f"q{index % 3}",
+                1 + index % 100,
+                args=[index, "é ☕"],
+                delay=3600.0 if index % 5 == 1 else 0.0,
+                run_at=at if index % 5 == 2 else None,
+            )
+            for index in range(1201)
+        ]
+        records = adapter.schedule(jobs)
+        assert [json.loads(r.handler)["args"][0] for r in records] == list(range(1201))
+        assert [(r.queue, r.priority) for r in records] == [(j.queue, j.priority) for j in jobs]
+        assert len({record.id for record in records}) == 1201
+        states = {record.state for index, record in enumerate(records) if index % 5 in (1, 2)}
+        assert states == {JobState.SCHEDULED}
+        assert records[0].state is JobState.READY and records[2].run_at == at
+        assert [adapter.get(record.id) for record in records] == records
+
     def test_handler_text_round_trips_exactly(self, adapter: Adapter) -> None:
         text = ["naïve café ☕", "\u0000nul", "line\nbreak", "𝄞", 1.5, None, {"k": [True]}]
         record = adapter.schedule_one(new_job(args=text))

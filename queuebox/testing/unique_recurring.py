@@ -57,6 +57,26 @@ class UniqueJobsContract(StoreFixtures):
         assert records[0].id == records[2].id != records[1].id
         assert sum(c.total for c in unique_adapter.counts()) == 2
 
+    def test_unique_keys_across_a_large_batch(self, unique_adapter: Adapter) -> None:
+        """1,200 jobs over 700 keys, one of them held before: a key's first job in the call
+        stores it (or finds the holder), every later one gets that record, wherever the
+        store's statement and transaction boundaries fall in between."""
+        adapter = unique_adapter
+        held = adapter.schedule_one(new_job(args=["held"], unique_key="key:3"))
+        jobs = [new_job(args=[index], unique_key=f"key:{index % 700}") for index in range(1200)]
+        jobs[10] = new_job(args=[10])  # no key, in between
+        records = adapter.schedule(jobs)
+        first: dict[str, str] = {}
+        for index, (job, record) in enumerate(zip(jobs, records, strict=True)):
+            if job.unique_key is None:
+                assert json.loads(record.handler)["args"] == [index]
+                continue
+            owner = first.setdefault(job.unique_key, record.id)
+            assert record.id == owner and record.unique_key == job.unique_key
+        assert first["key:3"] == held.id
+        assert sum(c.total for c in adapter.counts()) == 700 + 1
+        assert [adapter.get(record.id) for record in records[:700]] == records[:700]
+
     def test_unique_key_is_held_while_running_and_retrying(self, unique_adapter: Adapter) -> None:
         adapter = unique_adapter
         record = adapter.schedule_one(new_job(unique_key="k"))

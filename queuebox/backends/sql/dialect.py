@@ -50,6 +50,14 @@ class SQLDialect(abc.ABC):
     writes_in_transaction: ClassVar[bool] = False
     #: Jobs per insert statement; with 1 the insert queries take scalars, else arrays.
     insert_batch: ClassVar[int] = 1
+    #: With ``insert_batch`` above 1: a batch of one job (a request's enqueue) goes to the
+    #: one-row statements ``insert_job`` / ``insert_unique_job``, with scalar parameters,
+    #: which the dialect then defines (nothing to unpack from arrays for one job).
+    lone_inserts: ClassVar[bool] = False
+    #: The insert statements return only ``inserts.FRESH_COLUMNS`` (what the store decided:
+    #: id, times on its clock) and each record is built from its job, instead of every
+    #: column being sent back and read like a stored row.
+    fresh_inserts: ClassVar[bool] = False
     #: Jobs per transaction of a large ``schedule`` (``None``: all in one).
     schedule_chunk: ClassVar[int | None] = None
     #: (first, longest) pause in seconds before connecting again after a failed attempt;
@@ -101,6 +109,8 @@ class SQLDialect(abc.ABC):
         """Every query name this class asks its file for."""
         names = set(cls.core_queries) | set(cls.migrations)
         names |= cls.returning_queries if cls.update_returning else cls.stepwise_queries
+        if cls.lone_inserts:
+            names |= {"insert_job", "insert_unique_job"}
         for klass in cls.__mro__:
             names |= vars(klass).get("sql_queries", frozenset())
         return frozenset(names)

@@ -160,13 +160,38 @@ key_slot(queue, limit_key, slots) AS (
 )
 
 -- fragment: insert
--- One job from scalar parameters (the dialect's insert_batch is 1).
+-- One job from scalar parameters (insert_job, the enqueue of a request).
 INSERT INTO queuebox_jobs AS job
-    (name, handler, queue, priority, run_at, created_at, updated_at, unique_key,
-     limit_key, max_concurrency, rate_count, rate_per)
+    ({% insert_columns %})
 SELECT :name, :handler, :queue, :priority, COALESCE(:run_at, now + :delay), now, now,
        :unique_key, :limit_key, :max_concurrency, :rate_count, :rate_per
 FROM (SELECT {% store_now %} AS now) WHERE true
+
+-- fragment: insert_batch
+-- A batch from one JSON array of rows, each [name, handler, queue, priority, run_at,
+-- delay, unique_key, limit_key, max_concurrency, rate_count, rate_per] (SQLiteAdapter.
+-- _batch_params): one statement stores up to insert_batch jobs, in the array's order, so
+-- their ids follow it. ("WHERE true" keeps SQLite from reading ON CONFLICT as a join.)
+INSERT INTO queuebox_jobs AS job
+    ({% insert_columns %})
+SELECT row.value ->> 0, row.value ->> 1, row.value ->> 2, row.value ->> 3,
+       COALESCE(row.value ->> 4, now + (row.value ->> 5)), now, now,
+       row.value ->> 6, row.value ->> 7, row.value ->> 8, row.value ->> 9, row.value ->> 10
+FROM (SELECT {% store_now %} AS now), json_each(:jobs) AS row WHERE true
+ORDER BY row.key
+
+-- fragment: insert_columns
+name, handler, queue, priority, run_at, created_at, updated_at, unique_key,
+limit_key, max_concurrency, rate_count, rate_per
+
+-- fragment: inserted
+-- What the store decided for each job (inserts.FRESH_COLUMNS); the rest of the record is
+-- the job as it was sent.
+RETURNING id, run_at, created_at, queue, unique_key
+
+-- fragment: on_held_key
+-- A held unique key inserts nothing (and returns no row); the SQL base reads the holder.
+ON CONFLICT (queue, unique_key) WHERE unique_key IS NOT NULL DO NOTHING
 
 
 -- Connections, transactions and schema ------------------------------------------------------
@@ -303,21 +328,33 @@ WHERE cancelled_at IS NOT NULL
 -- name: now
 SELECT {% store_now %} AS now
 
--- name: insert_jobs
+-- name: insert_job
 {% insert %}
-RETURNING *, CASE WHEN run_at <= created_at THEN 'ready' ELSE 'scheduled' END AS state
+{% inserted %}
+
+-- name: insert_unique_job
+{% insert %}
+{% on_held_key %}
+{% inserted %}
+
+-- name: insert_jobs
+{% insert_batch %}
+{% inserted %}
 
 -- name: insert_unique_jobs
-{% insert %}
--- A held unique key inserts nothing (and returns no row); the SQL base reads the holder.
-ON CONFLICT (queue, unique_key) WHERE unique_key IS NOT NULL DO NOTHING
-RETURNING *, CASE WHEN run_at <= created_at THEN 'ready' ELSE 'scheduled' END AS state
+{% insert_batch %}
+{% on_held_key %}
+{% inserted %}
 
 -- name: unique_holders
-WITH clock(now) AS (SELECT {% store_now %})
+-- The waiting or running jobs that hold these (queue, unique_key) pairs (one JSON array of
+-- pairs, SQLiteAdapter._bind), through queuebox_jobs_unique on both columns (the pairs are
+-- materialized first: joined lazily, SQLite would seek the index by queue alone).
+WITH clock(now) AS (SELECT {% store_now %}),
+wanted(queue, unique_key) AS MATERIALIZED (SELECT value ->> 0, value ->> 1 FROM json_each(:held))
 SELECT job.*, {% state %} AS state
-FROM queuebox_jobs AS job, clock
-WHERE job.queue = :queue AND job.unique_key = :unique_key
+FROM wanted, clock
+JOIN queuebox_jobs AS job ON job.queue = wanted.queue AND job.unique_key = wanted.unique_key
 
 -- name: record_tick
 -- Returns a row only when this call moved the tick forward (or recorded the first one).

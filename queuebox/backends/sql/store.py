@@ -19,9 +19,23 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from queuebox.backends.base import Adapter, JobRecord, JobState, NewJob, QueueCounts, Row
+from queuebox.backends.base import (
+    Adapter,
+    FlowControl,
+    JobRecord,
+    JobState,
+    NewJob,
+    QueueCounts,
+    Row,
+)
 from queuebox.backends.sql.dialect import SQLDialect
-from queuebox.backends.sql.inserts import Stored, insert_plan, run_plan
+from queuebox.backends.sql.inserts import (
+    InsertPlan,
+    Stored,
+    fresh_record,
+    insert_plan,
+    run_plan,
+)
 from queuebox.backends.sql.rows import read_records
 from queuebox.backends.sql.waiting import Wake, sleep_until
 from queuebox.errors import InvalidSchedule, StorageUnavailable
@@ -31,6 +45,16 @@ __all__ = ["SQLStore"]
 _log = logging.getLogger("queuebox.backends.sql")
 #: Attempts of a schedule transaction that the database aborted to break a deadlock.
 _CONFLICT_ATTEMPTS = 3
+#: The scalar parameters of one job's insert, in ``_job_values`` order ...
+INSERT_PARAMS = (
+    *("name", "handler", "queue", "priority", "run_at", "delay", "unique_key"),
+    *("limit_key", "max_concurrency", "rate_count", "rate_per"),
+)
+#: ... and the arrays of a batch's (``insert_batch`` above 1), in the same order.
+INSERT_ARRAYS = (
+    *("names", "handlers", "queues", "priorities", "run_ats", "delays", "unique_keys"),
+    *("limit_keys", "max_concurrencies", "rate_counts", "rate_pers"),
+)
 
 
 class SQLStore(SQLDialect, Adapter):
@@ -54,57 +78,62 @@ class SQLStore(SQLDialect, Adapter):
         return self._time_param(moment)
 
     def _job_params(self, jobs: Sequence[NewJob]) -> dict[str, Any]:
-        """The insert's parameters: scalars when the dialect inserts one job per statement
-        (``insert_batch`` 1), else arrays."""
-
-        def run_at(job: NewJob) -> Any:
-            return None if job.run_at is None else self._checked_time(job.run_at)
-
-        if self.insert_batch == 1:
+        """The insert's parameters: scalars for a statement of one job (``insert_batch`` 1,
+        or a lone job's ``insert_job`` with ``lone_inserts``), else ``_batch_params``."""
+        if self.insert_batch == 1 or (self.lone_inserts and len(jobs) == 1):
             [job] = jobs
             return self._one_job_params(job)
-        return {
-            "names": [job.name for job in jobs],
-            "handlers": [job.handler for job in jobs],
-            "queues": [job.queue for job in jobs],
-            "priorities": [job.priority for job in jobs],
-            "run_ats": [run_at(job) for job in jobs],
-            "delays": [self._seconds_param(job.delay) for job in jobs],
-            "unique_keys": [job.unique_key for job in jobs],
-            "limit_keys": [job.limit_key for job in jobs],
-            "max_concurrencies": [_max_concurrency(job) for job in jobs],
-            "rate_counts": [_rate_count(job) for job in jobs],
-            "rate_pers": [_rate_per(job, self._seconds_param) for job in jobs],
-        }
+        return self._batch_params(jobs)
+
+    def _job_values(self, job: NewJob) -> tuple[Any, ...]:
+        """One job's insert values, in the order of ``INSERT_PARAMS``."""
+        seconds = self._seconds_param
+        limited, rate = job.limit_key is not None, job.rate_limit
+        return (
+            job.name,
+            job.handler,
+            job.queue,
+            job.priority,
+            None if job.run_at is None else self._checked_time(job.run_at),
+            seconds(job.delay),
+            job.unique_key,
+            job.limit_key,
+            job.max_concurrency if limited else None,
+            rate.count if limited and rate is not None else None,
+            seconds(rate.per) if limited and rate is not None else None,
+        )
 
     def _one_job_params(self, job: NewJob) -> dict[str, Any]:
         """The scalar parameters of one job's insert."""
-        return {
-            "name": job.name,
-            "handler": job.handler,
-            "queue": job.queue,
-            "priority": job.priority,
-            "run_at": None if job.run_at is None else self._checked_time(job.run_at),
-            "delay": self._seconds_param(job.delay),
-            "unique_key": job.unique_key,
-            **self._limit_params(job),
-        }
+        return dict(zip(INSERT_PARAMS, self._job_values(job), strict=True))
 
-    def _limit_params(self, job: NewJob) -> dict[str, Any]:
-        """A job's flow-control columns (``SQLFlowControl``): its key, run limit and rate."""
-        return {
-            "limit_key": job.limit_key,
-            "max_concurrency": _max_concurrency(job),
-            "rate_count": _rate_count(job),
-            "rate_per": _rate_per(job, self._seconds_param),
-        }
+    def _batch_params(self, jobs: Sequence[NewJob]) -> dict[str, Any]:
+        """The parameters of a batch's insert: one array per column (``INSERT_ARRAYS``),
+        which ``_array_param`` binds. A dialect that reads a batch differently (SQLite: one
+        JSON array of rows) overrides this."""
+        columns = zip(*(self._job_values(job) for job in jobs), strict=True)
+        return {name: list(values) for name, values in zip(INSERT_ARRAYS, columns, strict=True)}
+
+    def _insert_plan(self, jobs: Sequence[NewJob]) -> InsertPlan:
+        """The statements that store ``jobs`` (``inserts.insert_plan``), as this dialect
+        writes them: ``insert_batch`` jobs per insert, a lone job to ``insert_job`` with
+        ``lone_inserts``, records built from the jobs with ``fresh_inserts``."""
+        return insert_plan(
+            jobs,
+            batch=self.insert_batch,
+            job_params=self._job_params,
+            records=self._records,
+            fresh=self._fresh_record if self.fresh_inserts else None,
+            lone=self.lone_inserts,
+        )
+
+    def _fresh_record(self, job: NewJob, row: Row) -> JobRecord:
+        return fresh_record(job, row, self._moment, keeps_limits=isinstance(self, FlowControl))
 
     def _insert_on(self, connection: Any, jobs: Sequence[NewJob]) -> list[Stored]:
         """Store ``jobs`` inside the connection's current transaction, in input order."""
-        plan = insert_plan(
-            jobs, batch=self.insert_batch, job_params=self._job_params, records=self._records
-        )
-        stored: list[Stored] = run_plan(plan, functools.partial(self._rows, connection))
+        rows = functools.partial(self._rows, connection)
+        stored: list[Stored] = run_plan(self._insert_plan(jobs), rows)
         return stored
 
     def schedule(self, jobs: Sequence[NewJob]) -> list[JobRecord]:
@@ -308,15 +337,3 @@ class SQLStore(SQLDialect, Adapter):
 
 def _id_order(job_id: str) -> int:
     return int(job_id) if job_id.isdigit() else 0
-
-
-def _max_concurrency(job: NewJob) -> int | None:
-    return None if job.limit_key is None else job.max_concurrency
-
-
-def _rate_count(job: NewJob) -> int | None:
-    return None if job.limit_key is None or job.rate_limit is None else job.rate_limit.count
-
-
-def _rate_per(job: NewJob, seconds: Any) -> Any:
-    return None if job.limit_key is None or job.rate_limit is None else seconds(job.rate_limit.per)
