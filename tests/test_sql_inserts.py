@@ -222,3 +222,25 @@ def test_a_fresh_record_keeps_the_limit_key_only_where_the_store_does() -> None:
     row = {"id": 5, "run_at": _WHEN, "created_at": _WHEN}
     assert fresh_record(job, row, lambda v: v, keeps_limits=True).limit_key == "tenant"
     assert fresh_record(job, row, lambda v: v, keeps_limits=False).limit_key is None
+
+
+def test_job_record_builds_exactly_what_jobrecord_builds() -> None:
+    """The fast builder of the claim and insert paths takes every field of JobRecord, by
+    the same names, and gives an equal, equally hashed, frozen record (a field added to
+    JobRecord and not to job_record fails here)."""
+    import dataclasses
+    import inspect
+
+    from queuebox.backends.records import job_record
+
+    names = [field.name for field in dataclasses.fields(JobRecord)]
+    assert list(inspect.signature(job_record).parameters) == names
+    values: dict[str, Any] = {name: f"v-{name}" for name in names}
+    values |= {"priority": 3, "attempts": 2, "state": JobState.RUNNING, "run_at": _WHEN}
+    fast, slow = job_record(**values), JobRecord(**values)
+    assert fast == slow and hash(fast) == hash(slow) and repr(fast) == repr(slow)
+    assert [getattr(fast, name) for name in names] == [getattr(slow, name) for name in names]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.id = "other"  # type: ignore[misc]
+    minimal = {name: values[name] for name in names[:10]}
+    assert job_record(**minimal) == JobRecord(**minimal)

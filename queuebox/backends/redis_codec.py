@@ -19,6 +19,7 @@ from queuebox.backends.records import (
     JobRecord,
     JobState,
     NewJob,
+    job_record,
     reclaim_note,
     stored_record,
     unreadable_record,
@@ -345,7 +346,7 @@ def record_from_fields(
         if not _optional_time(expired):
             raise _Unreadable(_explain(fields))
         last_error = reclaim_note(owner, _when(expired, times))
-    return JobRecord(
+    return job_record(
         id=f"{queue}/{number}",
         name=name,
         handler=handler,

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from queuebox.backends.records import JobRecord, JobState, Row, unreadable_record
+from queuebox.backends.records import JobRecord, JobState, Row, job_record, unreadable_record
 
 __all__ = ["UnreadableColumn", "read_records", "record_from_row"]
 
@@ -68,7 +68,7 @@ def _record(row: Row, moment: Callable[[Any], datetime], with_token: bool) -> Jo
     priority, attempts = row["priority"], row["attempts"]
     if type(priority) is not int or type(attempts) is not int:
         raise TypeError("priority and attempts must be integers")
-    return JobRecord(
+    return job_record(
         id=str(row["id"]),
         name=row["name"],
         handler=row["handler"],
