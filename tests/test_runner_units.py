@@ -377,3 +377,34 @@ def test_stop_and_status_when_nothing_runs(tmp_path: Path) -> None:
     assert said == [
         "queuebox is not running: the pid file names no pid; removed the stale pid file"
     ]
+
+
+# -- throughput tallies -------------------------------------------------------------------------
+
+
+def test_stats_fold_runs_per_minute_queue_and_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    from queuebox.backends.base import RUNTIME_BUCKETS
+    from queuebox.runner import stats as stats_module
+
+    clock = iter([600.0, 610.0, 659.0, 660.5])  # minutes 10, 10, 10, 11
+    monkeypatch.setattr(stats_module.time, "time", lambda: next(clock))
+    collector = stats_module.StatsCollector()
+    collector.add_successes([("q", "A", 0.0005), ("q", "A", 0.02), ("other", "A", 0.0005)])
+    collector.add("q", "A", "retried", 3.0)
+    collector.add_successes([])  # nothing to tally, and no clock read
+    collector.add("q", "A", "failed", 1000.0)  # past the last bound: the last bucket
+    collector.add("q", "B", "cancelled", 0.0005)
+    tallies = collector.take()
+    assert collector.take() == []
+    by_key = {(t.minute.minute, t.queue, t.name): t for t in tallies}
+    assert sorted(by_key) == [(10, "other", "A"), (10, "q", "A"), (11, "q", "B")]
+    first = by_key[10, "q", "A"]
+    assert (first.succeeded, first.retried, first.failed, first.cancelled) == (2, 1, 1, 0)
+    assert first.runtime_sum == pytest.approx(0.0005 + 0.02 + 3.0 + 1000.0)
+    expected = [0] * (len(RUNTIME_BUCKETS) + 1)
+    for elapsed in (0.0005, 0.02, 3.0, 1000.0):
+        expected[next((i for i, b in enumerate(RUNTIME_BUCKETS) if elapsed <= b), -1)] += 1
+    assert list(first.runtime_counts) == expected
+    assert sum(by_key[10, "other", "A"].runtime_counts) == 1
+    last = by_key[11, "q", "B"]
+    assert (last.succeeded, last.cancelled, last.minute.minute) == (0, 1, 11)

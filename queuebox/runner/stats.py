@@ -1,15 +1,18 @@
 """Tallies of what a worker's runs did, per queue, job name and minute, handed to the store
 with the worker's registry beat (a few seconds apart, never a round trip per job).
 
-A finished run costs one tuple appended to a list; the heartbeat's thread folds the list into
-``MinuteStats`` when it beats.
+A finished run costs one tuple (a batch of successes one list entry in all); the heartbeat's
+thread folds them into ``MinuteStats`` when it beats.
 """
 
 from __future__ import annotations
 
 import bisect
+import functools
+import itertools
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -20,57 +23,51 @@ __all__ = ["OUTCOMES", "StatsCollector"]
 #: The outcomes a tally counts, in ``MinuteStats`` field order.
 OUTCOMES = ("succeeded", "retried", "failed", "cancelled")
 _INDEX = {name: index for index, name in enumerate(OUTCOMES)}
+_SUCCEEDED = _INDEX["succeeded"]
+_BUCKET_OF = functools.partial(bisect.bisect_left, RUNTIME_BUCKETS)
 _KEPT = 10_000  # undelivered minute tallies kept while the store is unreachable
 
 
 class StatsCollector:
     def __init__(self) -> None:
-        self._runs: list[tuple[str, str, float, int, float]] = []
+        # Each entry is one clock reading, an outcome's index and the runs it covers, each
+        # (queue, name, elapsed): a batch of successes is one entry, so a run costs its tuple
+        # and nothing else until the heartbeat folds them.
+        self._runs: list[tuple[float, int, Sequence[tuple[str, str, float]]]] = []
         self._pending: list[MinuteStats] = []  # folded, not yet delivered
         self._lock = threading.Lock()
 
     def add(self, queue: str, name: str, outcome: str, elapsed: float) -> None:
         """One finished run (``outcome`` one of ``OUTCOMES``), timed ``elapsed`` seconds."""
-        run = (queue, name, time.time(), _INDEX[outcome], elapsed)
+        entry = (time.time(), _INDEX[outcome], ((queue, name, elapsed),))
         with self._lock:
-            self._runs.append(run)
+            self._runs.append(entry)
 
     def add_successes(self, runs: Sequence[tuple[str, str, float]]) -> None:
         """Successful runs, each ``(queue, name, elapsed)``, finished about now (a batch's
         acknowledgement: one clock read and one lock for all of them)."""
-        at = time.time()
-        index = _INDEX["succeeded"]
-        batch = [(queue, name, at, index, elapsed) for queue, name, elapsed in runs]
-        with self._lock:
-            self._runs.extend(batch)
+        if runs:
+            entry = (time.time(), _SUCCEEDED, runs)
+            with self._lock:
+                self._runs.append(entry)
 
     def take(self) -> list[MinuteStats]:
         """Everything added since the last call, folded per minute, queue and name."""
         with self._lock:
-            runs, self._runs = self._runs, []
-        folded: dict[tuple[int, str, str], list[float]] = {}
-        buckets = len(RUNTIME_BUCKETS) + 1
-        for queue, name, at, outcome, elapsed in runs:
-            key = (int(at // 60), queue, name)
-            tally = folded.get(key)
-            if tally is None:
-                tally = folded[key] = [0.0] * (4 + buckets + 1)
-            tally[outcome] += 1
-            tally[4 + bisect.bisect_left(RUNTIME_BUCKETS, elapsed)] += 1
-            tally[-1] += elapsed
+            entries, self._runs = self._runs, []
+        # Run times per (minute, queue, name) and outcome first; then each group is counted
+        # and bucketed in C (Counter over bisect), not run by run in Python.
+        folded: dict[tuple[int, str, str], tuple[list[float], ...]] = {}
+        for at, outcome, runs in entries:
+            minute = int(at // 60)
+            for queue, name, elapsed in runs:
+                times = folded.get((minute, queue, name))
+                if times is None:
+                    times = folded[minute, queue, name] = ([], [], [], [])
+                times[outcome].append(elapsed)
         return [
-            MinuteStats(
-                queue,
-                name,
-                datetime.fromtimestamp(minute * 60, UTC),
-                succeeded=int(tally[0]),
-                retried=int(tally[1]),
-                failed=int(tally[2]),
-                cancelled=int(tally[3]),
-                runtime_counts=tuple(int(count) for count in tally[4:-1]),
-                runtime_sum=tally[-1],
-            )
-            for (minute, queue, name), tally in sorted(folded.items())
+            _minute_stats(minute, queue, name, times)
+            for (minute, queue, name), times in sorted(folded.items())
         ]
 
     def put_back(self, stats: list[MinuteStats]) -> None:
@@ -83,3 +80,23 @@ class StatsCollector:
         with self._lock:
             pending, self._pending = self._pending, []
         return pending + self.take()
+
+
+def _minute_stats(
+    minute: int, queue: str, name: str, times: tuple[list[float], ...]
+) -> MinuteStats:
+    """One minute's tally of one queue and job name, from its run times per outcome."""
+    every = list(itertools.chain.from_iterable(times))
+    buckets = Counter(map(_BUCKET_OF, every))
+    succeeded, retried, failed, cancelled = (len(of) for of in times)
+    return MinuteStats(
+        queue,
+        name,
+        datetime.fromtimestamp(minute * 60, UTC),
+        succeeded=succeeded,
+        retried=retried,
+        failed=failed,
+        cancelled=cancelled,
+        runtime_counts=tuple(buckets[index] for index in range(len(RUNTIME_BUCKETS) + 1)),
+        runtime_sum=sum(every),
+    )
