@@ -216,3 +216,23 @@ def test_good_urls_are_taken() -> None:
         "unix:///tmp/r.sock?db=2",
     ):
         RedisAdapter.from_url(url).close()
+
+
+def test_a_bulk_enqueue_of_large_payloads_takes_several_script_calls() -> None:
+    """One script call carries at most records.BATCH_TEXT of payloads (else one packed
+    argument of hundreds of payloads could pass Redis's 512 MB proto-max-bulk-len), and
+    still at most 500 jobs; the jobs of other queues go in calls of their own."""
+    from queuebox.backends.records import BATCH_TEXT, NewJob
+    from queuebox.backends.redis_calls import enqueue_batches
+    from queuebox.backends.redis_keys import KeyCache
+
+    def job(queue: str, size: int) -> NewJob:
+        return NewJob(name="J", handler="x" * size, queue=queue, priority=50)
+
+    jobs = [job("big", BATCH_TEXT // 4 + 1) for _ in range(10)] + [job("small", 10)] * 1001
+    calls, batches = enqueue_batches(jobs, KeyCache("qb"), "qb:wake")
+    sizes = [(queue, len(positions)) for queue, positions, _ in batches]
+    big = [("big", 3), ("big", 3), ("big", 3), ("big", 1)]
+    assert sizes == [*big, ("small", 500), ("small", 500), ("small", 1)]
+    assert [p for _, positions, _ in batches for p in positions] == list(range(len(jobs)))
+    assert len(calls) == len(batches)

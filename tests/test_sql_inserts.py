@@ -244,3 +244,33 @@ def test_job_record_builds_exactly_what_jobrecord_builds() -> None:
         fast.id = "other"  # type: ignore[misc]
     minimal = {name: values[name] for name in names[:10]}
     assert job_record(**minimal) == JobRecord(**minimal)
+
+
+def test_batches_end_at_their_job_count_or_their_payload_text() -> None:
+    from queuebox.backends.records import BATCH_TEXT, batch_bounds
+
+    small = new_job("q")
+    assert batch_bounds([], 3) == []
+    assert batch_bounds([small] * 7, 3) == [(0, 3), (3, 6), (6, 7)]
+    third = NewJob(name="J", handler="x" * (BATCH_TEXT // 3), queue="q", priority=50)
+    huge = NewJob(name="J", handler="x" * (BATCH_TEXT + 1), queue="q", priority=50)
+    # Three thirds fill a statement (the next job would pass the bound); a job above the
+    # bound alone goes alone, and small ones follow it in a new statement.
+    jobs = [third, third, third, third, huge, small, small]
+    assert batch_bounds(jobs, 100) == [(0, 3), (3, 4), (4, 5), (5, 7)]
+
+
+def test_a_plan_splits_a_batch_of_large_payloads_into_statements() -> None:
+    from queuebox.backends.records import BATCH_TEXT
+
+    big = [
+        NewJob(name="J", handler=f'["{index}{"x" * (BATCH_TEXT // 4)}"]', queue="q", priority=50)
+        for index in range(10)
+    ]
+    store = FakeStore({})
+    stored = run_plan(
+        insert_plan(big, batch=1000, job_params=_params, records=_records), store.execute
+    )
+    assert store.steps == ["insert_jobs"] * 4  # 3 + 3 + 3 + 1 jobs: under the bound each
+    assert [s.record.id for s in stored] == [str(101 + index) for index in range(10)]
+    assert one_write(big, 1000) is False and one_write(big[:3], 1000) is True

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 __all__ = [
+    "BATCH_TEXT",
     "EARLIEST_RUN_AT",
     "LATEST_RUN_AT",
     "RUNTIME_BUCKETS",
@@ -31,6 +32,7 @@ __all__ = [
     "Row",
     "RunningJob",
     "WorkerInfo",
+    "batch_bounds",
     "job_record",
     "reclaim_note",
     "record_from_row",
@@ -178,6 +180,14 @@ class JobRecord:
     unreadable: str | None = None
     #: The flow-control key it counts against, if any (see ``NewJob.limit_key``).
     limit_key: str | None = None
+
+
+#: The most handler text one store call carries (an insert statement, a script call); a
+#: job larger than that goes alone. A batch's jobs travel as one value (PostgreSQL's arrays,
+#: SQLite's JSON text, the Redis script's packed argument): without a bound, hundreds of
+#: payloads near ``max_payload_bytes`` would make one value past what a store takes (1 GB
+#: in PostgreSQL and SQLite, 512 MB by Redis's default proto-max-bulk-len).
+BATCH_TEXT = 8 * 1024 * 1024
 
 
 # The slot descriptors of JobRecord's fields. A frozen dataclass's __init__ sets each field
@@ -423,6 +433,22 @@ class WorkerInfo:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a queuebox worker record: {exc}") from None
+
+
+def batch_bounds(jobs: Sequence[NewJob], batch: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each store call's jobs: at most ``batch`` jobs, and no more
+    handler text than ``BATCH_TEXT`` unless one job alone holds more."""
+    bounds: list[tuple[int, int]] = []
+    start, text = 0, 0
+    for position, job in enumerate(jobs):
+        size = len(job.handler)
+        if position > start and (position - start == batch or text + size > BATCH_TEXT):
+            bounds.append((start, position))
+            start, text = position, 0
+        text += size
+    if start < len(jobs):
+        bounds.append((start, len(jobs)))
+    return bounds
 
 
 def stored_record(

@@ -25,6 +25,7 @@ from queuebox.backends.records import (
     JobRecord,
     NewJob,
     QueueCounts,
+    batch_bounds,
 )
 from queuebox.backends.redis_codec import decode_record, from_ms, new_record, to_ms
 from queuebox.backends.redis_keys import QueueKeys, parse_job_id
@@ -218,8 +219,9 @@ def enqueue_batches(
     jobs: Sequence[NewJob], keys: Any, channel: str
 ) -> tuple[list[Call], list[EnqueueBatch]]:
     """The enqueue script calls that store ``jobs``: one per queue per ``_ENQUEUE_BATCH``
-    jobs, and for each the queue, the positions of its jobs and their ``when``. ``keys``
-    builds a queue's ``QueueKeys`` (and checks its name)."""
+    jobs (fewer when their payloads pass ``records.BATCH_TEXT``), and for each the queue,
+    the positions of its jobs and their ``when``. ``keys`` builds a queue's ``QueueKeys``
+    (and checks its name)."""
     by_queue: dict[str, list[int]] = {}
     for index, job in enumerate(jobs):
         by_queue.setdefault(job.queue, []).append(index)
@@ -227,9 +229,10 @@ def enqueue_batches(
     batches: list[EnqueueBatch] = []
     for queue, indexes in by_queue.items():
         queue_keys: QueueKeys = keys(queue)
-        for start in range(0, len(indexes), _ENQUEUE_BATCH):
-            batch = indexes[start : start + _ENQUEUE_BATCH]
-            packed, whens = _packed([jobs[index] for index in batch])
+        queue_jobs = [jobs[index] for index in indexes]
+        for start, stop in batch_bounds(queue_jobs, _ENQUEUE_BATCH):
+            batch = indexes[start:stop]
+            packed, whens = _packed(queue_jobs[start:stop])
             calls.append(("enqueue", queue_keys, [channel, queue, packed]))
             batches.append((queue, batch, whens))
     return calls, batches

@@ -27,7 +27,7 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
-from queuebox.backends.records import JobRecord, NewJob, Row, stored_record
+from queuebox.backends.records import JobRecord, NewJob, Row, batch_bounds, stored_record
 from queuebox.errors import StorageUnavailable
 
 __all__ = [
@@ -45,7 +45,6 @@ __all__ = [
 #: Rounds of "insert, else read the holder". Another round is needed only when a holder
 #: ended between the two statements; running out means the key is churning wildly.
 UNIQUE_ROUNDS = 20
-
 #: What a ``fresh`` insert statement returns for each row it stored: what the store decided
 #: (the id, and run_at and created_at on its clock), and the key that maps the row back to
 #: its job. Everything else of the record is the job as it was sent.
@@ -75,7 +74,9 @@ def one_write(jobs: Sequence[NewJob], batch: int) -> bool:
     one: its plan may insert again after reading a holder that ended, but only when the
     earlier insert stored nothing.
     """
-    return len(jobs) == 1 or (len(jobs) <= batch and all(job.unique_key is None for job in jobs))
+    if len(jobs) == 1:
+        return True
+    return len(batch_bounds(jobs, batch)) == 1 and all(job.unique_key is None for job in jobs)
 
 
 def fresh_record(
@@ -116,8 +117,8 @@ def insert_plan(
     """
     results: list[Stored | None] = [None] * len(jobs)
     build: Callable[[NewJob, Any], JobRecord] = fresh if fresh is not None else _as_is
-    for start in range(0, len(jobs), batch):
-        pending = list(range(start, min(start + batch, len(jobs))))
+    for start, stop in batch_bounds(jobs, batch):
+        pending = list(range(start, stop))
         taken: dict[tuple[str, str], JobRecord] = {}  # keys this batch stored
         for _ in range(UNIQUE_ROUNDS):
             chunk = [jobs[position] for position in pending]
