@@ -6,6 +6,8 @@ schema, dropped afterwards."""
 
 from __future__ import annotations
 
+import concurrent.futures
+import hashlib
 import json
 import threading
 import time
@@ -18,7 +20,8 @@ import pytest
 from psycopg import sql
 
 from queuebox.backends.base import FlowControl, JobRecord
-from queuebox.backends.postgres import SCHEMA_VERSION, PostgresAdapter
+from queuebox.backends.postgres import MIGRATIONS, SCHEMA_VERSION, PostgresAdapter
+from queuebox.backends.postgres_support import function_body
 from queuebox.backends.sql.extras import SQLPipelinedClaims
 from queuebox.testing.flow import limited_job
 from queuebox.testing.support import new_job
@@ -26,6 +29,8 @@ from queuebox.testing.support import new_job
 pytestmark = pytest.mark.postgres
 
 LEASE = 60.0
+#: The digest of the claim function migrate_v6 creates (see the test that reads it).
+MIGRATE_V6_DIGEST = "3961de2ececb6607"
 
 
 @pytest.fixture
@@ -76,6 +81,113 @@ def test_a_version_3_database_upgrades_in_place(
         assert new.claim("w1", ["q", "l"], limit=5, lease=LEASE) == []
         assert new.paused_queues() == {"q"}
         new.migrate()  # idempotent after the upgrade too
+
+
+def test_a_version_5_database_upgrades_in_place(
+    pg_url: str, admin: psycopg.Connection[Any], pg_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Version 6 adds the claim function to a database that jobs of version 5 are in; a
+    claim in flight (a live lock of a key) keeps its slot across the upgrade."""
+    with monkeypatch.context() as patch:  # the schema before the claim function
+        patch.setattr(PostgresAdapter, "migrations", MIGRATIONS[:5])
+        with closing(PostgresAdapter(pg_url)) as old:
+            keyed = old.schedule([limited_job("k", queue="l", max_concurrency=1) for _ in "abc"])
+            old.schedule_one(new_job("q", priority=90))
+    # A job of the key that a claim of version 5 holds (its claim is the same SQL).
+    admin.execute(
+        sql.SQL(
+            "UPDATE {} SET locked_at = now(), locked_by = 'w0', lock_token = 't.1',"
+            " lock_expires_at = now() + interval '1 hour', attempts = 1 WHERE id = %s"
+        ).format(sql.Identifier(pg_schema, "queuebox_jobs")),
+        [int(keyed[0].id)],
+    )
+    function = f"{pg_schema}.queuebox_jobs_claim_limited"
+    assert admin.execute("SELECT to_regproc(%s)", [function]).fetchone() == (None,)
+    with closing(PostgresAdapter(pg_url)) as new:
+        new.migrate()
+        versions = admin.execute(
+            sql.SQL("SELECT max(version) FROM {}").format(
+                sql.Identifier(pg_schema, "queuebox_jobs_migrations")
+            )
+        ).fetchone()
+        assert versions == (SCHEMA_VERSION,) and SCHEMA_VERSION == 6
+        assert admin.execute("SELECT to_regproc(%s) IS NOT NULL", [function]).fetchone() == (True,)
+        claimed = new.claim("w1", ["l", "q"], limit=5, lease=LEASE)
+        assert [job.queue for job in claimed] == ["q"], "the key's one slot is still taken"
+        assert new.complete(keyed[0].id, "t.1")
+        [next_keyed] = new.claim("w1", ["l", "q"], limit=5, lease=LEASE)
+        assert next_keyed.id == keyed[1].id
+        new.migrate()  # idempotent after the upgrade too
+
+
+def test_the_claim_function_is_replaced_by_a_migration_when_its_fragments_change(
+    adapter: PostgresAdapter,
+) -> None:
+    """migrate_v6 builds the function from lock_keys and keyed_claim: a database created
+    before a change to them keeps the old body. Changing them therefore needs a migration
+    that replaces the function (then update this digest to that migration's text); their
+    comments are not counted."""
+    body = function_body(adapter._texts["migrate_v6"])
+    code = "\n".join(line for line in body.splitlines() if not line.lstrip().startswith("--"))
+    digest = hashlib.sha256(code.encode()).hexdigest()[:16]
+    assert digest == MIGRATE_V6_DIGEST, (
+        f"migrate_v6's function changed (digest {digest}): add a migration that runs"
+        " CREATE OR REPLACE FUNCTION with the new body, instead of editing version 6"
+    )
+
+
+def test_the_function_counts_after_its_key_locks(
+    adapter: PostgresAdapter, admin: psycopg.Connection[Any], postgres_url: str, pg_schema: str
+) -> None:
+    """The claim function counts a key's running jobs on a snapshot taken after it got the
+    key's lock. Here a call's statement starts (and sleeps in an argument) while another
+    transaction holds the key's lock and has just locked one of its jobs; that transaction
+    commits; then the call gets the key's lock, and must see the job running and take
+    nothing (max_concurrency=1). On the calling statement's snapshot (REPEATABLE READ
+    shows what that would do) it takes the key's other job: the test can tell."""
+    jobs = sql.Identifier(pg_schema, "queuebox_jobs")
+    call = sql.SQL(
+        "SELECT (claim.out_job).id FROM {}('w2', NULL, (SELECT 5 FROM pg_sleep(0.6)), 60, 'n')"
+        " AS claim"
+    ).format(sql.Identifier(pg_schema, "queuebox_jobs_claim_limited"))
+    lock_key = (
+        "SELECT pg_advisory_xact_lock(hashtextextended("
+        "%s || ':' || length(%s) || ':' || %s || %s, 0))"
+    )
+    take = sql.SQL(
+        "UPDATE {} SET locked_at = now(), locked_by = 'w1', lock_token = 't',"
+        " lock_expires_at = now() + interval '1 hour', attempts = 1 WHERE id = %s"
+    ).format(jobs)
+
+    def late_claim(isolation: str) -> list[str]:
+        adapter.clear()
+        best = adapter.schedule_one(limited_job("k", priority=1, max_concurrency=1))
+        other = adapter.schedule_one(limited_job("k", priority=90, max_concurrency=1))
+        with psycopg.connect(postgres_url) as first, psycopg.connect(postgres_url) as late:
+            space = f"queuebox.limit:{pg_schema}.queuebox_jobs"
+            first.execute(lock_key, [space, "default", "default", "k"])
+            first.execute(take, [int(other.id)])  # as a claim holding the key would
+            late.execute(sql.SQL(f"SET TRANSACTION ISOLATION LEVEL {isolation}"))
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                result = pool.submit(lambda: late.execute(call).fetchall())
+                _wait_until_sleeping(admin, late.info.backend_pid)  # its snapshot is taken
+                first.commit()
+                rows = result.result(10)
+            late.rollback()
+        taken = [str(job_id) for (job_id,) in rows if job_id is not None]
+        assert set(taken) <= {best.id}
+        return taken
+
+    assert late_claim("READ COMMITTED") == [], "the count missed a claim that committed"
+    assert len(late_claim("REPEATABLE READ")) == 1, "the test cannot tell a stale count"
+
+
+def _wait_until_sleeping(admin: psycopg.Connection[Any], pid: int) -> None:
+    deadline = time.monotonic() + 10
+    query = "SELECT 1 FROM pg_stat_activity WHERE pid = %s AND wait_event = 'PgSleep'"
+    while not admin.execute(query, [pid]).fetchone():
+        assert time.monotonic() < deadline, "the late claim never started"
+        time.sleep(0.01)
 
 
 def test_one_limited_job_is_stored_with_its_limits(adapter: PostgresAdapter) -> None:
@@ -251,6 +363,71 @@ def test_the_claim_walks_its_index_when_the_table_holds_one_queue(
         walk = plan.split(begin, 1)[1].split(end, 1)[0]
         assert "Sort" not in walk and "Seq Scan on queuebox_jobs " not in walk, plan
         assert "Index Scan using queuebox_jobs_" in walk, plan
+
+
+def _plan_nodes(node: dict[str, Any], *, init_plans: bool = True) -> Iterator[dict[str, Any]]:
+    """A plan's nodes (without those of its one-time subqueries unless ``init_plans``)."""
+    yield node
+    for child in node.get("Plans", []):
+        if init_plans or child.get("Parent Relationship") != "InitPlan":
+            yield from _plan_nodes(child, init_plans=init_plans)
+
+
+@pytest.mark.parametrize("queues", [None, ["bench"]])
+def test_the_claim_function_keeps_generic_plans_that_walk_the_indexes(
+    adapter: PostgresAdapter, admin: psycopg.Connection[Any], pg_schema: str, queues: Any
+) -> None:
+    """The function's statements run on generic plans (planned once per session, for any
+    arguments), and those still walk <table>_keyed_idx per key and <table>_due_idx for the
+    free jobs in order, without sorting the due jobs, and update by primary key, even when
+    they were made while the table held a few rows and it has grown since (no ANALYZE
+    between): a plan of a small table read it whole for each claim. auto_explain shows the
+    plans the function runs, past the five calls after which PostgreSQL would otherwise
+    choose."""
+    adapter.schedule([limited_job("full", queue="bench", max_concurrency=1) for _ in range(50)])
+    adapter.claim("holder", None, limit=1, lease=LEASE)
+    values = {"worker_id": "w", "queues": queues, "limit": 10, "lease": LEASE}
+    admin.execute(adapter.query("claim_limited"), {**values, "nonce": "small"})  # plans made
+    jobs = sql.Identifier(pg_schema, "queuebox_jobs")
+    admin.execute(
+        sql.SQL(
+            "INSERT INTO {} (name, handler, queue, priority, run_at)"
+            " SELECT 'J', '{{}}', 'bench', 50, now() FROM generate_series(1, 10000)"
+        ).format(jobs)
+    )
+    notices: list[str] = []
+    admin.add_notice_handler(lambda notice: notices.append(notice.message_primary or ""))
+    admin.execute("LOAD 'auto_explain'")
+    for setting in ("log_min_duration = 0", "log_nested_statements = on"):
+        admin.execute(f"SET auto_explain.{setting}")
+    admin.execute("SET auto_explain.log_format = json")
+    admin.execute("SET auto_explain.log_level = notice")
+    with admin.transaction(force_rollback=True):
+        for call in range(7):
+            notices.clear()
+            admin.execute(adapter.query("claim_limited"), {**values, "nonce": f"n{call}"})
+    plans = [json.loads(text[text.index("{") :]) for text in notices if "Plan" in text]
+    by_start = {plan["Query Text"].split()[0]: plan["Plan"] for plan in plans}
+    lock_keys, keyed_claim = by_start["SELECT"], by_start["WITH"]
+    for plan in (lock_keys, keyed_claim):
+        text = json.dumps(plan)
+        assert "$2 IS NULL" in text, f"not a generic plan: {text[:400]}"  # the queues argument
+    assert any(
+        node.get("Index Name") == "queuebox_jobs_keyed_idx" for node in _plan_nodes(lock_keys)
+    )
+    for node in _plan_nodes(keyed_claim):
+        assert node.get("Relation Name") != "queuebox_jobs" or node["Node Type"] not in {
+            "Seq Scan",
+            "Bitmap Heap Scan",
+        }, node
+    ctes = {node.get("Subplan Name"): node for node in keyed_claim["Plans"]}
+    claimed = list(_plan_nodes(ctes["CTE claimed"]))
+    assert any(node.get("Index Name") == "queuebox_jobs_pkey" for node in claimed), claimed
+    free, keyed = ctes["CTE free_taken"], ctes["CTE keyed_taken"]
+    for cte, index in ((free, "queuebox_jobs_due_idx"), (keyed, "queuebox_jobs_keyed_idx")):
+        nodes = list(_plan_nodes(cte, init_plans=False))  # not the paused-queue reads
+        assert not any(node["Node Type"] in {"Sort", "Seq Scan"} for node in nodes), nodes
+        assert any(node.get("Index Name") == index for node in nodes), nodes
 
 
 def test_a_fused_claim_built_on_the_sql_base_keeps_the_limits(pg_url: str) -> None:

@@ -4,7 +4,7 @@ A dialect of the SQL base (``queuebox.backends.sql.SQLStore``). One autocommit c
 adapter serves every call behind a lock (a worker's heartbeat thread calls ``extend_many``
 while its main thread claims and completes); a second connection, opened by the first
 ``wait_for_work``, only LISTENs. Each claim is one ``UPDATE`` over a ``SELECT ... FOR UPDATE
-SKIP LOCKED`` (two statements in one round trip while jobs with a flow-control key exist:
+SKIP LOCKED`` (a call of the claim function while jobs with a flow-control key exist:
 ``postgres_flow.py``); a lone job is one ``INSERT ... VALUES`` in autocommit (its NOTIFY in
 the same statement), batches take 1,000 jobs per statement through ``unnest``; all SQL lives
 in ``sql/postgres.sql``. ``aschedule`` runs the same statements on one ``AsyncConnection``
@@ -43,6 +43,7 @@ from queuebox.backends.postgres_support import (
     check_identifier,
     close_quietly,
     display_url,
+    function_body,
     identifier,
     lenient_rows,
     parse_flag,
@@ -64,7 +65,14 @@ from queuebox.errors import (
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "URL_OPTIONS", "PostgresAdapter"]
 
 #: Named queries that build each schema version, in order: the position is the version.
-MIGRATIONS = ("migrate_v1", "migrate_v2", "migrate_v3", "migrate_v4", "migrate_v5")
+MIGRATIONS = (
+    "migrate_v1",
+    "migrate_v2",
+    "migrate_v3",
+    "migrate_v4",
+    "migrate_v5",
+    "migrate_v6",
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 DEFAULT_TABLE = "queuebox_jobs"
 #: Attempts of a schedule transaction that PostgreSQL aborted to break a deadlock.
@@ -72,6 +80,9 @@ _CONFLICT_ATTEMPTS = 3
 #: The adapter's own connections with ``prepare=on``: psycopg prepares no statement by
 #: itself (it would after this many runs), only those executed with ``prepare=True``.
 _ONLY_WHEN_ASKED = 2**31 - 1
+#: Migrations that create a PL/pgSQL function from the fragments of bound statements: their
+#: ``%(name)s`` parameters become the function's arguments (``function_body``).
+_FUNCTION_MIGRATIONS = frozenset({"migrate_v6"})
 _log = logging.getLogger("queuebox.backends.sql")
 
 
@@ -189,6 +200,7 @@ class PostgresAdapter(
             "running_index": sql.Identifier(f"{table}_running_idx"),
             "starts_index": sql.Identifier(f"{table}_starts_idx"),
             "lock_space": sql.Literal(f"queuebox.limit:{qualified}"),
+            "claim_function": identifier(self.schema, f"{table}_claim_limited"),
             # The job search's indexes of the states few jobs are in (sql/monitor.py).
             "failed_index": sql.Identifier(f"{table}_failed_idx"),
             "completed_index": sql.Identifier(f"{table}_completed_idx"),
@@ -262,7 +274,9 @@ class PostgresAdapter(
         return connection.cursor(row_factory=dict_row)  # the caller's own connection too
 
     def _run_script(self, connection: Any, name: str) -> None:
-        if name in self._queries:  # PostgreSQL runs several statements in one execute
+        if name in _FUNCTION_MIGRATIONS:
+            connection.execute(self._prepare(function_body(self._texts[name])))
+        elif name in self._queries:  # PostgreSQL runs several statements in one execute
             connection.execute(self._queries[name])
 
     def _new_watch(self) -> ChangeWatch:

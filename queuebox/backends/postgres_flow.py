@@ -3,12 +3,14 @@ enforced inside the claim's transaction, on the server's clock, across every wor
 
 Under READ COMMITTED one statement cannot both serialize with other claims and count what
 they committed: its snapshot is taken before it could wait for them. So while jobs with a
-key may run in the claimed queues, a claim is ``claim_limited`` (``sql/postgres.sql``): two
-statements sent as one string in one round trip, which PostgreSQL runs as one implicit
-transaction. The first tries a transaction-scoped advisory lock per (table, queue, key)
-without waiting (a key another claim holds is skipped, as ``SKIP LOCKED`` skips a row); the
-second takes its own snapshot after those locks are held, counts each locked key's live
-locks and recent starts, and claims within them. See ``docs/flow-control.md``.
+key may run in the claimed queues, a claim is ``claim_limited`` (``sql/postgres.sql``): one
+call of the PL/pgSQL function ``<table>_claim_limited`` (schema version 6) that runs two
+statements, each on a snapshot of its own. The first tries a transaction-scoped advisory
+lock per (table, queue, key) without waiting (a key another claim holds is skipped, as
+``SKIP LOCKED`` skips a row); the second takes its snapshot after those locks are held,
+counts each locked key's live locks and recent starts, and claims within them. The function
+keeps both statements' plans for the session (generic plans), which the same two statements
+sent as text paid for on every claim. See ``docs/flow-control.md``.
 
 Otherwise the claim is the plain one-statement ``claim``, which never takes a keyed job and
 claims nothing while one may run (one index seek): only when it comes back empty does the
@@ -19,9 +21,6 @@ until ``claim_limited`` finds no key.
 from __future__ import annotations
 
 from typing import Any, ClassVar
-
-import psycopg
-from psycopg.rows import dict_row
 
 from queuebox.backends.base import Row
 from queuebox.backends.sql.flow import SQLFlowControl
@@ -52,12 +51,9 @@ class PostgresFlowControl(SQLFlowControl):
         return self._claim_limited(params)
 
     def _claim_limited(self, params: dict[str, Any]) -> list[Row]:
-        with self._session() as connection:
-            # Client-side binding lets one execute carry both statements (server-side
-            # binding takes one statement per message); psycopg quotes every value.
-            cursor = psycopg.ClientCursor(connection, row_factory=dict_row)
-            cursor.execute(self._queries["claim_limited"], self._bind(params))
-            locked = cursor.fetchone()
-            self._keyed_seen = bool(locked and locked["keys"])
-            cursor.nextset()
-            return self._fetch(cursor)
+        # One call of the function migrate_v6 creates: its statements' plans are kept for
+        # the session, where the two statements sent as text were planned on every claim.
+        rows = self._write_rows("claim_limited", params)
+        self._keyed_seen = bool(rows and rows[0]["keys"])
+        # A row without a job says only that keys exist (none of them had a slot).
+        return [row for row in rows if row["id"] is not None]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import re
 import select
 import time
 import types
@@ -29,6 +30,7 @@ __all__ = [
     "check_identifier",
     "close_quietly",
     "display_url",
+    "function_body",
     "identifier",
     "lenient_rows",
     "parse_flag",
@@ -90,6 +92,17 @@ def check_identifier(what: str, value: str | None, longest: int) -> None:
 
 def identifier(schema: str | None, name: str) -> sql.Identifier:
     return sql.Identifier(schema, name) if schema else sql.Identifier(name)
+
+
+_PARAMETER = re.compile(r"%\((?P<name>[a-z_][a-z0-9_]*)\)s")
+
+
+def function_body(text: str) -> str:
+    """``text`` with each ``%(name)s`` parameter read as the PL/pgSQL argument
+    ``claim_name``: a function's body is made of the same fragments as the statements the
+    adapter binds, so that the SQL of the claim is written once (``sql/postgres.sql``,
+    migrate_v6). Run without parameters, psycopg sends the text as it is."""
+    return _PARAMETER.sub(lambda match: f"claim_{match.group('name')}", text)
 
 
 def short_channel(qualified: str) -> str:

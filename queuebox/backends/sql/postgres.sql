@@ -357,6 +357,68 @@ CREATE INDEX IF NOT EXISTS {failed_index} ON {jobs} (id) WHERE failed_at IS NOT 
 CREATE INDEX IF NOT EXISTS {completed_index} ON {jobs} (id) WHERE completed_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS {cancelled_index} ON {jobs} (id) WHERE cancelled_at IS NOT NULL
 
+-- name: migrate_v6
+-- The limited claim as a function (claim_limited calls it): PL/pgSQL plans each of its
+-- statements once per session and keeps the plan (SPI's plan cache), so a claim no longer
+-- pays the planning of two large statements every time; unlike a prepared statement, this
+-- needs nothing of the protocol, and works behind PgBouncer in transaction mode. The plans
+-- are generic (made once for any arguments), which plan_cache_mode = force_generic_plan
+-- asks for: left to choose after five calls, PostgreSQL at times kept planning the second
+-- statement anew for each call (its generic plan estimated dearer than the custom ones),
+-- which was most of the cost of the claim. A generic plan is kept until the table's
+-- statistics change (an ANALYZE, by hand or autovacuum's): made while the table held a few
+-- rows, it read the whole table for each claim once the table had grown (a sequential scan
+-- is the cheapest way to read two pages), and a burst of jobs was claimed at a fraction of
+-- the speed until autovacuum came by. enable_seqscan = off (for this function alone) leaves
+-- the planner the index paths only, which are the right plans at any size: the claim is
+-- built on them. The plans walk the same indexes as the custom ones (<table>_keyed_idx per
+-- key, <table>_due_idx for the free jobs, both stopping at the limit, the primary key for
+-- the update; tests/test_postgres_flow.py checks them with auto_explain).
+--
+-- Its body is the fragments lock_keys and keyed_claim, as the two-statement claim before it
+-- sent them, with the %(name)s parameters read as the arguments claim_name (the adapter
+-- rewrites them: postgres.py, function_body). A change to either fragment therefore needs a
+-- new migration that replaces the function (a test pins a digest of the body).
+--
+-- Why the order of the two statements still holds: the function is VOLATILE (it writes, so
+-- it must be), and under READ COMMITTED each statement of a volatile function takes a
+-- fresh snapshot when it starts, as the statements of the multi-statement string did; so
+-- the count of the second statement sees every claim that committed before this one took
+-- its key locks in the first, even one that committed after the calling statement started
+-- (a stable function, or REPEATABLE READ, would count on the caller's older snapshot: the
+-- test of the order shows the difference). The advisory locks are transaction-scoped: they
+-- last until the caller's transaction ends, its own implicit one in autocommit.
+--
+-- It names the tables as every query here does: schema-qualified when a schema is
+-- configured, else through the caller's search_path, as the plain claim does (PostgreSQL
+-- plans the function's statements again when the search_path changes). It runs with the
+-- caller's rights (SECURITY INVOKER): a role that may claim with plain statements may call
+-- it (EXECUTE is granted to PUBLIC by default). Its result holds the jobs table's row
+-- type, so dropping the table needs CASCADE (or dropping the function first); a column a
+-- later version adds to the table is in its result at once.
+CREATE OR REPLACE FUNCTION {claim_function}(
+    claim_worker_id text, claim_queues text[], claim_limit integer, claim_lease float8,
+    claim_nonce text
+) RETURNS TABLE (out_keys bigint, out_job {jobs})
+LANGUAGE plpgsql VOLATILE
+SET plan_cache_mode = force_generic_plan SET enable_seqscan = off
+AS $queuebox_claim$
+#variable_conflict use_column
+DECLARE
+    key_count bigint;
+    held text;
+BEGIN
+    {% lock_keys %}
+    INTO key_count, held;
+    RETURN QUERY
+    {% keyed_claim %}
+    SELECT key_count, claimed::{jobs} FROM claimed;
+    IF NOT FOUND AND key_count > 0 THEN
+        RETURN QUERY SELECT key_count, NULL::{jobs};
+    END IF;
+END
+$queuebox_claim$
+
 
 -- Scheduling --------------------------------------------------------------------------------
 
@@ -436,20 +498,26 @@ SELECT EXISTS (
 ) AS found
 
 -- name: claim_limited
--- The claim while jobs with a key may run in these queues: two statements in one string,
--- which the adapter sends in one round trip (client-side binding). PostgreSQL runs them as
--- one implicit transaction, and under READ COMMITTED gives each statement its own
--- snapshot, taken when it starts: the second one counts after the first took the locks.
-{% lock_keys %};
-{% keyed_claim %}
+-- The claim while jobs with a key may run in these queues: one call of the function
+-- {claim_function} (migrate_v6), whose two statements PostgreSQL plans once per session
+-- and keeps, instead of planning both on every claim. It returns the keys it found with
+-- each job, and one row without a job when it found keys but claimed nothing (the store
+-- then starts the next claim here); no row when there is no key at all.
+SELECT claim.out_keys AS keys, (claim.out_job).*, 'running' AS state
+FROM {claim_function}(
+    %(worker_id)s::text, %(queues)s::text[], %(limit)s::integer, %(lease)s::float8,
+    %(nonce)s::text
+) AS claim
 
 -- name: lock_limit_keys
--- The first statement of claim_limited alone (for EXPLAIN in tests and benchmarks).
+-- The first statement of the claim function alone, as a bound statement (for EXPLAIN in
+-- tests and benchmarks; the function runs the same SQL).
 {% lock_keys %}
 
 -- name: claim_held_keys
--- The second statement of claim_limited alone.
+-- The second statement of the claim function alone (as lock_limit_keys).
 {% keyed_claim %}
+SELECT claimed.*, 'running' AS state FROM claimed
 
 -- fragment: lock_keys
 -- Every key of these queues, each with a transaction-scoped advisory lock on (table, queue,
@@ -473,7 +541,8 @@ FROM (
 ) AS key
 
 -- fragment: keyed_claim
--- The best due jobs without a key (as claim) and, of each key whose lock lock_keys took, no
+-- The CTEs of the claim's second statement, up to the rows it locked ("claimed"); the
+-- statement that includes them selects from "claimed". The best due jobs without a key (as claim) and, of each key whose lock lock_keys took, no
 -- more due jobs than its slots, one ordered index walk each that stops there: a key at its
 -- limit reads none of its jobs. The best %(limit)s of both are locked. Times that count
 -- against limits are the clock after the key locks were taken (clock_timestamp, not the
@@ -525,7 +594,6 @@ pruned AS (
     WHERE started.queue = key.queue AND started.limit_key = key.limit_key
       AND started.expires_at <= (SELECT now FROM clock)
 )
-SELECT claimed.*, 'running' AS state FROM claimed
 
 -- name: delete_locked
 DELETE FROM {jobs} WHERE id = %(id)s AND lock_token = %(token)s
