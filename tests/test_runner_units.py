@@ -382,13 +382,12 @@ def test_stop_and_status_when_nothing_runs(tmp_path: Path) -> None:
 # -- throughput tallies -------------------------------------------------------------------------
 
 
-def test_stats_fold_runs_per_minute_queue_and_name(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stats_fold_runs_per_minute_queue_and_name() -> None:
     from queuebox.backends.base import RUNTIME_BUCKETS
     from queuebox.runner import stats as stats_module
 
     clock = iter([600.0, 610.0, 659.0, 660.5])  # minutes 10, 10, 10, 11
-    monkeypatch.setattr(stats_module.time, "time", lambda: next(clock))
-    collector = stats_module.StatsCollector()
+    collector = stats_module.StatsCollector(clock=lambda: next(clock))
     collector.add_successes([("q", "A", 0.0005), ("q", "A", 0.02), ("other", "A", 0.0005)])
     collector.add("q", "A", "retried", 3.0)
     collector.add_successes([])  # nothing to tally, and no clock read

@@ -13,7 +13,7 @@ import itertools
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from queuebox.backends.base import RUNTIME_BUCKETS, MinuteStats
@@ -29,7 +29,8 @@ _KEPT = 10_000  # undelivered minute tallies kept while the store is unreachable
 
 
 class StatsCollector:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock  # wall-clock seconds: tallies are kept per calendar minute
         # Each entry is one clock reading, an outcome's index and the runs it covers, each
         # (queue, name, elapsed): a batch of successes is one entry, so a run costs its tuple
         # and nothing else until the heartbeat folds them.
@@ -39,7 +40,7 @@ class StatsCollector:
 
     def add(self, queue: str, name: str, outcome: str, elapsed: float) -> None:
         """One finished run (``outcome`` one of ``OUTCOMES``), timed ``elapsed`` seconds."""
-        entry = (time.time(), _INDEX[outcome], ((queue, name, elapsed),))
+        entry = (self._clock(), _INDEX[outcome], ((queue, name, elapsed),))
         with self._lock:
             self._runs.append(entry)
 
@@ -47,7 +48,7 @@ class StatsCollector:
         """Successful runs, each ``(queue, name, elapsed)``, finished about now (a batch's
         acknowledgement: one clock read and one lock for all of them)."""
         if runs:
-            entry = (time.time(), _SUCCEEDED, runs)
+            entry = (self._clock(), _SUCCEEDED, runs)
             with self._lock:
                 self._runs.append(entry)
 
