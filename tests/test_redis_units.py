@@ -3,6 +3,7 @@ key names, URLs, and the test side's cmsgpack for fakeredis."""
 
 from __future__ import annotations
 
+import base64
 import importlib.resources
 import re
 from pathlib import Path
@@ -15,7 +16,13 @@ from queuebox.backends import from_url
 from queuebox.backends.redis import RedisAdapter
 from queuebox.backends.redis_keys import QueueKeys, parse_job_id
 from queuebox.backends.redis_scripts import LIBRARIES, SCRIPT_NAMES, load_scripts
-from queuebox.errors import ConfigurationError, InvalidQueueName, StorageUnavailable
+from queuebox.backends.redis_search import _read_cursor
+from queuebox.errors import (
+    ConfigurationError,
+    InvalidQueueName,
+    StorageUnavailable,
+    ValidationError,
+)
 
 # -- scripts ------------------------------------------------------------------------------------
 
@@ -75,6 +82,21 @@ def test_bad_ids_parse_to_none(value: object) -> None:
 def test_good_ids() -> None:
     assert parse_job_id("email/42") == ("email", 42)
     assert parse_job_id("reports.daily-v2_x/1") == ("reports.daily-v2_x", 1)
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "not base64!",
+        base64.urlsafe_b64encode(b"[1]").decode(),
+        base64.urlsafe_b64encode(b'{"a{b": 1}').decode(),
+        # Deeply nested JSON: json raised RecursionError, which escaped search_jobs.
+        base64.urlsafe_b64encode(b"[" * 5000).decode(),
+    ],
+)
+def test_a_forged_search_cursor_is_a_validation_error(cursor: str) -> None:
+    with pytest.raises(ValidationError, match="is not one this store's search_jobs returned"):
+        _read_cursor(cursor, None)
 
 
 def test_queue_keys_share_one_hash_tag() -> None:

@@ -249,6 +249,19 @@ def test_job_page_shows_arguments_times_history_and_the_whole_error(
     assert missing.status_code == 404 and "no such job" in missing.json()["error"]
 
 
+def test_a_payload_nested_past_the_decoders_limit_shows_as_raw_text(
+    store: Adapter, board: Dashboard
+) -> None:
+    # json raises RecursionError, not ValueError, for it: one such record made every job list
+    # that held it, and its own page, answer 500.
+    handler = '{"name":"Deep","args":' + "[" * 5000 + "]" * 5000 + "}"
+    [record] = store.schedule([NewJob(name="Deep", handler=handler, queue="default", priority=50)])
+    [row] = board.get("/api/jobs")["jobs"]
+    assert row["id"] == record.id and row["name"] == "Deep"
+    job = board.get(f"/api/jobs/{record.id}")["job"]
+    assert job["args"] is None and job["handler"] == handler
+
+
 def test_single_actions_change_the_store(store: Adapter, board: Dashboard) -> None:
     failed = (add(store, "Mail", 1), fail_one(store, "default", "boom"))[1]
     assert board.post(f"/api/jobs/{failed}/retry")["outcome"] == "done"

@@ -149,6 +149,11 @@ def _store_raw(adapter: MemoryAdapter, handler: str, name: str = "Raw") -> JobRe
         ('{"name": "subprocess.call", "args": [["true"]]}', "UnknownJob"),
         ('{"name": "Succeeds", "args": ["x"]} {"name": "Succeeds"}', "Extra data"),
         ('{"name": "Succeeds", "args": ["x"]', "not valid JSON"),
+        # Nested past json's recursion limit: RecursionError, not ValueError, stopped the worker.
+        ('{"name": "Succeeds", "args": ' + "[" * 5000 + "]" * 5000 + "}", "nested too deeply"),
+        (" " + "[" * 5000 + "]" * 5000, "nested too deeply"),  # the json.loads path
+        ('{"name": "Succeeds", "args": [NaN]}', "NaN is not a JSON value"),
+        (' {"name": "Succeeds", "args": [-Infinity]}', "-Infinity is not a JSON value"),
     ],
 )
 def test_unrunnable_payloads_fail_at_once(

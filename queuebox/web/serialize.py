@@ -49,7 +49,7 @@ def parse_handler(handler: str) -> tuple[list[Any] | None, dict[str, Any] | None
     page then shows the raw text."""
     try:
         data = json.loads(handler)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past the decoder's limit
         return None, None
     if not isinstance(data, dict):
         return None, None
