@@ -481,6 +481,11 @@ def test_config_file_worker_settings_are_bounded_too(project: Path) -> None:
     )
     code, output = run("workoff")
     assert code == 1 and "worker setting lease=1e+300 (queues *) is out of range" in output
+    (project / "queuebox.toml").write_text(  # --stop-grace's bound held, the file's did not
+        'url = "sqlite:///jobs.db"\napp = ["cli_jobs"]\n[[workers]]\nstop_grace = 1e300\n'
+    )
+    code, output = run("workoff")
+    assert code == 1 and "worker setting stop_grace=1e+300 (queues *) is out of range" in output
 
 
 def test_n_and_q_say_what_they_replace(project: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -325,6 +325,7 @@ def _check_bounds(groups: Sequence[WorkerSettings], spec: str | None) -> None:
         "max_runtime": MAX_RUNTIME,
         "sleep_delay": MAX_SLEEP_DELAY,
         "lease": MAX_LEASE,
+        "stop_grace": MAX_RUNTIME,  # as --stop-grace
     }
     for group in groups:
         for name, highest in limits.items():
