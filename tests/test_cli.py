@@ -172,6 +172,17 @@ def test_cancelled_jobs_show_in_status_and_jobs(memory_store: MemoryAdapter) -> 
     assert row.split()[:3] == [cancelled.id, "cancelled", "email"]
 
 
+def test_pause_notes_a_queue_the_store_holds_no_job_of(memory_store: MemoryAdapter) -> None:
+    # `queuebox pause emial` paused a queue nobody uses and said only "emial: paused".
+    handler = '{"name": "Append", "args": ["x"], "kwargs": {}}'
+    memory_store.schedule_one(NewJob(name="Append", handler=handler, queue="email", priority=50))
+    code, output = run("pause", "email", "emial")
+    assert code == 0, output
+    assert "email: paused" in output and "emial: paused" in output
+    assert "no job of queue 'emial'" in output and "no job of queue 'email'" not in output
+    assert memory_store.paused_queues() == {"email", "emial"}
+
+
 def test_status_shows_paused_queues_and_the_workers_of_every_machine(
     memory_store: MemoryAdapter,
 ) -> None:
