@@ -204,7 +204,7 @@ def test_the_test_codec_refuses_what_is_not_msgpack(garbage: bytes) -> None:
         ("redis://h/0?socket_timeout=-1", "socket_timeout must be a number of seconds"),
         ("redis://h/0?socket_timeout=inf", "socket_timeout must be a number of seconds"),
         ("redis://h/0?max_connections=0", "max_connections must be a whole number"),
-        ("redis://h/0?foo=bar", "redis-py takes no the option 'foo'"),
+        ("redis://h/0?foo=bar", "redis-py does not take the option 'foo'"),
         ("redis://h/0?ssl_cert_reqs=none", "TLS options need rediss://"),
         ("redis://h/0?decode_responses=true", "decode_responses cannot be on"),
         ("redis://h/0?prefix=a{b}", "invalid Redis key prefix"),
@@ -226,6 +226,13 @@ def test_a_bad_url_is_a_configuration_error_without_its_password(
     message = str(caught.value)
     assert says in message and "bad Redis URL" in message
     assert "s3cret-pw" not in message and "***" in message
+
+
+def test_the_repr_names_the_server_and_prefix_without_the_password() -> None:
+    # It was object.__repr__, which `queuebox status` printed for a store configured in code.
+    adapter = RedisAdapter.from_url("redis://:s3cret-pw@h:6380/2?prefix=shop")
+    assert repr(adapter) == "RedisAdapter('redis://:***@h:6380/2?prefix=shop', prefix='shop')"
+    adapter.close()
 
 
 def test_good_urls_are_taken() -> None:
