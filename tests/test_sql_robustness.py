@@ -22,7 +22,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from queuebox.backends.base import UNREADABLE_NAME, Adapter, JobState, WorkerInfo
+from queuebox.backends.base import UNREADABLE_NAME, Adapter, JobState, MinuteStats, WorkerInfo
 from queuebox.backends.postgres import PostgresAdapter
 from queuebox.backends.sqlite import SQLiteAdapter
 from queuebox.errors import ConfigurationError, StorageUnavailable
@@ -165,6 +165,25 @@ def test_a_worker_record_nested_too_deeply_is_left_out(
         {"record": "[" * 5000 + "]" * 5000},
     )
     assert [worker.id for worker in adapter.workers()] == ["good"]
+
+
+@pytest.mark.parametrize("counts", ["not json", "[1, 2", "[" * 5000, '["x"]', "{}"])
+def test_a_minute_row_written_past_queuebox_is_left_out(
+    sqlite_store: tuple[Adapter, RawWrite], counts: str
+) -> None:
+    # stats() raised on it (ValueError, RecursionError...), so the dashboard's overview,
+    # its charts and /metrics answered 500 for one bad row.
+    adapter, write = sqlite_store
+    assert isinstance(adapter, SQLiteAdapter)
+    minute = adapter.now().replace(second=0, microsecond=0)
+    adapter.add_stats([MinuteStats("q", "Good", minute, succeeded=3)])
+    write(
+        "INSERT INTO queuebox_minutes SELECT minute, queue, 'Bad', 1, 0, 0, 0, :counts, 0.0 "
+        "FROM queuebox_minutes WHERE name = 'Good'",
+        {"counts": counts},
+    )
+    since = minute - timedelta(minutes=5)
+    assert [(t.name, t.succeeded) for t in adapter.stats(since=since)] == [("Good", 3)]
 
 
 def test_now_is_utc_whatever_the_session_time_zone(postgres_url: str) -> None:

@@ -341,6 +341,20 @@ def test_bad_queries_get_a_clear_error(board: Dashboard) -> None:
         assert words in response.json()["error"]
 
 
+@pytest.mark.parametrize(
+    "body", [b"not json", b"[1, 2]", b"[" * 60_000, b'{"a": 1' + b"0" * 5000 + b"}"]
+)
+def test_a_bad_action_body_gets_a_clear_error(board: Dashboard, body: bytes) -> None:
+    # Arrays nested past json's limit raised RecursionError, not ValueError: a 500.
+    response = board.client.post(
+        "/api/bulk/jobs",
+        content=body,
+        headers={"x-csrf-token": board.token, "origin": ORIGIN, "content-type": "application/json"},
+    )
+    assert response.status_code == 400, response.text
+    assert "the request body" in response.json()["error"]
+
+
 def test_a_store_without_optional_interfaces_falls_back_to_list_jobs() -> None:
     inner = MemoryAdapter()
     store = CoreOnly(inner)
