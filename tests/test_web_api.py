@@ -249,12 +249,19 @@ def test_job_page_shows_arguments_times_history_and_the_whole_error(
     assert missing.status_code == 404 and "no such job" in missing.json()["error"]
 
 
-def test_a_payload_nested_past_the_decoders_limit_shows_as_raw_text(
-    store: Adapter, board: Dashboard
+@pytest.mark.parametrize(
+    "handler",
+    [
+        # json raises RecursionError, not ValueError, for it: one such record made every job
+        # list that held it, and its own page, answer 500.
+        '{"name":"Deep","args":' + "[" * 5000 + "]" * 5000 + "}",
+        # NaN is no JSON value: the job's page answered 400 (the response could not carry it).
+        '{"name":"Deep","args":[NaN, Infinity],"kwargs":{}}',
+    ],
+)
+def test_a_payload_the_worker_cannot_read_shows_as_raw_text(
+    store: Adapter, board: Dashboard, handler: str
 ) -> None:
-    # json raises RecursionError, not ValueError, for it: one such record made every job list
-    # that held it, and its own page, answer 500.
-    handler = '{"name":"Deep","args":' + "[" * 5000 + "]" * 5000 + "}"
     [record] = store.schedule([NewJob(name="Deep", handler=handler, queue="default", priority=50)])
     [row] = board.get("/api/jobs")["jobs"]
     assert row["id"] == record.id and row["name"] == "Deep"
