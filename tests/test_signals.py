@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,7 +56,10 @@ def test_a_stop_sent_before_the_handlers_waits_for_them() -> None:
     flag = StopFlag()
     held = signal.pthread_sigmask(signal.SIG_BLOCK, PASSED_ON_SIGNALS)
     try:
-        os.kill(os.getpid(), signal.SIGUSR1)
+        # To this thread: sent to the process, the signal may go to another thread of the
+        # test run that does not block it, and kill the run (a worker's threads all inherit
+        # its main thread's mask).
+        signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)
         with handle_stop_signals(flag):
             time.sleep(0.05)
             assert flag.warm.is_set() and not flag.cold.is_set()
