@@ -571,7 +571,14 @@ def _check_recurring(cls: type[Job], where: str) -> None:
     if cls.cron is not None and cls.every is not None:
         raise ConfigurationError(f"{where}: give cron or every, not both")
     if cls.every is not None:
-        seconds = check_wait(cls.every) if not isinstance(cls.every, bool) else 0.0
+        try:
+            seconds = check_wait(cls.every) if not isinstance(cls.every, bool) else 0.0
+        except InvalidSchedule as exc:
+            # check_wait speaks of perform_later's wait=; this is the class's every=.
+            raise ConfigurationError(
+                f"{where}: every={cls.every!r} is not valid: give seconds above 0 (a number "
+                f"or a datetime.timedelta) ({exc})"
+            ) from None
         if seconds <= 0:
             raise ConfigurationError(f"{where}: every={cls.every!r} must be seconds above 0")
     else:

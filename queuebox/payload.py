@@ -16,7 +16,15 @@ __all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "Call", "decode_handler", "encode_handle
 
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-_DECODER = json.JSONDecoder()
+
+
+def _refuse_constant(name: str) -> Any:
+    # Python's json reads NaN, Infinity and -Infinity, which are not JSON and which
+    # encode_handler never writes: a job sees only the finite numbers it was promised.
+    raise ValueError(f"{name} is not a JSON value (queuebox stores only finite numbers)")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
 _PREFIXES: dict[str, str] = {}  # job name -> '{"name":<name>,"args":['
 
 
@@ -69,7 +77,7 @@ def _parse(text: str) -> Any:
         else:
             if end == len(text):
                 return data
-    return json.loads(text)
+    return json.loads(text, parse_constant=_refuse_constant)
 
 
 def decode_handler(text: str) -> Call:
@@ -78,6 +86,14 @@ def decode_handler(text: str) -> Call:
         data = _parse(text)
     except (TypeError, ValueError) as exc:
         raise PayloadError(f"the stored payload is not valid JSON: {exc}") from None
+    except RecursionError:
+        # json's C decoder raises this, not ValueError, past about a thousand nested arrays
+        # or objects: queuebox never writes such a payload, so it is one that the worker
+        # must fail alone, not an error that stops the worker.
+        raise PayloadError(
+            "the stored payload is nested too deeply to decode (JSON arrays or objects "
+            "inside each other past Python's recursion limit)"
+        ) from None
     if not isinstance(data, dict):
         raise PayloadError(f"the stored payload is a JSON {type(data).__name__}, not an object")
     name, args, kwargs = data.get("name"), data.get("args", []), data.get("kwargs", {})

@@ -33,6 +33,12 @@ JOBS_MODULE = textwrap.dedent(
     class Explode(Job):
         def perform(self):
             raise RuntimeError("kaboom")
+
+    class Reject(Job):
+        max_attempts = 1
+
+        def perform(self, email):
+            raise ValueError(f"bad email {email}")
     """
 )
 
@@ -170,6 +176,35 @@ def test_cancelled_jobs_show_in_status_and_jobs(memory_store: MemoryAdapter) -> 
     assert code == 0, output
     [row] = output.splitlines()[2:]
     assert row.split()[:3] == [cancelled.id, "cancelled", "email"]
+
+
+HOSTILE = "x\x1b[2J\x1b]0;title\x07\rfake\u202eevil"
+HOSTILE_SHOWN = "x\\x1b[2J\\x1b]0;title\\x07\\rfake\\u202eevil"
+
+
+def test_terminal_controls_from_the_store_are_shown_escaped(project: Path) -> None:
+    # An error quoting a job's argument went to the terminal raw, in the worker's log and in
+    # `jobs` / `show`: escape sequences could clear it, retitle it or rewrite a line.
+    schedule(project, ("Reject", [HOSTILE], "default"))
+    code, output = run("workoff")
+    assert code == 1 and f"ValueError: bad email {HOSTILE_SHOWN}" in output
+    code, listing = run("jobs")
+    assert code == 0 and f"ValueError: bad email {HOSTILE_SHOWN}" in listing
+    code, shown = run("show", "1")
+    assert code == 0 and "ValueError: bad email x\\x1b[2J\\x1b]0;title\\x07" in shown
+    for text in (output, listing, shown):
+        assert not {"\x1b", "\x07", "\r", "\u202e"} & set(text)
+
+
+def test_pause_notes_a_queue_the_store_holds_no_job_of(memory_store: MemoryAdapter) -> None:
+    # `queuebox pause emial` paused a queue nobody uses and said only "emial: paused".
+    handler = '{"name": "Append", "args": ["x"], "kwargs": {}}'
+    memory_store.schedule_one(NewJob(name="Append", handler=handler, queue="email", priority=50))
+    code, output = run("pause", "email", "emial")
+    assert code == 0, output
+    assert "email: paused" in output and "emial: paused" in output
+    assert "no job of queue 'emial'" in output and "no job of queue 'email'" not in output
+    assert memory_store.paused_queues() == {"email", "emial"}
 
 
 def test_status_shows_paused_queues_and_the_workers_of_every_machine(
@@ -481,6 +516,11 @@ def test_config_file_worker_settings_are_bounded_too(project: Path) -> None:
     )
     code, output = run("workoff")
     assert code == 1 and "worker setting lease=1e+300 (queues *) is out of range" in output
+    (project / "queuebox.toml").write_text(  # --stop-grace's bound held, the file's did not
+        'url = "sqlite:///jobs.db"\napp = ["cli_jobs"]\n[[workers]]\nstop_grace = 1e300\n'
+    )
+    code, output = run("workoff")
+    assert code == 1 and "worker setting stop_grace=1e+300 (queues *) is out of range" in output
 
 
 def test_n_and_q_say_what_they_replace(project: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -91,6 +91,11 @@ def test_queuebox_toml_in_a_parent_directory(
         ("[[workers]]\ncount = 0", "count=0"),
         ("[[workers]]\nsleep_delay = -1", "sleep_delay=-1"),
         ("[[workers]]\ncolour = 1", "unknown worker setting(s) colour"),
+        # A string is truthy: "false" kept deleting the jobs it was meant to keep.
+        ('[[workers]]\ndelete_failed_jobs = "false"', "delete_failed_jobs='false' is not valid"),
+        ("[[workers]]\ndelete_successful_jobs = 0", "delete_successful_jobs=0 is not valid"),
+        ('[[workers]]\nclaim_ahead = "no"', "claim_ahead='no' is not valid"),
+        ('[[workers]]\nrecord_stats = "yes"', "record_stats='yes' is not valid"),
         ("url = [", "cannot read"),
     ],
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -253,13 +254,16 @@ def test_interval_ticks_are_aligned() -> None:
         ({"cron": "every day"}, "not a valid cron expression"),
         ({"cron": "* * * *"}, "not a valid cron expression"),
         ({"every": 0}, "must be seconds above 0"),
-        ({"every": -5}, "zero or more"),
+        # These said "wait=-5 is not valid", naming neither the class nor every=.
+        ({"every": -5}, "job class BadSchedule: every=-5 is not valid"),
+        ({"every": "5"}, "job class BadSchedule: every='5' is not valid"),
+        ({"every": 1e300}, "job class BadSchedule: every=1e+300 is not valid"),
         ({"cron": "* * * * *", "every": 5}, "not both"),
         ({"cron": "* * * * *", "timezone": "Mars/Olympus"}, "not a known time zone"),
     ],
 )
 def test_bad_recurring_schedules(attributes: dict[str, Any], expected: str) -> None:
-    with pytest.raises(Exception, match=expected):
+    with pytest.raises(ConfigurationError, match=re.escape(expected)):
         type("BadSchedule", (Job,), {**attributes, "perform": lambda self: None})
 
 

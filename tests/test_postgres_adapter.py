@@ -26,7 +26,7 @@ from psycopg.conninfo import conninfo_to_dict
 from queuebox.backends import from_url
 from queuebox.backends.base import JobRecord, JobState, reclaim_note
 from queuebox.backends.postgres import SCHEMA_VERSION, PostgresAdapter
-from queuebox.errors import ConfigurationError, PayloadError, StorageUnavailable
+from queuebox.errors import ConfigurationError, PayloadError, StorageUnavailable, ValidationError
 from queuebox.testing import new_job
 
 _T = TypeVar("_T")
@@ -500,6 +500,17 @@ def test_schedule_with_rolls_back_with_the_callers_transaction(
     assert adapter.get(records[0].id) is None and adapter.counts() == []
     assert admin.execute(sql.SQL("SELECT count(*) FROM {}").format(signups)).fetchone() == (0,)
     assert _notifications(admin, 0.3) == []
+
+
+@pytest.mark.parametrize("connection", ["postgresql://db/app", None, object()])
+def test_schedule_with_refuses_what_is_not_a_psycopg_connection(
+    adapter: PostgresAdapter, connection: object
+) -> None:
+    # A wrong object failed deep in the insert: AttributeError: 'str' object has no
+    # attribute 'cursor'.
+    with pytest.raises(ValidationError, match="is not a psycopg 3 connection"):
+        adapter.schedule_with(connection, [new_job("email")])  # type: ignore[arg-type]
+    assert adapter.counts() == []
 
 
 def test_schedule_with_creates_the_schema_through_its_own_connection(

@@ -3,6 +3,7 @@ key names, URLs, and the test side's cmsgpack for fakeredis."""
 
 from __future__ import annotations
 
+import base64
 import importlib.resources
 import re
 from pathlib import Path
@@ -15,7 +16,13 @@ from queuebox.backends import from_url
 from queuebox.backends.redis import RedisAdapter
 from queuebox.backends.redis_keys import QueueKeys, parse_job_id
 from queuebox.backends.redis_scripts import LIBRARIES, SCRIPT_NAMES, load_scripts
-from queuebox.errors import ConfigurationError, InvalidQueueName, StorageUnavailable
+from queuebox.backends.redis_search import _read_cursor
+from queuebox.errors import (
+    ConfigurationError,
+    InvalidQueueName,
+    StorageUnavailable,
+    ValidationError,
+)
 
 # -- scripts ------------------------------------------------------------------------------------
 
@@ -75,6 +82,21 @@ def test_bad_ids_parse_to_none(value: object) -> None:
 def test_good_ids() -> None:
     assert parse_job_id("email/42") == ("email", 42)
     assert parse_job_id("reports.daily-v2_x/1") == ("reports.daily-v2_x", 1)
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "not base64!",
+        base64.urlsafe_b64encode(b"[1]").decode(),
+        base64.urlsafe_b64encode(b'{"a{b": 1}').decode(),
+        # Deeply nested JSON: json raised RecursionError, which escaped search_jobs.
+        base64.urlsafe_b64encode(b"[" * 5000).decode(),
+    ],
+)
+def test_a_forged_search_cursor_is_a_validation_error(cursor: str) -> None:
+    with pytest.raises(ValidationError, match="is not one this store's search_jobs returned"):
+        _read_cursor(cursor, None)
 
 
 def test_queue_keys_share_one_hash_tag() -> None:
@@ -182,7 +204,7 @@ def test_the_test_codec_refuses_what_is_not_msgpack(garbage: bytes) -> None:
         ("redis://h/0?socket_timeout=-1", "socket_timeout must be a number of seconds"),
         ("redis://h/0?socket_timeout=inf", "socket_timeout must be a number of seconds"),
         ("redis://h/0?max_connections=0", "max_connections must be a whole number"),
-        ("redis://h/0?foo=bar", "redis-py takes no the option 'foo'"),
+        ("redis://h/0?foo=bar", "redis-py does not take the option 'foo'"),
         ("redis://h/0?ssl_cert_reqs=none", "TLS options need rediss://"),
         ("redis://h/0?decode_responses=true", "decode_responses cannot be on"),
         ("redis://h/0?prefix=a{b}", "invalid Redis key prefix"),
@@ -204,6 +226,13 @@ def test_a_bad_url_is_a_configuration_error_without_its_password(
     message = str(caught.value)
     assert says in message and "bad Redis URL" in message
     assert "s3cret-pw" not in message and "***" in message
+
+
+def test_the_repr_names_the_server_and_prefix_without_the_password() -> None:
+    # It was object.__repr__, which `queuebox status` printed for a store configured in code.
+    adapter = RedisAdapter.from_url("redis://:s3cret-pw@h:6380/2?prefix=shop")
+    assert repr(adapter) == "RedisAdapter('redis://:***@h:6380/2?prefix=shop', prefix='shop')"
+    adapter.close()
 
 
 def test_good_urls_are_taken() -> None:

@@ -22,7 +22,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from queuebox.backends.base import UNREADABLE_NAME, Adapter, JobState
+from queuebox.backends.base import UNREADABLE_NAME, Adapter, JobState, MinuteStats, WorkerInfo
 from queuebox.backends.postgres import PostgresAdapter
 from queuebox.backends.sqlite import SQLiteAdapter
 from queuebox.errors import ConfigurationError, StorageUnavailable
@@ -148,6 +148,42 @@ def test_text_that_is_not_utf8_fails_alone(sqlite_store: tuple[Adapter, RawWrite
     claimed = {job.id: job for job in adapter.claim("w", ["q"], limit=5, lease=60)}
     assert set(claimed) == {good.id, bad.id} and claimed[bad.id].lock_token
     assert adapter.fail(bad.id, claimed[bad.id].lock_token or "", error="unreadable")
+
+
+def test_a_worker_record_nested_too_deeply_is_left_out(
+    sqlite_store: tuple[Adapter, RawWrite],
+) -> None:
+    # json raises RecursionError, not ValueError, past its nesting limit: one such row made
+    # workers() raise, so `queuebox status` and the dashboard lost every worker.
+    adapter, write = sqlite_store
+    assert isinstance(adapter, SQLiteAdapter)
+    now = adapter.now()
+    adapter.beat(WorkerInfo("good", "alpha", 1, None, 1, "0.1.0", now), ttl=30)
+    write(
+        "INSERT INTO queuebox_workers (id, host, record, beat_at, ttl) "
+        "SELECT 'deep', 'beta', :record, beat_at, ttl FROM queuebox_workers WHERE id = 'good'",
+        {"record": "[" * 5000 + "]" * 5000},
+    )
+    assert [worker.id for worker in adapter.workers()] == ["good"]
+
+
+@pytest.mark.parametrize("counts", ["not json", "[1, 2", "[" * 5000, '["x"]', "{}"])
+def test_a_minute_row_written_past_queuebox_is_left_out(
+    sqlite_store: tuple[Adapter, RawWrite], counts: str
+) -> None:
+    # stats() raised on it (ValueError, RecursionError...), so the dashboard's overview,
+    # its charts and /metrics answered 500 for one bad row.
+    adapter, write = sqlite_store
+    assert isinstance(adapter, SQLiteAdapter)
+    minute = adapter.now().replace(second=0, microsecond=0)
+    adapter.add_stats([MinuteStats("q", "Good", minute, succeeded=3)])
+    write(
+        "INSERT INTO queuebox_minutes SELECT minute, queue, 'Bad', 1, 0, 0, 0, :counts, 0.0 "
+        "FROM queuebox_minutes WHERE name = 'Good'",
+        {"counts": counts},
+    )
+    since = minute - timedelta(minutes=5)
+    assert [(t.name, t.succeeded) for t in adapter.stats(since=since)] == [("Good", 3)]
 
 
 def test_now_is_utc_whatever_the_session_time_zone(postgres_url: str) -> None:

@@ -249,6 +249,26 @@ def test_job_page_shows_arguments_times_history_and_the_whole_error(
     assert missing.status_code == 404 and "no such job" in missing.json()["error"]
 
 
+@pytest.mark.parametrize(
+    "handler",
+    [
+        # json raises RecursionError, not ValueError, for it: one such record made every job
+        # list that held it, and its own page, answer 500.
+        '{"name":"Deep","args":' + "[" * 5000 + "]" * 5000 + "}",
+        # NaN is no JSON value: the job's page answered 400 (the response could not carry it).
+        '{"name":"Deep","args":[NaN, Infinity],"kwargs":{}}',
+    ],
+)
+def test_a_payload_the_worker_cannot_read_shows_as_raw_text(
+    store: Adapter, board: Dashboard, handler: str
+) -> None:
+    [record] = store.schedule([NewJob(name="Deep", handler=handler, queue="default", priority=50)])
+    [row] = board.get("/api/jobs")["jobs"]
+    assert row["id"] == record.id and row["name"] == "Deep"
+    job = board.get(f"/api/jobs/{record.id}")["job"]
+    assert job["args"] is None and job["handler"] == handler
+
+
 def test_single_actions_change_the_store(store: Adapter, board: Dashboard) -> None:
     failed = (add(store, "Mail", 1), fail_one(store, "default", "boom"))[1]
     assert board.post(f"/api/jobs/{failed}/retry")["outcome"] == "done"
@@ -326,6 +346,20 @@ def test_bad_queries_get_a_clear_error(board: Dashboard) -> None:
         response = board.client.get("/api/jobs", params=params)
         assert response.status_code == 400, params
         assert words in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "body", [b"not json", b"[1, 2]", b"[" * 60_000, b'{"a": 1' + b"0" * 5000 + b"}"]
+)
+def test_a_bad_action_body_gets_a_clear_error(board: Dashboard, body: bytes) -> None:
+    # Arrays nested past json's limit raised RecursionError, not ValueError: a 500.
+    response = board.client.post(
+        "/api/bulk/jobs",
+        content=body,
+        headers={"x-csrf-token": board.token, "origin": ORIGIN, "content-type": "application/json"},
+    )
+    assert response.status_code == 400, response.text
+    assert "the request body" in response.json()["error"]
 
 
 def test_a_store_without_optional_interfaces_falls_back_to_list_jobs() -> None:

@@ -6,6 +6,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +14,9 @@ import pytest
 from queuebox import Job, JobState
 from queuebox.backends.base import WORKER_LOST, JobRecord, NewJob
 from queuebox.backends.memory import MemoryAdapter
+from queuebox.backends.sqlite import SQLiteAdapter
 from queuebox.errors import StorageUnavailable
+from queuebox.runner.outcomes import BACKOFF_ATTEMPTS_CAP
 from queuebox.runner.settings import WorkerSettings
 from queuebox.runner.signals import ColdStop, StopFlag
 from queuebox.runner.worker import MAX_ERROR_CHARS, Worker, backoff_delay, format_error
@@ -94,6 +97,44 @@ def test_error_reschedules_with_attempts_to_the_fourth(memory_store: MemoryAdapt
 
 def test_backoff_grows_as_attempts_to_the_fourth() -> None:
     assert [backoff_delay(n) for n in (1, 2, 3, 10)] == [1.0, 16.0, 81.0, 10000.0]
+    assert backoff_delay(10**6) == backoff_delay(BACKOFF_ATTEMPTS_CAP) == 500.0**4
+
+
+class RaisesForAThousandAttempts(Job):
+    max_attempts = 1000  # a job class's max_attempts is not bounded as the command line's is
+
+    def perform(self) -> None:
+        raise RuntimeError("again")
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_a_retry_after_hundreds_of_attempts_stays_a_time_the_store_holds(
+    kind: str, tmp_path: Path
+) -> None:
+    # 800 ** 4 s from now is past 9999-12-31: the in-memory store raised OverflowError out of
+    # the worker, SQLite stored a run time it then read back as an unreadable record.
+    adapter = MemoryAdapter() if kind == "memory" else SQLiteAdapter(tmp_path / "jobs.db")
+    adapter.migrate()
+    record = adapter.schedule_one(
+        NewJob(
+            name="RaisesForAThousandAttempts",
+            handler='{"name":"RaisesForAThousandAttempts","args":[],"kwargs":{}}',
+            queue="default",
+            priority=50,
+        )
+    )
+    for _ in range(799):
+        [held] = adapter.claim("w", ["default"], limit=1, lease=60)
+        assert adapter.reschedule(held.id, held.lock_token or "", delay=0, error="earlier")
+    summary = worker(adapter).work_off()  # type: ignore[arg-type]
+    assert summary.retried == 1
+    job = adapter.get(record.id)
+    assert job is not None and job.unreadable is None
+    assert job.state is JobState.SCHEDULED and job.attempts == 800
+    assert job.last_error is not None and job.last_error.startswith("RuntimeError: again")
+    years = (job.run_at - adapter.now()).total_seconds() / (365.25 * 86400)
+    assert 1900 < years < 2000  # 500 ** 4 seconds
+    adapter.close()
 
 
 def test_the_job_is_failed_after_max_attempts(memory_store: MemoryAdapter) -> None:
@@ -149,6 +190,11 @@ def _store_raw(adapter: MemoryAdapter, handler: str, name: str = "Raw") -> JobRe
         ('{"name": "subprocess.call", "args": [["true"]]}', "UnknownJob"),
         ('{"name": "Succeeds", "args": ["x"]} {"name": "Succeeds"}', "Extra data"),
         ('{"name": "Succeeds", "args": ["x"]', "not valid JSON"),
+        # Nested past json's recursion limit: RecursionError, not ValueError, stopped the worker.
+        ('{"name": "Succeeds", "args": ' + "[" * 5000 + "]" * 5000 + "}", "nested too deeply"),
+        (" " + "[" * 5000 + "]" * 5000, "nested too deeply"),  # the json.loads path
+        ('{"name": "Succeeds", "args": [NaN]}', "NaN is not a JSON value"),
+        (' {"name": "Succeeds", "args": [-Infinity]}', "-Infinity is not a JSON value"),
     ],
 )
 def test_unrunnable_payloads_fail_at_once(

@@ -59,6 +59,7 @@ from queuebox.errors import (
     PayloadError,
     QueueboxError,
     StorageUnavailable,
+    ValidationError,
     scrub,
 )
 
@@ -425,6 +426,13 @@ class PostgresAdapter(
         serialization failure or a deadlock is raised as psycopg raises it (not as
         ``StorageUnavailable``): the caller's transaction failed, and the caller retries it.
         """
+        if not isinstance(connection, psycopg.Connection):
+            # Else a wrong object fails deep in the insert ("'str' object has no attribute
+            # 'cursor'"), an AsyncConnection with a coroutine never awaited.
+            raise ValidationError(
+                f"connection={connection!r} is not a psycopg 3 connection "
+                "(psycopg.Connection): pass the one whose transaction the jobs join"
+            )
         if not jobs:
             return []
         with self._session():

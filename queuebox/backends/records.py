@@ -431,7 +431,8 @@ class WorkerInfo:
                 beat_at=beat_at,
                 lost=lost,
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, RecursionError) as exc:
+            # RecursionError: JSON nested past the decoder's limit, which queuebox never writes.
             raise ValueError(f"not a queuebox worker record: {exc}") from None
 
 

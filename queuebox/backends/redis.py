@@ -177,6 +177,11 @@ class RedisAdapter(
     def registry_ttl(self) -> float:
         return self._registry.ttl
 
+    def __repr__(self) -> str:
+        # What `queuebox status` and the dashboard show for a store configured in code, as
+        # the SQL stores' reprs do: which server and namespace, never the password.
+        return f"RedisAdapter({self._url!r}, prefix={self._keys.prefix!r})"
+
     @property
     def wake_channel(self) -> str:
         """The pub/sub channel the scripts publish wake-ups on."""

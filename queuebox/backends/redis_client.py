@@ -111,10 +111,10 @@ def _check_client_options(parsed: RedisURL) -> None:
         redis.ConnectionPool.from_url(parsed.client_url).make_connection()
     except TypeError as exc:
         unknown = _UNKNOWN_OPTION.search(str(exc))
-        what = f"the option {unknown.group(1)!r}" if unknown else "an option"
+        what = f"the option {unknown.group(1)!r}" if unknown else "an option given"
         scheme = parsed.shown.partition("://")[0]
         raise ConfigurationError(
-            f"bad Redis URL {parsed.shown}: redis-py takes no {what} for {scheme}:// URLs "
+            f"bad Redis URL {parsed.shown}: redis-py does not take {what} for {scheme}:// URLs "
             "(the adapter's own are prefix and registry_ttl; TLS options need rediss://)"
         ) from None
     except ValueError as exc:

@@ -221,8 +221,8 @@ def _read_cursor(cursor: object, queue: str | None) -> dict[str, int]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         positions: Any = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise bad from None
+    except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError):
+        raise bad from None  # RecursionError: a forged cursor of deeply nested JSON
     if not isinstance(positions, dict) or not all(
         is_queue_name(q) and type(at) is int and at >= 0 for q, at in positions.items()
     ):

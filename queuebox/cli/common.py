@@ -14,6 +14,7 @@ import importlib
 import logging
 import math
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -45,6 +46,7 @@ __all__ = [
     "open_store",
     "parse_queue_options",
     "setup_logging",
+    "shown",
     "worker_groups",
     "worker_options",
 ]
@@ -325,6 +327,7 @@ def _check_bounds(groups: Sequence[WorkerSettings], spec: str | None) -> None:
         "max_runtime": MAX_RUNTIME,
         "sleep_delay": MAX_SLEEP_DELAY,
         "lease": MAX_LEASE,
+        "stop_grace": MAX_RUNTIME,  # as --stop-grace
     }
     for group in groups:
         for name, highest in limits.items():
@@ -361,6 +364,25 @@ def count_jobs(
     )
 
 
+#: Control characters (C0 but newline and tab, DEL, C1) and the bidirectional overrides. Text
+#: from the store (an error that quotes a job's argument, a worker record) goes to a
+#: terminal: raw, these could clear it, retitle it, rewrite a line, or reorder what it shows.
+_UNSHOWN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def shown(text: str) -> str:
+    """``text`` for a terminal: each character of ``_UNSHOWN`` as its Python escape (``\\x1b``)."""
+    return _UNSHOWN.sub(lambda match: repr(match.group())[1:-1], text)
+
+
+class _ShownFormatter(logging.Formatter):
+    """Log lines quote errors, which may quote job arguments: escape what a terminal would
+    act on (see ``shown``); a traceback keeps its lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return shown(super().format(record))
+
+
 class _LabelFilter(logging.Filter):
     def __init__(self, label: str) -> None:
         super().__init__()
@@ -381,7 +403,7 @@ def setup_logging(level: int, *, label: str = "queuebox", full_dates: bool = Fal
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_LabelFilter(label))
     handler.setFormatter(
-        logging.Formatter(
+        _ShownFormatter(
             "%(asctime)s %(worker)s %(levelname)s %(message)s",
             "%Y-%m-%d %H:%M:%S" if full_dates else "%H:%M:%S",
         )

@@ -44,12 +44,22 @@ def cancel(job_ids: tuple[str, ...]) -> None:
 def pause(queues: tuple[str, ...]) -> None:
     """Stop every worker, on every machine, from claiming these queues' jobs until
     'queuebox resume'. Jobs are still scheduled; runs in flight finish."""
-    store = guard(lambda: flow_control(open_store()))
+    adapter = open_store()
+    store = guard(lambda: flow_control(adapter))
     echo_store()
-    for queue in queues:
-        name = guard(lambda queue=queue: check_queue_name(queue))  # type: ignore[misc]
+    names = [guard(lambda queue=queue: check_queue_name(queue)) for queue in queues]  # type: ignore[misc]
+    # A queue may be paused before its first job comes, but a typo ("emial") would pause
+    # nothing anyone meant, silently: say when the store holds no job of it.
+    holding = {counts.queue for counts in guard(adapter.counts)}
+    for name in names:
         changed = guard(lambda name=name: store.pause(name))  # type: ignore[misc]
         click.echo(f"{name}: {'paused' if changed else 'was paused already'}")
+        if name not in holding:
+            click.echo(
+                f"note: the store holds no job of queue {name!r} now (check the name); it "
+                "stays paused, so its jobs wait when they come",
+                err=True,
+            )
 
 
 @cli.command()

@@ -24,7 +24,7 @@ from queuebox.backends.base import (
     WorkerRegistry,
 )
 from queuebox.cli import processes
-from queuebox.cli.common import cli, echo_store, guard, open_store, parse_queue_options
+from queuebox.cli.common import cli, echo_store, guard, open_store, parse_queue_options, shown
 from queuebox.errors import PayloadError
 from queuebox.payload import decode_handler
 from queuebox.runner.recurring import RecurringStatus, describe
@@ -126,11 +126,12 @@ def _echo_registry(workers: list[WorkerInfo], now: datetime) -> None:
             if worker.lost
             else (f"running {len(worker.jobs)} of {worker.concurrency}")
         )
-        click.echo(f"  {worker.host} pid {worker.pid} ({worker.id}) queues {queues}: {state}")
+        click.echo(
+            shown(f"  {worker.host} pid {worker.pid} ({worker.id}) queues {queues}: {state}")
+        )
         for job in worker.jobs[:5]:
-            click.echo(
-                f"    {job.id} {job.name} ({job.queue}) for {_seconds(_age(job.started_at, now))}"
-            )
+            running_for = _seconds(_age(job.started_at, now))
+            click.echo(shown(f"    {job.id} {job.name} ({job.queue}) for {running_for}"))
         if len(worker.jobs) > 5:
             click.echo(f"    ... and {len(worker.jobs) - 5} more")
 
@@ -381,11 +382,11 @@ def show(job_id: str, as_json: bool) -> None:
         lines.append(("unreadable", record.unreadable))
     width = max(len(label) for label, _ in lines) + 1
     for label, value in lines:
-        click.echo(f"{label + ':':<{width}} {value}")
+        click.echo(shown(f"{label + ':':<{width}} {value}"))
     if record.last_error:
         click.echo("last error:")
         for line in record.last_error.splitlines():
-            click.echo(f"  {line}")
+            click.echo(shown(f"  {line}"))
 
 
 # -- formatting -------------------------------------------------------------------------------
@@ -393,7 +394,8 @@ def show(job_id: str, as_json: bool) -> None:
 
 def _echo_table(header: list[str], rows: list[list[str]], *, right_aligned: Any = ()) -> None:
     right = set(right_aligned)
-    table = [header, *rows]
+    # Escaped before measuring, so that the columns line up with what the terminal shows.
+    table = [[shown(cell) for cell in row] for row in (header, *rows)]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
         cells = [

@@ -6,7 +6,13 @@ from __future__ import annotations
 import traceback
 from dataclasses import dataclass, field
 
-__all__ = ["MAX_ERROR_CHARS", "WorkSummary", "backoff_delay", "format_error"]
+__all__ = [
+    "BACKOFF_ATTEMPTS_CAP",
+    "MAX_ERROR_CHARS",
+    "WorkSummary",
+    "backoff_delay",
+    "format_error",
+]
 
 MAX_ERROR_CHARS = 8192
 _MAX_MESSAGE_CHARS = 2048
@@ -14,9 +20,17 @@ _CUT = " [...]"
 _OLDER_FRAMES_CUT = "[... older frames cut ...]\n"
 
 
+#: The backoff stops growing here (500 ** 4 s, about 1,980 years). Past about 700 attempts
+#: ``attempts ** 4`` seconds from now is after 9999-12-31, which no store holds: SQLite wrote
+#: a run time it could not read back, the in-memory store raised OverflowError out of the
+#: worker. A job class's ``max_attempts`` is not bounded (the command line's is, at 500).
+BACKOFF_ATTEMPTS_CAP = 500
+
+
 def backoff_delay(attempts: int) -> float:
-    """Seconds before the next attempt after ``attempts`` failed ones (RedwoodJS's rule)."""
-    return float(attempts**4)
+    """Seconds before the next attempt after ``attempts`` failed ones (RedwoodJS's rule,
+    ``attempts ** 4``, up to ``BACKOFF_ATTEMPTS_CAP`` attempts)."""
+    return float(min(attempts, BACKOFF_ATTEMPTS_CAP) ** 4)
 
 
 def format_error(exc: BaseException, limit: int = MAX_ERROR_CHARS) -> str:

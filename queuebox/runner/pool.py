@@ -23,7 +23,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 from queuebox.runner.settings import WorkerSettings
-from queuebox.runner.signals import COLD_STOP_SIGNAL, WARM_STOP_SIGNAL, StopFlag
+from queuebox.runner.signals import (
+    COLD_STOP_SIGNAL,
+    PASSED_ON_SIGNALS,
+    WARM_STOP_SIGNAL,
+    StopFlag,
+)
 
 #: What ``queuebox --log-level`` accepts (``queuebox.cli.common.LOG_LEVELS``; the runner does
 #: not import the command line).
@@ -129,7 +134,15 @@ class WorkerPool:
         command = child_command(
             slot, subcommand=self._subcommand, extra=self._extra, global_args=self._global_args
         )
-        slot.process = subprocess.Popen(command, start_new_session=True, env=self._env)
+        # The child starts with the stop signals blocked (a signal mask survives exec), and
+        # handle_stop_signals unblocks them once its handlers are in place: a stop passed on
+        # while the child still imports the app waits for them, where SIGUSR1's default
+        # action killed the child (`work -n` reported a dead worker, `workoff -n` exit 1).
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, PASSED_ON_SIGNALS)
+        try:
+            slot.process = subprocess.Popen(command, start_new_session=True, env=self._env)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
         self.logger.info("started worker %s (pid %d)", slot.label, slot.process.pid)
         return slot.process
 

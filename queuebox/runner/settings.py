@@ -62,12 +62,12 @@ class WorkerSettings:
                 f"concurrency={self.concurrency}, batch_size={self.batch_size}: at most "
                 f"{MAX_CONCURRENCY} jobs in flight and {MAX_BATCH_SIZE} per claim"
             )
-        if type(self.record_stats) is not bool:
-            raise ConfigurationError(f"record_stats={self.record_stats!r}: give true or false")
-        if type(self.claim_ahead) is not bool:
-            raise ConfigurationError(
-                f"claim_ahead={self.claim_ahead!r} is not valid: give true or false"
-            )
+        # Only a real bool: a config file's "false" (a string) is truthy, and would delete
+        # the failed jobs it was meant to keep.
+        for name in ("delete_successful_jobs", "delete_failed_jobs", "claim_ahead", "record_stats"):
+            value = getattr(self, name)
+            if type(value) is not bool:
+                raise ConfigurationError(f"{name}={value!r} is not valid: give true or false")
         for name in ("max_runtime", "sleep_delay", "lease", "stop_grace"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float):

@@ -19,7 +19,14 @@ import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
 
-__all__ = ["COLD_STOP_SIGNAL", "WARM_STOP_SIGNAL", "ColdStop", "StopFlag", "handle_stop_signals"]
+__all__ = [
+    "COLD_STOP_SIGNAL",
+    "PASSED_ON_SIGNALS",
+    "WARM_STOP_SIGNAL",
+    "ColdStop",
+    "StopFlag",
+    "handle_stop_signals",
+]
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 #: What a parent (the pool, the supervisor) sends its workers for a warm stop and for a cold
@@ -28,6 +35,10 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 #: lets its job finish.
 WARM_STOP_SIGNAL = signal.SIGUSR1
 COLD_STOP_SIGNAL = signal.SIGUSR2
+#: The two above. A parent starts its workers with them blocked, and ``handle_stop_signals``
+#: unblocks them once its handlers are in place, so that one sent while the worker starts
+#: waits for the handlers instead of killing it (the default action of both).
+PASSED_ON_SIGNALS = frozenset({WARM_STOP_SIGNAL, COLD_STOP_SIGNAL})
 
 
 class ColdStop(BaseException):
@@ -104,8 +115,12 @@ def handle_stop_signals(flag: StopFlag) -> Iterator[StopFlag]:
     previous[WARM_STOP_SIGNAL] = signal.signal(WARM_STOP_SIGNAL, on_warm_stop)
     previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_warm_stop)
     previous[COLD_STOP_SIGNAL] = signal.signal(COLD_STOP_SIGNAL, on_cold_stop)
+    # A worker's parent started it with these blocked (see PASSED_ON_SIGNALS): one that came
+    # while it started is delivered now, to the handlers.
+    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, PASSED_ON_SIGNALS)
     try:
         yield flag
     finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         for signum, handler in previous.items():
             signal.signal(signum, handler)

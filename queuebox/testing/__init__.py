@@ -27,7 +27,21 @@ tests is skipped, saying so, when the adapter does not declare the interface (or
 by one as well.
 """
 
+# ruff: noqa: E402 - the contract modules are imported after their asserts are registered
+
 from __future__ import annotations
+
+import pkgutil
+
+import pytest
+
+# pytest rewrites the asserts of test files and conftests only: without this, a contract
+# test failing in an adapter author's run says a bare "AssertionError", with neither the
+# values compared nor the message. The submodules are named one by one, before they are
+# imported (this package itself is being imported, too late to be rewritten).
+pytest.register_assert_rewrite(
+    *(f"{__name__}.{module.name}" for module in pkgutil.iter_modules(__path__))
+)
 
 from queuebox.testing.cancellation import CancellationContract
 from queuebox.testing.core import CoreContract

@@ -332,6 +332,12 @@ class CoreContract(StoreFixtures):
         assert close_to(stored.lock_expires_at, adapter.now() + timedelta(seconds=LEASE))
         time.sleep(SHORT_LEASE + 0.3)
         assert adapter.claim("w2", None, limit=1, lease=LEASE) == []
+        # The lease given to extend, not the claim's or a fixed one: a worker whose jobs may
+        # stall for minutes sets a long lease, and a lock cut short would let another run it.
+        assert adapter.extend(record.id, claimed.lock_token or "", lease=LEASE * 3) is True
+        stored = adapter.get(record.id)
+        assert stored is not None
+        assert close_to(stored.lock_expires_at, adapter.now() + timedelta(seconds=LEASE * 3))
         assert adapter.complete(record.id, claimed.lock_token or "") is True
 
     def test_extend_many_renews_every_held_lock_in_order(self, adapter: Adapter) -> None:
@@ -349,6 +355,10 @@ class CoreContract(StoreFixtures):
             stored = adapter.get(job.id)
             assert stored is not None
             assert close_to(stored.lock_expires_at, adapter.now() + timedelta(seconds=LEASE))
+        assert adapter.extend_many(locks[:1], lease=LEASE * 3) == [True]  # its own lease
+        stored = adapter.get(held[0].id)
+        assert stored is not None
+        assert close_to(stored.lock_expires_at, adapter.now() + timedelta(seconds=LEASE * 3))
 
     def test_extend_many_refuses_a_lock_taken_over(self, adapter: Adapter) -> None:
         adapter.schedule_one(new_job())

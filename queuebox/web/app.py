@@ -145,7 +145,7 @@ async def _json_body(request: Request) -> dict[str, Any]:
             raise BadRequest(f"the request body is over {MAX_BODY} bytes: actions are small")
     try:
         data = json.loads(body or b"{}")
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: arrays nested past json's limit
         raise BadRequest("the request body is not JSON") from None
     if not isinstance(data, dict):
         raise BadRequest("the request body must be a JSON object")

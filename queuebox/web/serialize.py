@@ -12,6 +12,8 @@ from datetime import datetime
 from typing import Any
 
 from queuebox.backends.base import JobRecord, JobState, QueueCounts, WorkerInfo
+from queuebox.errors import PayloadError
+from queuebox.payload import decode_handler
 
 __all__ = [
     "ACTIVE_STATES",
@@ -47,17 +49,14 @@ def iso(moment: datetime | None) -> str | None:
 def parse_handler(handler: str) -> tuple[list[Any] | None, dict[str, Any] | None]:
     """``(args, kwargs)`` of a stored handler, or ``(None, None)`` when it is not one: the
     page then shows the raw text."""
+    # The worker's own decoder, so that the page reads a payload as the worker does: one
+    # nested past json's limit, or holding NaN (which the JSON response cannot carry, so the
+    # job's page answered 400), shows as the raw text it is.
     try:
-        data = json.loads(handler)
-    except ValueError:
+        call = decode_handler(handler)
+    except PayloadError:
         return None, None
-    if not isinstance(data, dict):
-        return None, None
-    args, kwargs = data.get("args"), data.get("kwargs")
-    return (
-        args if isinstance(args, list) else None,
-        kwargs if isinstance(kwargs, dict) else None,
-    )
+    return call.args, call.kwargs
 
 
 def _arguments_text(handler: str) -> str:

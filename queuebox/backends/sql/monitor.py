@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from queuebox.backends.base import (
+    RUNTIME_BUCKETS,
     JobPage,
     JobRecord,
     JobSearch,
@@ -195,11 +196,13 @@ class SQLMonitor(SQLStore, WorkerRegistry, ThroughputHistory, JobSearch):
         }
         found = []
         for row in self._monitor_read("stats_read", params):
-            counts = row["runtime_counts"]
-            if isinstance(counts, str):
-                counts = json.loads(counts)
-            found.append(
-                MinuteStats(
+            try:
+                counts = row["runtime_counts"]
+                if isinstance(counts, str):
+                    counts = json.loads(counts)
+                if not isinstance(counts, list) or len(counts) != len(RUNTIME_BUCKETS) + 1:
+                    raise ValueError("runtime_counts is not one count per bucket")
+                tally = MinuteStats(
                     queue=row["queue"],
                     name=row["name"],
                     minute=self._moment(row["minute"]),
@@ -210,7 +213,11 @@ class SQLMonitor(SQLStore, WorkerRegistry, ThroughputHistory, JobSearch):
                     runtime_counts=tuple(int(n) for n in counts),
                     runtime_sum=float(row["runtime_sum"]),
                 )
-            )
+            except (TypeError, ValueError, OverflowError, RecursionError):
+                # A row written past queuebox: skipped, as workers() skips one, so that it
+                # never takes the dashboard's charts and /metrics down with it.
+                continue
+            found.append(tally)
         return found
 
     # -- JobSearch ---------------------------------------------------------------------------
