@@ -337,6 +337,20 @@ def test_rate_limited_starts_are_pruned(
     assert row == (2,)
 
 
+def _insert_free_jobs(admin: psycopg.Connection[Any], schema: str, count: int) -> sql.Identifier:
+    """``count`` due jobs of queue ``bench`` written straight into the table (no key, no
+    statistics refreshed); the table's identifier."""
+    jobs = sql.Identifier(schema, "queuebox_jobs")
+    admin.execute(
+        sql.SQL(
+            "INSERT INTO {} (name, handler, queue, priority, run_at)"
+            " SELECT 'J', '{{}}', 'bench', 50, now() FROM generate_series(1, %s)"
+        ).format(jobs),
+        (count,),
+    )
+    return jobs
+
+
 @pytest.mark.parametrize("queues", [None, ["bench"]])
 def test_the_claim_walks_its_index_when_the_table_holds_one_queue(
     adapter: PostgresAdapter, admin: psycopg.Connection[Any], pg_schema: str, queues: Any
@@ -344,13 +358,7 @@ def test_the_claim_walks_its_index_when_the_table_holds_one_queue(
     """The paused-queue filter must not look selective to the planner: estimated alone, it
     kept no row of a table with one queue, and the claim sorted every due job."""
     adapter.migrate()
-    jobs = sql.Identifier(pg_schema, "queuebox_jobs")
-    admin.execute(
-        sql.SQL(
-            "INSERT INTO {} (name, handler, queue, priority, run_at)"
-            " SELECT 'J', '{{}}', 'bench', 50, now() FROM generate_series(1, 10000)"
-        ).format(jobs)
-    )
+    jobs = _insert_free_jobs(admin, pg_schema, 10_000)
     admin.execute(sql.SQL("ANALYZE {}").format(jobs))
     values = {"worker_id": "w", "queues": queues, "limit": 1, "lease": 60.0, "nonce": "n"}
     walks = {
@@ -388,13 +396,7 @@ def test_the_claim_function_keeps_generic_plans_that_walk_the_indexes(
     adapter.claim("holder", None, limit=1, lease=LEASE)
     values = {"worker_id": "w", "queues": queues, "limit": 10, "lease": LEASE}
     admin.execute(adapter.query("claim_limited"), {**values, "nonce": "small"})  # plans made
-    jobs = sql.Identifier(pg_schema, "queuebox_jobs")
-    admin.execute(
-        sql.SQL(
-            "INSERT INTO {} (name, handler, queue, priority, run_at)"
-            " SELECT 'J', '{{}}', 'bench', 50, now() FROM generate_series(1, 10000)"
-        ).format(jobs)
-    )
+    _insert_free_jobs(admin, pg_schema, 10_000)
     notices: list[str] = []
     admin.add_notice_handler(lambda notice: notices.append(notice.message_primary or ""))
     admin.execute("LOAD 'auto_explain'")
