@@ -192,8 +192,23 @@ def test_terminal_controls_from_the_store_are_shown_escaped(project: Path) -> No
     assert code == 0 and f"ValueError: bad email {HOSTILE_SHOWN}" in listing
     code, shown = run("show", "1")
     assert code == 0 and "ValueError: bad email x\\x1b[2J\\x1b]0;title\\x07" in shown
-    for text in (output, listing, shown):
-        assert not {"\x1b", "\x07", "\r", "\u202e"} & set(text)
+    code, as_json = run("show", "1", "--json")
+    assert code == 0
+    document = json.loads(as_json[as_json.index("{") :])
+    assert document["args"] == [HOSTILE]  # the same JSON document, escaped for the terminal
+    assert "\\u202e" in as_json
+    for text in (output, listing, shown, as_json):
+        assert not {"\x1b", "\x07", "\r", "\u202e", "\x9b"} & set(text)
+
+
+def test_json_for_a_terminal_escapes_c1_and_bidi_and_stays_the_same_document() -> None:
+    from queuebox.cli.common import json_shown
+
+    value = ["naïve ☕", "csi\x9b2J", "bidi\u202eevil", "nul\x00"]
+    text = json_shown(json.dumps(value, ensure_ascii=False))
+    assert json.loads(text) == value
+    assert "naïve ☕" in text and "\\u009b" in text and "\\u202e" in text
+    assert not {"\x9b", "\u202e", "\x00"} & set(text)
 
 
 def test_pause_notes_a_queue_the_store_holds_no_job_of(memory_store: MemoryAdapter) -> None:

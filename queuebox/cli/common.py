@@ -375,6 +375,13 @@ def shown(text: str) -> str:
     return _UNSHOWN.sub(lambda match: repr(match.group())[1:-1], text)
 
 
+def json_shown(text: str) -> str:
+    """JSON text for a terminal: what ``shown`` escapes, as JSON's ``\\uXXXX`` escapes, so
+    that the text stays the same JSON document (``json.dumps`` escapes C0 itself, but not
+    C1 or the bidirectional overrides; every such character of JSON text is in a string)."""
+    return _UNSHOWN.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+
 class _ShownFormatter(logging.Formatter):
     """Log lines quote errors, which may quote job arguments: escape what a terminal would
     act on (see ``shown``); a traceback keeps its lines."""

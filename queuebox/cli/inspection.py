@@ -24,7 +24,15 @@ from queuebox.backends.base import (
     WorkerRegistry,
 )
 from queuebox.cli import processes
-from queuebox.cli.common import cli, echo_store, guard, open_store, parse_queue_options, shown
+from queuebox.cli.common import (
+    cli,
+    echo_store,
+    guard,
+    json_shown,
+    open_store,
+    parse_queue_options,
+    shown,
+)
 from queuebox.errors import PayloadError
 from queuebox.payload import decode_handler
 from queuebox.runner.recurring import RecurringStatus, describe
@@ -345,7 +353,8 @@ def show(job_id: str, as_json: bool) -> None:
             document["args"], document["kwargs"] = call.args, call.kwargs
         except PayloadError as exc:
             document["payload_error"] = str(exc)
-        click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+        # Readable non-ASCII text, but nothing a terminal would act on (see json_shown).
+        click.echo(json_shown(json.dumps(document, indent=2, ensure_ascii=False)))
         return
     echo_store()
     lines = [
