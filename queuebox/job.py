@@ -117,6 +117,7 @@ class Job:
                 f"{where}: max_attempts={cls.max_attempts!r} must be a whole number >= 1"
             )
         _check_max_runtime(cls, where)
+        _check_attribute_types(cls, where)
         _check_limits(cls, where)
         _check_async(cls, where)
         _check_recurring(cls, where)
@@ -538,6 +539,26 @@ def _check_max_runtime(cls: type[Job], where: str) -> None:
         raise ConfigurationError(f"{where}: max_runtime={value!r} must be seconds (a number)")
     if not math.isfinite(value) or value <= 0:
         raise ConfigurationError(f"{where}: max_runtime={value!r} must be seconds above 0")
+
+
+def _check_attribute_types(cls: type[Job], where: str) -> None:
+    """Attributes that are used as they are, not parsed: a wrong type must fail here, not
+    later (``unique = "false"`` is a true string and made every call unique; a logger or
+    adapter of the wrong kind failed only inside a worker or at ``perform_later``)."""
+    if type(cls.unique) is not bool:
+        raise ConfigurationError(f"{where}: unique={cls.unique!r} must be True or False")
+    if cls.logger is not None and not isinstance(
+        cls.logger, logging.Logger | logging.LoggerAdapter
+    ):
+        raise ConfigurationError(
+            f"{where}: logger={cls.logger!r} must be a logging.Logger "
+            "(logging.getLogger(name)) or None"
+        )
+    if cls.adapter is not None and not isinstance(cls.adapter, Adapter):
+        raise ConfigurationError(
+            f"{where}: adapter={cls.adapter!r} must be a store (queuebox.backends.from_url(url)) "
+            "or None for the configured one"
+        )
 
 
 def _check_async(cls: type[Job], where: str) -> None:

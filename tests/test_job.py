@@ -195,3 +195,29 @@ def test_connection_needs_a_transactional_store(memory_store: MemoryAdapter) -> 
     with pytest.raises(ConfigurationError, match="transaction"):
         Tx.set(connection=object()).perform_later()
     assert memory_store.counts() == []
+
+
+@pytest.mark.parametrize(
+    ("attribute", "value", "says"),
+    [
+        ("unique", "false", "unique='false' must be True or False"),
+        ("unique", 1, "unique=1 must be True or False"),
+        ("logger", "queuebox.jobs", "must be a logging.Logger"),
+        ("adapter", "sqlite:///jobs.db", "must be a store"),
+    ],
+)
+def test_a_job_class_attribute_of_the_wrong_kind_fails_at_its_definition(
+    attribute: str, value: object, says: str
+) -> None:
+    # unique = "false" is a true string: every call of the class was made unique.
+    with pytest.raises(ConfigurationError, match=f"job class .*{says}"):
+        type("Wrong" + attribute.title(), (Job,), {attribute: value, "perform": lambda self: None})
+
+
+def test_a_logger_adapter_is_a_logger_for_a_job_class() -> None:
+    import logging
+
+    adapted = logging.LoggerAdapter(logging.getLogger("queuebox.test"), {"tenant": "t"})
+    with registry.isolated():
+        made: Any = type("AdaptedLogger", (Job,), {"logger": adapted, "perform": lambda s: None})
+        assert made.logger is adapted and registry.get("AdaptedLogger") is made
