@@ -64,6 +64,27 @@ def test_the_store_watches_its_file_with_inotify(store: SQLiteAdapter) -> None:
         watch.close()
 
 
+def test_opening_the_watch_starts_no_child_process(
+    store: SQLiteAdapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker opens its watch when it first goes idle; a child process then (the libc
+    lookup used to run ``ldconfig -p``) forks a threaded worker and shows as a stray process of
+    its session."""
+    started: list[object] = []
+
+    def record(*args: object, **kwargs: object) -> None:
+        started.append(args)
+        raise OSError("no child processes here")
+
+    monkeypatch.setattr(subprocess, "Popen", record)
+    watch = file_watch.watch_database_file(store.path, lambda: 0)
+    try:
+        assert isinstance(watch, file_watch.FileChangeWatch)
+    finally:
+        watch.close()
+    assert started == []
+
+
 def test_another_process_commit_wakes_a_waiting_worker_before_any_poll(
     store: SQLiteAdapter, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import logging
 import os
 import select
@@ -53,10 +52,15 @@ _EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len (t
 def _libc() -> ctypes.CDLL | None:
     if not sys.platform.startswith("linux"):
         return None
+    # The symbols the process already loaded (libc among them), not
+    # ``ctypes.util.find_library("c")``: that runs ``ldconfig -p`` in a child process, a fork of
+    # a threaded worker every time a worker opens its watch.
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    except OSError:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.inotify_init1, libc.inotify_add_watch  # noqa: B018 - fails where they are missing
+    except (OSError, AttributeError):
         return None
+    return libc
 
 
 class FileChangeWatch(ChangeCounterWatch):
