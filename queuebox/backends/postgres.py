@@ -27,6 +27,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
+from queuebox.backends.arguments import check_flag, check_text
 from queuebox.backends.base import (
     AsyncScheduling,
     Capabilities,
@@ -126,6 +127,17 @@ class PostgresAdapter(
         application_name: str = "queuebox",
         connect_timeout: int = 10,
     ) -> None:
+        owner = "PostgresAdapter"
+        check_text(owner, "url", url)
+        check_text(owner, "schema", schema, optional=True)
+        check_text(owner, "table", table, optional=True)
+        check_flag(owner, "wakeup", wakeup)
+        check_flag(owner, "prepare", prepare)
+        check_text(owner, "application_name", application_name)
+        if isinstance(connect_timeout, bool) or not isinstance(connect_timeout, int):
+            raise ConfigurationError(f"{owner}: connect_timeout must be whole seconds (an int)")
+        if connect_timeout < 0:
+            raise ConfigurationError(f"{owner}: connect_timeout must be >= 0 (0: wait forever)")
         conninfo, options = split_url(url)
         self.schema = schema if schema is not None else options.get("schema") or None
         self.table = table if table is not None else options.get("table") or DEFAULT_TABLE

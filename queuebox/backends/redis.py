@@ -121,6 +121,16 @@ class RedisAdapter(
         client of the same server for ``aschedule`` (called once per event loop); without it
         ``aschedule`` runs ``schedule`` in a worker thread.
         """
+        if not isinstance(client, (redis.Redis, RedisCluster)):
+            hint = (
+                "; for a URL use RedisAdapter.from_url(url) or queuebox.backends.from_url(url)"
+                if isinstance(client, str)
+                else ""
+            )
+            raise TypeError(
+                "RedisAdapter takes a redis.Redis or redis.cluster.RedisCluster client, not "
+                f"{type(client).__name__}{hint}"
+            )
         self._client: Any = client
         self._keys = KeyCache(prefix)
         self._url = redact_url(url) if url else f"redis ({type(client).__name__})"

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import os
 import re
+import socket
 import threading
 from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import Any
@@ -37,6 +38,7 @@ from queuebox.errors import ConfigurationError, StorageUnavailable, redact_text
 __all__ = [
     "UNAVAILABLE",
     "AsyncClients",
+    "BoundedHandshakeConnection",
     "async_client",
     "database_of",
     "sync_client",
@@ -77,7 +79,8 @@ def translated_errors(shown_url: str) -> Iterator[None]:
         ) from exc
     except UNAVAILABLE as exc:
         raise StorageUnavailable(
-            f"Redis is unavailable: {redact_text(str(exc))}", url=shown_url
+            f"Redis is unavailable: {redact_text(str(exc))}{_tls_hint(shown_url, exc)}",
+            url=shown_url,
         ) from exc
     except ResponseError as exc:
         if _NO_SUCH_DATABASE not in str(exc):
@@ -88,15 +91,55 @@ def translated_errors(shown_url: str) -> Iterator[None]:
         ) from exc
 
 
+def _tls_hint(shown_url: str, exc: BaseException) -> str:
+    """What to check when a ``rediss://`` URL cannot connect: most often the server does not
+    speak TLS, and a server without TLS never answers the handshake (a timeout), or answers
+    it with a plain reply (an SSL error)."""
+    if not shown_url.startswith("rediss") or isinstance(exc, (ReadOnlyError, OutOfMemoryError)):
+        return ""
+    return (
+        "; a rediss:// URL speaks TLS: check that the server listens for TLS on that port "
+        "(its tls-port), or use redis:// for a server without TLS"
+    )
+
+
+class BoundedHandshakeConnection(redis.SSLConnection):
+    """redis-py's TLS connection with the handshake bounded by ``socket_connect_timeout``.
+
+    redis-py runs the handshake under ``socket_timeout`` (30 s here by default, sized for a
+    slow command's reply), so a ``rediss://`` URL pointed at a server without TLS, which
+    never answers the handshake, held the first call for 30 s before it failed.
+    """
+
+    def _wrap_socket_with_ssl(self, sock: socket.socket) -> Any:
+        sock.settimeout(self.socket_connect_timeout)
+        wrapped = super()._wrap_socket_with_ssl(sock)  # type: ignore[no-untyped-call]
+        wrapped.settimeout(self.socket_timeout)
+        return wrapped
+
+
 def sync_client(parsed: RedisURL) -> redis.Redis | RedisCluster:
     """The ``redis.Redis`` or ``RedisCluster`` the URL names (a cluster client connects to
     discover the nodes; a plain one connects on first use)."""
     _check_client_options(parsed)
+    tls = parsed.client_url.startswith("rediss://")
     with translated_errors(parsed.shown):
         try:
             if parsed.cluster:
-                cluster: Any = RedisCluster.from_url(parsed.client_url)
+                # RedisCluster lets the URL's connection class win over the one passed, so
+                # a TLS cluster is named with redis:// and the TLS class passed (the URL's
+                # ssl_* options go to that class either way).
+                url = "redis://" + parsed.client_url.removeprefix("rediss://") if tls else None
+                cluster: Any = (
+                    RedisCluster.from_url(url, connection_class=BoundedHandshakeConnection)
+                    if url is not None
+                    else RedisCluster.from_url(parsed.client_url)
+                )
                 return cluster  # type: ignore[no-any-return]
+            if tls:
+                return redis.Redis.from_url(
+                    parsed.client_url, connection_class=BoundedHandshakeConnection
+                )
             return redis.Redis.from_url(parsed.client_url)
         except (ValueError, TypeError) as exc:
             raise ConfigurationError(

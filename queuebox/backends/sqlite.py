@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from queuebox.backends.arguments import check_seconds
 from queuebox.backends.base import Capabilities, NewJob, Row
 from queuebox.backends.sql import (
     ChangeWatch,
@@ -79,6 +80,11 @@ class SQLiteAdapter(
     reconnect_backoff = None
 
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 30.0) -> None:
+        if not isinstance(path, (str, os.PathLike)) or isinstance(os.fspath(path), bytes):
+            raise ConfigurationError(
+                f"SQLiteAdapter: path must be a file path (str or pathlib.Path), "
+                f"not {type(path).__name__}"
+            )
         raw = os.fspath(path)
         if raw in ("", ":memory:") or raw.startswith("file:"):
             raise ConfigurationError(
@@ -94,9 +100,7 @@ class SQLiteAdapter(
             )
         if self.path.is_dir():
             raise ConfigurationError(f"the SQLite path {self.path} is a directory, not a file")
-        if busy_timeout < 0:
-            raise ConfigurationError(f"busy_timeout must be >= 0 seconds, not {busy_timeout}")
-        self.busy_timeout = float(busy_timeout)
+        self.busy_timeout = check_seconds("SQLiteAdapter", "busy_timeout", busy_timeout)
         super().__init__()
 
     @classmethod
