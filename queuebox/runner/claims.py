@@ -38,6 +38,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from queuebox.backends.base import (
     Adapter,
@@ -59,9 +60,11 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Success:
-    """A job that succeeded and waits for its acknowledgement."""
+class Success(NamedTuple):
+    """A job that succeeded and waits for its acknowledgement.
+
+    A named tuple rather than a frozen dataclass: one is built per job run, and a frozen
+    dataclass sets each field through ``object.__setattr__`` (0.7 against 0.2 us a build)."""
 
     record: JobRecord
     elapsed: float  # seconds it ran

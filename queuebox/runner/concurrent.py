@@ -107,12 +107,12 @@ class ConcurrentLoop:
                         await self._in_store(worker.schedule_recurring)
                     try:
                         jobs = await self._in_store(
-                            worker.next_jobs, free, ahead=False, give_up_after=give_up_after
+                            worker.next_held, free, ahead=False, give_up_after=give_up_after
                         )
                     except BaseException:
                         await self._drain()  # let the runs in flight finish first
                         raise
-                    self._hold(jobs)
+                    self._backlog.extend(jobs)
                     drained = len(jobs) < free
                 self._start_runs()
                 if until_empty and drained and not self._running and not self._backlog:

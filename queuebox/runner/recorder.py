@@ -20,6 +20,9 @@ from queuebox.runner.settings import WorkerSettings
 from queuebox.runner.signals import StopFlag
 from queuebox.runner.stats import StatsCollector
 
+#: Builds a Success (a named tuple) without its keyword-taking ``__new__``: one per run.
+_new_tuple = tuple.__new__
+
 __all__ = ["Recorder"]
 
 
@@ -54,7 +57,8 @@ class Recorder:
         held, prepared, reason = outcome.held, outcome.prepared, outcome.reason
         if reason is None and outcome.error is None:  # a success, the common case: first
             with self._done_lock:
-                self.done.append(Success(held.record, outcome.elapsed, prepared.logger))
+                success = _new_tuple(Success, (held.record, outcome.elapsed, prepared.logger))
+                self.done.append(success)
         elif reason is Reason.LOCK_LOST:
             self.held.drop(held.record.id)
             self.applied(False, held.record)

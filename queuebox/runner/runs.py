@@ -129,12 +129,13 @@ class HeldJobs:
             self._held[record.id] = held
         return held
 
-    def hold_many(self, records: Sequence[JobRecord]) -> None:
+    def hold_many(self, records: Sequence[JobRecord]) -> list[Held]:
         renewed_at = time.monotonic()
         helds = [Held(record, renewed_at=renewed_at) for record in records]
         with self._lock:
             for held in helds:
                 self._held[held.record.id] = held
+        return helds
 
     def get(self, job_id: str) -> Held | None:
         with self._lock:

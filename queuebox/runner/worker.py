@@ -144,7 +144,7 @@ class Worker:
         try:
             while not self.stop.stopping:
                 self.schedule_recurring()
-                ran = self._run_batch(self.next_jobs(self.settings.batch_size))
+                ran = self._run_batch(self.next_held(self.settings.batch_size))
                 if ran == 0 and not self.stop.stopping:
                     if self.on_idle is not None:
                         self.on_idle()
@@ -173,7 +173,7 @@ class Worker:
         self._started()
         try:
             while not self.stop.stopping:
-                jobs = self.next_jobs(self.settings.batch_size, give_up_after=give_up_after)
+                jobs = self.next_held(self.settings.batch_size, give_up_after=give_up_after)
                 if self._run_batch(jobs) == 0:
                     break
                 if progress is not None:
@@ -184,7 +184,7 @@ class Worker:
 
     def run_once(self) -> int:
         """Claim one batch, run it and record its outcomes; return how many jobs it held."""
-        count = self._run_batch(self.next_jobs(self.settings.batch_size, ahead=False))
+        count = self._run_batch(self.next_held(self.settings.batch_size, ahead=False))
         self.flush()
         return count
 
@@ -192,14 +192,14 @@ class Worker:
         if self.beat is not None:
             self.heartbeat.start()  # the registry shows the worker before its first job
 
-    def _run_batch(self, jobs: Sequence[JobRecord]) -> int:
+    def _run_batch(self, jobs: Sequence[Held]) -> int:
         hooks = global_hooks() if jobs else False
         try:
-            for index, record in enumerate(jobs):
+            for index, held in enumerate(jobs):
                 if self.stop.stopping:
-                    self.release(jobs[index:])
+                    self.release([waiting.record for waiting in jobs[index:]])
                     break
-                self._run_inline(self.held.get(record.id) or self.held.hold(record), hooks)
+                self._run_inline(held, hooks)
         except ColdStop:  # between two runs, or as one started
             self.stop.stop_now()
             self.release([held.record for held in self.held.all() if held.phase is not Phase.DONE])
@@ -278,7 +278,6 @@ class Worker:
 
     def log_start(self, prepared: Prepared, held: Held, slot: int) -> None:
         logger, record = prepared.logger, held.record
-        self.heartbeat.start()
         held.slot = slot
         self.job_started(held)
         if logger.isEnabledFor(logging.INFO):
@@ -294,9 +293,9 @@ class Worker:
 
     # -- store calls ------------------------------------------------------------------------
 
-    def next_jobs(
+    def next_held(
         self, limit: int, *, ahead: bool = True, give_up_after: float | None = None
-    ) -> list[JobRecord]:
+    ) -> list[Held]:
         """The next jobs, held: those that came with a wake-up, else a claim that carries
         the successes so far. Retries an unreachable store (with backoff) until a stop, or
         for ``give_up_after`` seconds (then raises)."""
@@ -308,8 +307,10 @@ class Worker:
             jobs = self._claim(limit, ahead, give_up_after)
         if jobs:
             self._idle_spins = 0
-        self.held.hold_many(jobs)
-        return jobs
+            # Held locks need renewing from now on (not from the first run: a batch claimed
+            # ahead waits); starting it once per batch keeps the call off each job's path.
+            self.heartbeat.start()
+        return self.held.hold_many(jobs)
 
     def _claim(self, limit: int, ahead: bool, give_up_after: float | None) -> list[JobRecord]:
         while True:
