@@ -142,6 +142,16 @@ class Process:
             self.popen.wait()
 
 
+def stop_server(process: subprocess.Popen[bytes], grace: float = 10) -> None:
+    """Stop a server a test started: SIGTERM, then SIGKILL after ``grace`` seconds."""
+    process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def wait_until(condition: Callable[[], bool], timeout: float = 30, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while not condition():

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
+from helpers import stop_server
 from psycopg import sql
 
 import queuebox
@@ -112,12 +113,7 @@ def _run_pgbouncer(binary: str, postgres_url: str, root: Path) -> Iterator[str]:
                 time.sleep(0.1)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_server(process)
 
 
 @pytest.fixture

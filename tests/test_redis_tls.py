@@ -18,6 +18,7 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 import redis
+from helpers import stop_server
 
 from queuebox.backends import from_url
 from queuebox.backends.redis import RedisAdapter
@@ -139,12 +140,7 @@ def tls_url(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 time.sleep(0.05)
         yield url
     finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_server(server)
         if server.stdout is not None:
             server.stdout.close()
 
