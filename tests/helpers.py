@@ -9,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +150,41 @@ def stop_server(process: subprocess.Popen[bytes], grace: float = 10) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def statement_plans(conn: Any, query: Any, params: dict[str, Any], *, calls: int = 7) -> list[Any]:
+    """The plans (auto_explain's JSON) of the statements that the last of ``calls`` runs of
+    ``query`` on ``conn`` (an autocommit psycopg connection) ran, those of the functions it
+    called included; in one transaction rolled back at the end, so that nothing is claimed.
+    More than five calls: PostgreSQL could choose another plan after five."""
+    notices: list[str] = []
+
+    def keep(notice: Any) -> None:
+        notices.append(notice.message_primary or "")
+
+    conn.add_notice_handler(keep)
+    try:
+        conn.execute("LOAD 'auto_explain'")
+        for setting in ("log_min_duration = 0", "log_nested_statements = on"):
+            conn.execute(f"SET auto_explain.{setting}")
+        conn.execute("SET auto_explain.log_format = json")
+        conn.execute("SET auto_explain.log_level = notice")
+        with conn.transaction(force_rollback=True):
+            for call in range(calls):
+                notices.clear()
+                conn.execute(query, {**params, "nonce": f"{params.get('nonce', 'n')}{call}"})
+    finally:
+        conn.remove_notice_handler(keep)
+        conn.execute("SET auto_explain.log_min_duration = -1")
+    return [json.loads(text[text.index("{") :]) for text in notices if "Plan" in text]
+
+
+def plan_nodes(node: dict[str, Any], *, init_plans: bool = True) -> Iterator[dict[str, Any]]:
+    """A plan's nodes (without those of its one-time subqueries unless ``init_plans``)."""
+    yield node
+    for child in node.get("Plans", []):
+        if init_plans or child.get("Parent Relationship") != "InitPlan":
+            yield from plan_nodes(child, init_plans=init_plans)
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 30, what: str = "") -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from helpers import plan_nodes, statement_plans
 from psycopg import sql
 
 from queuebox.backends.base import FlowControl, JobRecord
@@ -29,8 +30,9 @@ from queuebox.testing.support import new_job
 pytestmark = pytest.mark.postgres
 
 LEASE = 60.0
-#: The digest of the claim function migrate_v6 creates (see the test that reads it).
-MIGRATE_V6_DIGEST = "3961de2ececb6607"
+#: The digests of the claim functions migrate_v6 and migrate_v7 create (see the test that
+#: reads them).
+FUNCTION_DIGESTS = {"migrate_v6": "3961de2ececb6607", "migrate_v7": "c87dc2e672bb6a7a"}
 
 
 @pytest.fixture
@@ -110,7 +112,7 @@ def test_a_version_5_database_upgrades_in_place(
                 sql.Identifier(pg_schema, "queuebox_jobs_migrations")
             )
         ).fetchone()
-        assert versions == (SCHEMA_VERSION,) and SCHEMA_VERSION == 6
+        assert versions == (SCHEMA_VERSION,)
         assert admin.execute("SELECT to_regproc(%s) IS NOT NULL", [function]).fetchone() == (True,)
         claimed = new.claim("w1", ["l", "q"], limit=5, lease=LEASE)
         assert [job.queue for job in claimed] == ["q"], "the key's one slot is still taken"
@@ -120,20 +122,49 @@ def test_a_version_5_database_upgrades_in_place(
         new.migrate()  # idempotent after the upgrade too
 
 
-def test_the_claim_function_is_replaced_by_a_migration_when_its_fragments_change(
-    adapter: PostgresAdapter,
+@pytest.mark.parametrize("migration", sorted(FUNCTION_DIGESTS))
+def test_a_claim_function_is_replaced_by_a_migration_when_its_fragments_change(
+    adapter: PostgresAdapter, migration: str
 ) -> None:
-    """migrate_v6 builds the function from lock_keys and keyed_claim: a database created
-    before a change to them keeps the old body. Changing them therefore needs a migration
-    that replaces the function (then update this digest to that migration's text); their
-    comments are not counted."""
-    body = function_body(adapter._texts["migrate_v6"])
+    """migrate_v6 builds the limited claim function from lock_keys and keyed_claim,
+    migrate_v7 the plain one from free_due, not_paused, keyed, plain_claim_end and
+    claim_set: a database created before a change to them keeps the old body. Changing
+    them therefore needs a migration that replaces the function (then update this digest to
+    that migration's text); their comments are not counted."""
+    body = function_body(adapter._texts[migration])
     code = "\n".join(line for line in body.splitlines() if not line.lstrip().startswith("--"))
     digest = hashlib.sha256(code.encode()).hexdigest()[:16]
-    assert digest == MIGRATE_V6_DIGEST, (
-        f"migrate_v6's function changed (digest {digest}): add a migration that runs"
-        " CREATE OR REPLACE FUNCTION with the new body, instead of editing version 6"
+    assert digest == FUNCTION_DIGESTS[migration], (
+        f"{migration}'s function changed (digest {digest}): add a migration that runs"
+        f" CREATE OR REPLACE FUNCTION with the new body, instead of editing {migration}"
     )
+
+
+def test_a_version_6_database_upgrades_in_place(
+    pg_url: str, admin: psycopg.Connection[Any], pg_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Version 7 adds the plain claim function to a database that jobs of version 6 are in:
+    a job a claim of version 6 holds stays held, and the others are claimed through it."""
+    with monkeypatch.context() as patch:  # the schema before the plain claim function
+        patch.setattr(PostgresAdapter, "migrations", MIGRATIONS[:6])
+        with closing(PostgresAdapter(pg_url)) as old:
+            first, second = old.schedule([new_job("q", priority=1), new_job("q", priority=2)])
+    # The best job as a claim of version 6 holds it (its claim wrote the same columns).
+    admin.execute(
+        sql.SQL(
+            "UPDATE {} SET locked_at = now(), locked_by = 'w0', lock_token = 't.1',"
+            " lock_expires_at = now() + interval '1 hour', attempts = 1 WHERE id = %s"
+        ).format(sql.Identifier(pg_schema, "queuebox_jobs")),
+        [int(first.id)],
+    )
+    function = f"{pg_schema}.queuebox_jobs_claim"
+    assert admin.execute("SELECT to_regproc(%s)", [function]).fetchone() == (None,)
+    with closing(PostgresAdapter(pg_url)) as new:
+        new.migrate()
+        assert admin.execute("SELECT to_regproc(%s) IS NOT NULL", [function]).fetchone() == (True,)
+        assert [job.id for job in new.claim("w1", ["q"], limit=5, lease=LEASE)] == [second.id]
+        assert new.complete(first.id, "t.1")
+        new.migrate()  # idempotent after the upgrade too
 
 
 def test_the_function_counts_after_its_key_locks(
@@ -361,24 +392,73 @@ def test_the_claim_walks_its_index_when_the_table_holds_one_queue(
     jobs = _insert_free_jobs(admin, pg_schema, 10_000)
     admin.execute(sql.SQL("ANALYZE {}").format(jobs))
     values = {"worker_id": "w", "queues": queues, "limit": 1, "lease": 60.0, "nonce": "n"}
-    walks = {
-        "claim": ("CTE candidates", "->  Nested Loop"),
-        "claim_held_keys": ("CTE free_taken", "CTE keyed_taken"),
-    }
-    for name, (begin, end) in walks.items():
-        explain = sql.SQL("EXPLAIN (FORMAT TEXT, COSTS OFF) ") + adapter.query(name)
-        plan = "\n".join(row[0] for row in admin.execute(explain, values))
-        walk = plan.split(begin, 1)[1].split(end, 1)[0]
-        assert "Sort" not in walk and "Seq Scan on queuebox_jobs " not in walk, plan
-        assert "Index Scan using queuebox_jobs_" in walk, plan
+    plans = statement_plans(admin, adapter.query("claim"), values)
+    [plain] = [plan["Plan"] for plan in plans if plan["Query Text"].lstrip().startswith("WITH")]
+    walk = _candidates_walk(plain)
+    assert not any(node["Node Type"] in {"Sort", "Seq Scan"} for node in walk), walk
+    assert any(node.get("Index Name", "").startswith("queuebox_jobs_") for node in walk), walk
+    explain = sql.SQL("EXPLAIN (FORMAT TEXT, COSTS OFF) ") + adapter.query("claim_held_keys")
+    plan = "\n".join(row[0] for row in admin.execute(explain, values))
+    walk_text = plan.split("CTE free_taken", 1)[1].split("CTE keyed_taken", 1)[0]
+    assert "Sort" not in walk_text and "Seq Scan on queuebox_jobs " not in walk_text, plan
+    assert "Index Scan using queuebox_jobs_" in walk_text, plan
 
 
-def _plan_nodes(node: dict[str, Any], *, init_plans: bool = True) -> Iterator[dict[str, Any]]:
-    """A plan's nodes (without those of its one-time subqueries unless ``init_plans``)."""
-    yield node
-    for child in node.get("Plans", []):
-        if init_plans or child.get("Parent Relationship") != "InitPlan":
-            yield from _plan_nodes(child, init_plans=init_plans)
+def _candidates_walk(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """The nodes of the plain claim's CTE "candidates" (not its one-time subqueries)."""
+    [cte] = [node for node in plan["Plans"] if node.get("Subplan Name") == "CTE candidates"]
+    return list(plan_nodes(cte, init_plans=False))
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        (None, "queuebox_jobs_due_idx"),
+        (["bench"], "queuebox_jobs_queue_idx"),
+        (["bench", "other"], "queuebox_jobs_due_idx"),
+    ],
+    ids=["every-queue", "one-queue", "two-queues"],
+)
+@pytest.mark.parametrize("analyzed", [False, True])
+def test_the_plain_claim_function_keeps_a_generic_plan_for_each_shape_of_queues(
+    adapter: PostgresAdapter,
+    admin: psycopg.Connection[Any],
+    pg_schema: str,
+    shape: tuple[list[str] | None, str],
+    analyzed: bool,
+) -> None:
+    """migrate_v7's function has one statement for every queue, one for one queue and one
+    for several, each planned once per session for any arguments (a generic plan: the
+    arguments show as $n). Made while the table was nearly empty, and still after it grew
+    (with and without a new ANALYZE), each walks its index in order and stops at the limit,
+    without sorting the due jobs, and locks the rows it found by primary key in a nested
+    loop: a generic plan cannot see the LIMIT, and estimated a tenth of the table there, so
+    it merge-joined the whole primary key (20 ms per claim at 100,000 jobs) until the
+    function turned merge and hash joins off."""
+    queues, index = shape
+    adapter.schedule_one(new_job("other"))
+    values = {"worker_id": "w", "queues": queues, "limit": 10, "lease": LEASE, "nonce": "s"}
+    admin.execute(adapter.query("claim"), values)  # plans made on the small table
+    jobs = _insert_free_jobs(admin, pg_schema, 10_000)
+    if analyzed:
+        admin.execute(sql.SQL("ANALYZE {}").format(jobs))
+    plans = [
+        plan["Plan"]
+        for plan in statement_plans(admin, adapter.query("claim"), values)
+        if plan["Query Text"].lstrip().startswith("WITH")
+    ]
+    assert len(plans) == 1, "one statement of the function runs per claim"
+    [plan] = plans
+    assert "$2" in json.dumps(plan), "not a generic plan"
+    walk = _candidates_walk(plan)
+    assert not any(node["Node Type"] in {"Sort", "Seq Scan"} for node in walk), walk
+    assert any(node.get("Index Name") == index for node in walk), walk
+    joins = [node for node in plan_nodes(plan) if "Join" in node["Node Type"]]
+    assert joins == [], joins
+    loops = [node for node in plan_nodes(plan) if node["Node Type"] == "Nested Loop"]
+    assert any(
+        child.get("Index Name") == "queuebox_jobs_pkey" for loop in loops for child in loop["Plans"]
+    ), plan
 
 
 @pytest.mark.parametrize("queues", [None, ["bench"]])
@@ -397,37 +477,26 @@ def test_the_claim_function_keeps_generic_plans_that_walk_the_indexes(
     values = {"worker_id": "w", "queues": queues, "limit": 10, "lease": LEASE}
     admin.execute(adapter.query("claim_limited"), {**values, "nonce": "small"})  # plans made
     _insert_free_jobs(admin, pg_schema, 10_000)
-    notices: list[str] = []
-    admin.add_notice_handler(lambda notice: notices.append(notice.message_primary or ""))
-    admin.execute("LOAD 'auto_explain'")
-    for setting in ("log_min_duration = 0", "log_nested_statements = on"):
-        admin.execute(f"SET auto_explain.{setting}")
-    admin.execute("SET auto_explain.log_format = json")
-    admin.execute("SET auto_explain.log_level = notice")
-    with admin.transaction(force_rollback=True):
-        for call in range(7):
-            notices.clear()
-            admin.execute(adapter.query("claim_limited"), {**values, "nonce": f"n{call}"})
-    plans = [json.loads(text[text.index("{") :]) for text in notices if "Plan" in text]
+    plans = statement_plans(admin, adapter.query("claim_limited"), values)
     by_start = {plan["Query Text"].split()[0]: plan["Plan"] for plan in plans}
     lock_keys, keyed_claim = by_start["SELECT"], by_start["WITH"]
     for plan in (lock_keys, keyed_claim):
         text = json.dumps(plan)
         assert "$2 IS NULL" in text, f"not a generic plan: {text[:400]}"  # the queues argument
     assert any(
-        node.get("Index Name") == "queuebox_jobs_keyed_idx" for node in _plan_nodes(lock_keys)
+        node.get("Index Name") == "queuebox_jobs_keyed_idx" for node in plan_nodes(lock_keys)
     )
-    for node in _plan_nodes(keyed_claim):
+    for node in plan_nodes(keyed_claim):
         assert node.get("Relation Name") != "queuebox_jobs" or node["Node Type"] not in {
             "Seq Scan",
             "Bitmap Heap Scan",
         }, node
     ctes = {node.get("Subplan Name"): node for node in keyed_claim["Plans"]}
-    claimed = list(_plan_nodes(ctes["CTE claimed"]))
+    claimed = list(plan_nodes(ctes["CTE claimed"]))
     assert any(node.get("Index Name") == "queuebox_jobs_pkey" for node in claimed), claimed
     free, keyed = ctes["CTE free_taken"], ctes["CTE keyed_taken"]
     for cte, index in ((free, "queuebox_jobs_due_idx"), (keyed, "queuebox_jobs_keyed_idx")):
-        nodes = list(_plan_nodes(cte, init_plans=False))  # not the paused-queue reads
+        nodes = list(plan_nodes(cte, init_plans=False))  # not the paused-queue reads
         assert not any(node["Node Type"] in {"Sort", "Seq Scan"} for node in nodes), nodes
         assert any(node.get("Index Name") == index for node in nodes), nodes
 

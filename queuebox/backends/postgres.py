@@ -3,14 +3,16 @@
 A dialect of the SQL base (``queuebox.backends.sql.SQLStore``). One autocommit connection per
 adapter serves every call behind a lock (a worker's heartbeat thread calls ``extend_many``
 while its main thread claims and completes); a second connection, opened by the first
-``wait_for_work``, only LISTENs. Each claim is one ``UPDATE`` over a ``SELECT ... FOR UPDATE
-SKIP LOCKED`` (a call of the claim function while jobs with a flow-control key exist:
-``postgres_flow.py``); a lone job is one ``INSERT ... VALUES`` in autocommit (its NOTIFY in
-the same statement), batches take 1,000 jobs per statement through ``unnest``; all SQL lives
-in ``sql/postgres.sql``. ``aschedule`` runs the same statements on one ``AsyncConnection``
-per event loop (``postgres_async.py``). When the server drops a connection, the call in
-flight raises ``StorageUnavailable`` and the next call opens a new one; a forked child never
-touches its parent's connections. See ``docs/postgres.md``.
+``wait_for_work``, only LISTENs. Each claim is one call of the PL/pgSQL function
+``<table>_claim`` (schema version 7: its plans are kept for the session), an ``UPDATE``
+over a ``SELECT ... FOR UPDATE SKIP LOCKED`` (of ``<table>_claim_limited`` while jobs with
+a flow-control key exist: ``postgres_flow.py``); a lone job is one ``INSERT ... VALUES`` in
+autocommit (its NOTIFY in the same statement), batches take 1,000 jobs per statement
+through ``unnest``; all SQL lives in ``sql/postgres.sql``. ``aschedule`` runs the same
+statements on one ``AsyncConnection`` per event loop (``postgres_async.py``). When the
+server drops a connection, the call in flight raises ``StorageUnavailable`` and the next
+call opens a new one; a forked child never touches its parent's connections. See
+``docs/postgres.md``.
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ MIGRATIONS = (
     "migrate_v4",
     "migrate_v5",
     "migrate_v6",
+    "migrate_v7",
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 DEFAULT_TABLE = "queuebox_jobs"
@@ -84,7 +87,7 @@ _CONFLICT_ATTEMPTS = 3
 _ONLY_WHEN_ASKED = 2**31 - 1
 #: Migrations that create a PL/pgSQL function from the fragments of bound statements: their
 #: ``%(name)s`` parameters become the function's arguments (``function_body``).
-_FUNCTION_MIGRATIONS = frozenset({"migrate_v6"})
+_FUNCTION_MIGRATIONS = frozenset({"migrate_v6", "migrate_v7"})
 _log = logging.getLogger("queuebox.backends.sql")
 
 
@@ -110,6 +113,8 @@ class PostgresAdapter(
     capabilities = Capabilities(wakeup=True, unique=True)
 
     query_file: ClassVar[str] = "postgres"
+    #: The plain claim as a statement, to compare the function with (benchmarks).
+    sql_queries: ClassVar[frozenset[str]] = frozenset({"claim_statement"})
     driver_errors: ClassVar[tuple[type[Exception], ...]] = (psycopg.Error,)
     migrations = MIGRATIONS
     insert_batch = 1000
@@ -214,6 +219,7 @@ class PostgresAdapter(
             "starts_index": sql.Identifier(f"{table}_starts_idx"),
             "lock_space": sql.Literal(f"queuebox.limit:{qualified}"),
             "claim_function": identifier(self.schema, f"{table}_claim_limited"),
+            "plain_claim_function": identifier(self.schema, f"{table}_claim"),
             # The job search's indexes of the states few jobs are in (sql/monitor.py).
             "failed_index": sql.Identifier(f"{table}_failed_idx"),
             "completed_index": sql.Identifier(f"{table}_completed_idx"),

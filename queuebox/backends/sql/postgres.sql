@@ -54,15 +54,20 @@ unnest(%(ids)s::bigint[], %(tokens)s::text[]) AS ack(id, token)
 -- them: jobs held back by a limit cost the plain claim nothing.
 failed_at IS NULL AND completed_at IS NULL AND cancelled_at IS NULL AND limit_key IS NOT NULL
 
--- fragment: free_candidates
--- The best due jobs without a limit key, skipping rows another claim holds, with the
--- fields of a lapsed lock that the WorkerLost note reads.
+-- fragment: free_due
+-- The due jobs without a limit key, with the fields of a lapsed lock that the WorkerLost
+-- note reads; in any queue (the statement that includes it adds the queue test).
 SELECT id, priority, run_at, locked_by AS previous_owner,
        lock_expires_at AT TIME ZONE 'UTC' AS previous_expiry
 FROM {jobs}
 WHERE failed_at IS NULL AND completed_at IS NULL AND cancelled_at IS NULL
   AND limit_key IS NULL
   AND greatest(run_at, lock_expires_at) <= now()
+
+-- fragment: free_candidates
+-- The due jobs without a limit key in the claimed queues (all of them when the queues are
+-- NULL) that are not paused, skipping rows another claim holds (with its FOR UPDATE).
+{% free_due %}
   AND {% in_queues %} AND {% not_paused %}
 
 -- fragment: claim_set
@@ -420,6 +425,81 @@ END
 $queuebox_claim$
 
 
+-- name: migrate_v7
+-- The plain claim as a function (claim calls it), for the reason migrate_v6 gives: sent as
+-- text, its statement was parsed and planned on every claim; a function keeps one plan per
+-- session and needs nothing of the protocol, so it works behind PgBouncer in transaction
+-- mode where prepared statements may not (a claim of one job: 0.49 instead of 0.56 ms,
+-- docs/postgres.md). Its plans are generic, with enable_seqscan = off, as in migrate_v6.
+-- Merge and hash joins are off too: a generic plan cannot see the LIMIT, estimates that a
+-- tenth of the table is claimed, and then joined the candidates to the table by walking
+-- its whole primary key (20 ms per claim at 100,000 jobs); a nested loop of primary-key
+-- lookups is right for any number a claim takes, and the statements join nothing else.
+--
+-- A generic plan cannot tell "all queues" from "these queues" (the test of in_queues is
+-- made for the value bound at each call), so it would walk {due_index} for a worker of one
+-- queue too, reading through every other queue's due jobs. The function has a statement
+-- for each shape of the queue argument instead, each planned once: no queue test (every
+-- queue, {due_index} in order), one queue ({queue_index} in order, from the queue's first
+-- job), several queues ({due_index} with the queue as a filter, as the statement sent as
+-- text did). Each one is the claim the statement sent as text was: the best due jobs
+-- without a limit key that are not paused, none while a job with a key may run in these
+-- queues (the one-time NOT EXISTS: then the store runs claim_limited), locked with the
+-- fragment claim_set. A change to these fragments needs a new migration that replaces the
+-- function, as for migrate_v6 (a test pins a digest of the body).
+--
+-- It is VOLATILE and SECURITY INVOKER, and named and qualified like the jobs table, as
+-- migrate_v6's function is; it returns the table's row type.
+CREATE OR REPLACE FUNCTION {plain_claim_function}(
+    claim_worker_id text, claim_queues text[], claim_limit integer, claim_lease float8,
+    claim_nonce text
+) RETURNS SETOF {jobs}
+LANGUAGE plpgsql VOLATILE
+SET plan_cache_mode = force_generic_plan SET enable_seqscan = off
+SET enable_mergejoin = off SET enable_hashjoin = off
+AS $queuebox_claim$
+BEGIN
+    IF claim_queues IS NULL THEN
+        RETURN QUERY
+        WITH candidates AS MATERIALIZED (
+        {% free_due %}
+          AND {% not_paused %}
+          AND NOT EXISTS (SELECT 1 FROM {jobs} WHERE {% keyed %} AND {% not_paused %})
+        {% plain_claim_end %};
+    ELSIF cardinality(claim_queues) = 1 THEN
+        RETURN QUERY
+        WITH candidates AS MATERIALIZED (
+        {% free_due %}
+          AND queue = claim_queues[1] AND {% not_paused %}
+          AND NOT EXISTS (
+              SELECT 1 FROM {jobs}
+              WHERE {% keyed %} AND queue = claim_queues[1] AND {% not_paused %}
+          )
+        {% plain_claim_end %};
+    ELSE
+        RETURN QUERY
+        WITH candidates AS MATERIALIZED (
+        {% free_due %}
+          AND queue = ANY(claim_queues) AND {% not_paused %}
+          AND NOT EXISTS (
+              SELECT 1 FROM {jobs}
+              WHERE {% keyed %} AND queue = ANY(claim_queues) AND {% not_paused %}
+          )
+        {% plain_claim_end %};
+    END IF;
+END
+$queuebox_claim$
+
+-- fragment: plain_claim_end
+-- The end of each statement of the plain claim function (migrate_v7): the best candidates
+-- in the order of the claim indexes, rows another claim holds skipped, and their lock.
+ORDER BY priority, run_at, id
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED
+)
+{% claim_set %}
+RETURNING job.*
+
 -- Scheduling --------------------------------------------------------------------------------
 
 -- name: now
@@ -474,22 +554,28 @@ SELECT key, last_tick FROM {recurring} ORDER BY key
 -- Execution ---------------------------------------------------------------------------------
 
 -- name: claim
--- One statement: pick the best due jobs without a limit key, skipping rows another claim
--- holds, and lock them. greatest(run_at, lock_expires_at) <= now() means "due, and unlocked
--- or its lock expired". While a job with a key may run in these queues the statement
--- claims nothing (the one-time filter below, one seek in {keyed_index}): the store then runs
--- claim_limited, which orders the keyed jobs among the free ones (postgres_flow.py).
+-- One call of the function {plain_claim_function} (migrate_v7): the best due jobs without
+-- a limit key, skipping rows another claim holds, locked. greatest(run_at, lock_expires_at)
+-- <= now() means "due, and unlocked or its lock expired". While a job with a key may run in
+-- these queues it claims nothing (a one-time test, one seek in {keyed_index}): the store
+-- then runs claim_limited, which orders the keyed jobs among the free ones
+-- (postgres_flow.py). The queues are a list without repeats, or NULL for every queue.
+SELECT claimed.*, 'running' AS state
+FROM {plain_claim_function}(
+    %(worker_id)s::text, %(queues)s::text[], %(limit)s::integer, %(lease)s::float8,
+    %(nonce)s::text
+) AS claimed
+
+-- name: claim_statement
+-- The plain claim as one statement sent as text, its queue test made for every shape of the
+-- queue list at once: the claim before migrate_v7, kept to compare the function with
+-- (python -m benchmarks.pg_claim_plans).
 WITH candidates AS MATERIALIZED (
 {% free_candidates %}
       AND NOT EXISTS (
           SELECT 1 FROM {jobs} WHERE {% keyed %} AND {% in_queues %} AND {% not_paused %}
       )
-    ORDER BY priority, run_at, id
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-)
-{% claim_set %}
-RETURNING job.*, 'running' AS state
+{% plain_claim_end %}
 
 -- name: any_limited
 -- Whether a job with a limit key may run in these queues: the plain claim takes none then.
