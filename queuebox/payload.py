@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from queuebox.errors import PayloadError, PayloadTooLarge
+from queuebox.json_text import TOO_DEEP, load_json
 from queuebox.validation import check_arguments, is_short_int
 
 __all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "Call", "decode_handler", "encode_handler"]
@@ -80,28 +81,24 @@ def _parse(text: str) -> Any:
     if type(text) is str:
         try:
             data, end = _SCAN(text, 0)  # raw_decode's own call, without its Python frame
-        except (StopIteration, ValueError):
-            pass
+        except (StopIteration, ValueError, RecursionError):
+            pass  # json.loads below says what is wrong
         else:
             if end == len(text):
                 return data
-    return json.loads(text, parse_constant=_refuse_constant)
+    return load_json(text, parse_constant=_refuse_constant)
 
 
 def decode_handler(text: str) -> Call:
     """Parse stored handler text; ``PayloadError`` says exactly what is wrong with it."""
     try:
         data = _parse(text)
-    except (TypeError, ValueError) as exc:
+    except ValueError as exc:
+        if str(exc) == TOO_DEEP:  # a payload the worker fails alone (json_text.py)
+            raise PayloadError(f"the stored payload is {TOO_DEEP}") from None
         raise PayloadError(f"the stored payload is not valid JSON: {exc}") from None
-    except RecursionError:
-        # json's C decoder raises this, not ValueError, past about a thousand nested arrays
-        # or objects: queuebox never writes such a payload, so it is one that the worker
-        # must fail alone, not an error that stops the worker.
-        raise PayloadError(
-            "the stored payload is nested too deeply to decode (JSON arrays or objects "
-            "inside each other past Python's recursion limit)"
-        ) from None
+    except TypeError as exc:
+        raise PayloadError(f"the stored payload is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise PayloadError(f"the stored payload is a JSON {type(data).__name__}, not an object")
     name, args, kwargs = data.get("name"), data.get("args", []), data.get("kwargs", {})

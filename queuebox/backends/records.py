@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from queuebox.json_text import load_json
+
 __all__ = [
     "BATCH_TEXT",
     "EARLIEST_RUN_AT",
@@ -414,7 +416,7 @@ class WorkerInfo:
     def from_json(cls, text: str, *, beat_at: datetime, lost: bool) -> WorkerInfo:
         """The worker a stored record describes; ``ValueError`` for text that is not one."""
         try:
-            data = json.loads(text)
+            data = load_json(text)
             queues = data["queues"]
             return cls(
                 id=str(data["id"]),
@@ -431,8 +433,7 @@ class WorkerInfo:
                 beat_at=beat_at,
                 lost=lost,
             )
-        except (KeyError, TypeError, ValueError, RecursionError) as exc:
-            # RecursionError: JSON nested past the decoder's limit, which queuebox never writes.
+        except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a queuebox worker record: {exc}") from None
 
 

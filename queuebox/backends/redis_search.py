@@ -27,6 +27,7 @@ from queuebox.backends.redis_codec import decode_record, to_ms
 from queuebox.backends.redis_keys import check_queue
 from queuebox.backends.redis_parts import RedisParts
 from queuebox.errors import ValidationError
+from queuebox.json_text import load_json
 from queuebox.validation import check_page_limit, is_queue_name
 
 if TYPE_CHECKING:
@@ -220,9 +221,9 @@ def _read_cursor(cursor: object, queue: str | None) -> dict[str, int]:
         raise bad
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        positions: Any = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError):
-        raise bad from None  # RecursionError: a forged cursor of deeply nested JSON
+        positions: Any = load_json(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise bad from None
     if not isinstance(positions, dict) or not all(
         is_queue_name(q) and type(at) is int and at >= 0 for q, at in positions.items()
     ):

@@ -14,7 +14,6 @@ all, with the same codes (the most serious one wins).
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import sys
@@ -42,6 +41,7 @@ from queuebox.cli.common import (
     worker_options,
 )
 from queuebox.errors import StorageUnavailable
+from queuebox.json_text import load_json
 from queuebox.runner.managed import Limits, ManagedWorker, StatusReporter
 from queuebox.runner.pool import WorkerPool, settings_from_json
 from queuebox.runner.proctitle import set_process_title
@@ -368,7 +368,7 @@ def _work_off_in_processes(groups: Sequence[WorkerSettings], patience: float) ->
             pid = slot.process.pid if slot.process is not None else 0
             path = Path(folder) / f"{pid}.json"
             try:
-                outcome.add(WorkoffOutcome.from_json(json.loads(path.read_text())))
+                outcome.add(WorkoffOutcome.from_json(load_json(path.read_text())))
             except (OSError, ValueError, KeyError, TypeError):
                 code = slot.process.returncode if slot.process is not None else None
                 outcome.lost_workers.append(f"{slot.label} (pid {pid}, exit status {code})")

@@ -19,6 +19,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from queuebox.json_text import load_json
+
 __all__ = ["RunDir", "read_json", "write_json"]
 
 
@@ -30,7 +32,7 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 def read_json(path: Path) -> dict[str, Any] | None:
     try:
-        data = json.loads(path.read_text())
+        data = load_json(path.read_text())
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None

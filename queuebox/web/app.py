@@ -8,7 +8,6 @@ from that path. Store calls block, so each runs in a worker thread, never on the
 from __future__ import annotations
 
 import inspect
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,6 +22,7 @@ from starlette.types import Message, Receive, Scope, Send
 from queuebox import __version__, config
 from queuebox.backends.base import Adapter, JobState
 from queuebox.errors import QueueboxError, StorageUnavailable, ValidationError, redact_text
+from queuebox.json_text import load_json
 from queuebox.validation import is_queue_name
 from queuebox.web import actions, charts, views
 from queuebox.web.metrics import render_metrics
@@ -144,8 +144,8 @@ async def _json_body(request: Request) -> dict[str, Any]:
         if len(body) > MAX_BODY:
             raise BadRequest(f"the request body is over {MAX_BODY} bytes: actions are small")
     try:
-        data = json.loads(body or b"{}")
-    except (ValueError, RecursionError):  # RecursionError: arrays nested past json's limit
+        data = load_json(body or b"{}")
+    except ValueError:
         raise BadRequest("the request body is not JSON") from None
     if not isinstance(data, dict):
         raise BadRequest("the request body must be a JSON object")

@@ -14,7 +14,6 @@ version, and leaves the job table's version numbering to the dialect's migration
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +32,7 @@ from queuebox.backends.base import (
 )
 from queuebox.backends.sql.queries import is_empty, load_queries
 from queuebox.backends.sql.store import SQLStore
+from queuebox.json_text import load_json
 from queuebox.validation import check_page_limit
 
 __all__ = ["PostgresMonitor", "SQLMonitor"]
@@ -199,7 +199,7 @@ class SQLMonitor(SQLStore, WorkerRegistry, ThroughputHistory, JobSearch):
             try:
                 counts = row["runtime_counts"]
                 if isinstance(counts, str):
-                    counts = json.loads(counts)
+                    counts = load_json(counts)
                 if not isinstance(counts, list) or len(counts) != len(RUNTIME_BUCKETS) + 1:
                     raise ValueError("runtime_counts is not one count per bucket")
                 tally = MinuteStats(
@@ -213,7 +213,7 @@ class SQLMonitor(SQLStore, WorkerRegistry, ThroughputHistory, JobSearch):
                     runtime_counts=tuple(int(n) for n in counts),
                     runtime_sum=float(row["runtime_sum"]),
                 )
-            except (TypeError, ValueError, OverflowError, RecursionError):
+            except (TypeError, ValueError, OverflowError):
                 # A row written past queuebox: skipped, as workers() skips one, so that it
                 # never takes the dashboard's charts and /metrics down with it.
                 continue
