@@ -6,13 +6,14 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
 from queuebox.backends.base import FlowControl
-from queuebox.backends.sqlite import SCHEMA_VERSION, SQLiteAdapter
+from queuebox.backends.sqlite import MIGRATIONS, SCHEMA_VERSION, SQLiteAdapter
 from queuebox.testing.flow import limited_job
 from queuebox.testing.support import new_job
 
@@ -65,6 +66,65 @@ def test_a_version_2_database_upgrades_in_place(tmp_path: Path) -> None:
         assert new.paused_queues() == {"q"}
     finally:
         new.close()
+
+
+class _SQLiteV4(SQLiteAdapter):
+    """The schema before the index of every waiting job was dropped."""
+
+    migrations: ClassVar[tuple[str, ...]] = MIGRATIONS[:4]
+
+
+def _indexes(db: Path) -> set[str]:
+    with sqlite3.connect(db) as connection:
+        rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+        return {name for (name,) in rows}
+
+
+def test_a_version_4_database_loses_the_index_that_repeated_two_others(tmp_path: Path) -> None:
+    """Version 5 drops queuebox_jobs_waiting: queuebox_jobs_free and queuebox_jobs_keyed hold
+    every waiting job between them, and the claims find every queue through those two, a
+    queue with only keyed jobs too."""
+    db = tmp_path / "old.db"
+    old = _SQLiteV4(db)
+    try:
+        free = old.schedule_one(new_job("free"))
+        keyed = old.schedule_one(limited_job("k", queue="keyed-only", max_concurrency=1))
+    finally:
+        old.close()
+    assert "queuebox_jobs_waiting" in _indexes(db)
+    new = SQLiteAdapter(db)
+    try:
+        new.migrate()
+        assert "queuebox_jobs_waiting" not in _indexes(db)
+        assert {"queuebox_jobs_free", "queuebox_jobs_keyed"} <= _indexes(db)
+        claimed = new.claim("w", None, limit=5, lease=LEASE)
+        assert sorted(job.id for job in claimed) == sorted([free.id, keyed.id])
+    finally:
+        new.close()
+
+
+def _waits(store: SQLiteAdapter, timeout: float) -> float:
+    started = time.monotonic()
+    store.wait_for_work(None, timeout)
+    return time.monotonic() - started
+
+
+def test_every_queue_is_found_without_naming_it(tmp_path: Path) -> None:
+    """Without a queue list, the claim and the wait list the queues from the free and the
+    keyed index: queues with free jobs only, keyed jobs only, both, and a paused one."""
+    store = SQLiteAdapter(tmp_path / "jobs.db")
+    try:
+        store.schedule_one(limited_job("k", queue="b", max_concurrency=5))
+        assert _waits(store, 5.0) < 1.0, "a queue with one keyed job is due at once"
+        store.schedule([new_job("a"), new_job("c"), new_job("e")])
+        store.schedule([limited_job("k", queue=queue, max_concurrency=5) for queue in "cd"])
+        store.pause("e")
+        store.schedule_one(new_job("f", run_at=store.now() + timedelta(hours=1)))
+        claimed = store.claim("w", None, limit=10, lease=LEASE)
+        assert sorted(job.queue for job in claimed) == ["a", "b", "c", "c", "d"]
+        assert _waits(store, 0.3) >= 0.3, "only the paused queue and a later job are left"
+    finally:
+        store.close()
 
 
 @pytest.fixture

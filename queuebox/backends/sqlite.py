@@ -32,9 +32,15 @@ from queuebox.backends.sql.flow import SQLFlowControl
 from queuebox.backends.sql.monitor import SQLMonitor
 from queuebox.errors import ConfigurationError, QueueboxError, StorageUnavailable
 
-__all__ = ["SCHEMA_VERSION", "SQLiteAdapter"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SQLiteAdapter"]
 
-MIGRATIONS: tuple[str, ...] = ("migrate_v1", "migrate_v2", "migrate_v3", "migrate_v4")
+MIGRATIONS: tuple[str, ...] = (
+    "migrate_v1",
+    "migrate_v2",
+    "migrate_v3",
+    "migrate_v4",
+    "migrate_v5",
+)
 #: ``PRAGMA user_version`` of the newest schema this module knows how to build.
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -9,7 +9,8 @@
 --
 -- A job is "waiting" (scheduled or ready) when it is unlocked and neither failed nor
 -- completed ({% waiting %}). Every query that looks for waiting jobs pastes that predicate,
--- the one of the partial index queuebox_jobs_waiting, so that the planner can use the index.
+-- the one of the partial indexes queuebox_jobs_free and queuebox_jobs_keyed (with
+-- limit_key IS NULL or IS NOT NULL), so that the planner can use them.
 
 -- fragment: store_now
 CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000
@@ -60,21 +61,30 @@ clock(now) AS (SELECT {% store_now %}),
 named_queue(queue) AS (
     SELECT DISTINCT value FROM json_each(:queues) WHERE :queues IS NOT NULL
 ),
-any_queue(queue) AS (
-    SELECT MIN(queue) FROM queuebox_jobs
-    WHERE :queues IS NULL AND {% claimable %}
+-- Without :queues, every queue with claimable jobs: one skip scan over queuebox_jobs_free and
+-- one over queuebox_jobs_keyed (which together hold every waiting job, each job once).
+free_queue(queue) AS (
+    SELECT MIN(queue) FROM queuebox_jobs WHERE :queues IS NULL AND {% free %}
+    UNION ALL
+    SELECT (SELECT MIN(queue) FROM queuebox_jobs WHERE queue > free_queue.queue AND {% free %})
+    FROM free_queue WHERE free_queue.queue IS NOT NULL
+),
+keyed_queue(queue) AS (
+    SELECT MIN(queue) FROM queuebox_jobs WHERE :queues IS NULL AND {% limited %}
     UNION ALL
     SELECT (
-        SELECT MIN(queue) FROM queuebox_jobs
-        WHERE queue > any_queue.queue AND {% claimable %}
+        SELECT MIN(queue) FROM queuebox_jobs WHERE queue > keyed_queue.queue AND {% limited %}
     )
-    FROM any_queue WHERE any_queue.queue IS NOT NULL
+    FROM keyed_queue WHERE keyed_queue.queue IS NOT NULL
 ),
 chosen_queue(queue) AS (
     -- A paused queue is never claimed (FlowControl).
     SELECT queue FROM named_queue WHERE queue NOT IN (SELECT queue FROM queuebox_paused)
-    UNION ALL
-    SELECT queue FROM any_queue
+    UNION
+    SELECT queue FROM free_queue
+    WHERE queue IS NOT NULL AND queue NOT IN (SELECT queue FROM queuebox_paused)
+    UNION
+    SELECT queue FROM keyed_queue
     WHERE queue IS NOT NULL AND queue NOT IN (SELECT queue FROM queuebox_paused)
 ),
 grp(queue, priority) AS (
@@ -246,7 +256,8 @@ CREATE TABLE IF NOT EXISTS queuebox_jobs (
     -- Set while a unique job waits or runs; cleared when it fails or is kept as completed.
     unique_key TEXT
 ) STRICT;
--- The claim index: only waiting jobs, so running, failed and completed rows cost nothing.
+-- The claim index of versions 1 and 2 (migrate_v5 drops it): only waiting jobs, so running,
+-- failed and completed rows cost nothing.
 -- Claim walks it by (queue, priority) groups, each of which is ordered by (run_at, id), so
 -- the due jobs of a group are a prefix of it.
 CREATE INDEX IF NOT EXISTS queuebox_jobs_waiting
@@ -322,6 +333,14 @@ CREATE INDEX IF NOT EXISTS queuebox_jobs_completed ON queuebox_jobs (id)
 WHERE completed_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS queuebox_jobs_cancelled ON queuebox_jobs (id)
 WHERE cancelled_at IS NOT NULL
+
+-- name: migrate_v5
+-- Since version 3 every waiting job is in queuebox_jobs_free or queuebox_jobs_keyed, by
+-- whether it has a flow-control key, and the claims walk those two; queuebox_jobs_waiting
+-- held every waiting job again, on the same columns, and was read only to list the queues
+-- that have waiting jobs, which the two indexes list as well (waiting_groups). Each enqueue,
+-- claim and retry wrote it for nothing.
+DROP INDEX IF EXISTS queuebox_jobs_waiting
 
 -- Scheduling --------------------------------------------------------------------------------
 
