@@ -390,6 +390,43 @@ def test_start_fails_fast_with_the_log_when_workers_cannot_come_up(tmp_path: Pat
         _kill_everything_under(tmp_path)
 
 
+def test_a_stop_while_the_workers_import_the_app_stops_cleanly(tmp_path: Path) -> None:
+    """`queuebox stop` while the workers still import a slow app: the supervisor stops them
+    (warm, exit 0), and `start` says it was stopped, not that it failed for no reason."""
+    (tmp_path / "slow_app.py").write_text(
+        "import sys, time\n"
+        "if '--child-settings' in sys.argv:\n"
+        "    time.sleep(4)  # a worker importing a large application\n"
+    )
+    (tmp_path / "queuebox.toml").write_text(
+        f'url = "sqlite:///{tmp_path / "jobs.db"}"\napp = ["slow_app"]\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUEUEBOX_")}
+    starting = subprocess.Popen(
+        [sys.executable, "-m", "queuebox", "start"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        pid_file = tmp_path / ".queuebox" / "supervisor.pid"
+        wait_until(pid_file.exists, what="the supervisor's pid file")
+        stopped = queuebox(tmp_path, "stop")
+        assert stopped.returncode == 0, stopped.stderr
+        assert "stopped in" in stopped.stdout
+        _, err = starting.communicate(timeout=60)
+        assert starting.returncode == 1
+        assert "queuebox did not start: it was stopped before its workers were up" in err
+        assert "worker *#1" in err and "stopped: exit code 0" in err, err
+        assert not pid_file.exists()
+    finally:
+        if starting.poll() is None:
+            starting.kill()
+        _kill_everything_under(tmp_path)
+
+
 def test_config_groups_on_one_queue_each_get_their_own_label(project: Path, store: Adapter) -> None:
     (project / "queuebox.toml").write_text(
         (project / "queuebox.toml").read_text()

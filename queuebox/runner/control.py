@@ -160,6 +160,11 @@ def _wait_started(
                 return Started(process.pid, state["workers"], log_file, stale)
         if returncode is not None:
             why = failure or f"the supervisor exited ({describe_exit(returncode)})"
+            if failure is None and returncode == 0:  # its clean exit: a stop came first
+                why = (
+                    "it was stopped before its workers were up (a stop request reached the "
+                    "supervisor while it started: queuebox stop, or SIGTERM)"
+                )
             raise StartFailed(_with_log_tail(f"queuebox did not start: {why}", log_file, offset))
         if time.monotonic() > deadline:
             break
