@@ -1,15 +1,19 @@
 """``python -m benchmarks.worker_instructions``: the instructions ``queuebox work`` runs per
-no-op job on SQLite, for two trees, counted by valgrind's callgrind.
+no-op job, for two variants, counted by valgrind's callgrind.
 
 Wall-clock rates and even CPU times on this shared 2-core machine move by tens of percent
-between runs; an instruction count does not. For each tree (``--before PATH`` and this
-one) it fills a fresh SQLite file with ``-n`` no-op jobs (that tree's ``perform_later_many``),
-runs ``python -m queuebox --log-level WARNING work --batch-size B -q bench`` under
-``valgrind --tool=callgrind`` until the file holds no job, stops it with SIGTERM, and
-reads the total instructions; then the same with ``--small`` jobs. The difference divided
-by ``n - small`` is the worker's cost per job, without its start-up (reported apart).
-Each process runs from a scratch folder, so that the tree on ``PYTHONPATH`` is the one
-imported. Needs ``valgrind`` (``apt-get install valgrind``); about a minute per tree.
+between runs; an instruction count does not. For each variant it fills a fresh store
+(SQLite by default; ``--store redis`` or ``postgres`` on the servers of
+``benchmarks.stores``, where only the client's instructions count) with ``-n`` no-op jobs
+(that tree's ``perform_later_many``), runs ``python -m queuebox --log-level WARNING work
+--batch-size B -q bench`` under ``valgrind --tool=callgrind`` until the store holds no job,
+stops it with SIGTERM, and reads the total instructions; then the same with ``--small``
+jobs. The difference divided by ``n - small`` is the worker's cost per job, without its
+start-up (reported apart). The variants: ``--before PATH`` (another checkout) against this
+tree, or ``--stats``: this tree with the workers' throughput tallies off (a
+``queuebox.toml`` with ``record_stats = false``), then on. Each process runs from a scratch
+folder, so that the tree on ``PYTHONPATH`` is the one imported. Needs ``valgrind``
+(``apt-get install valgrind``); about a minute per variant.
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ import time
 from pathlib import Path
 
 from benchmarks.report import table
+from benchmarks.stores import DEFAULT_URLS, StoreSpace
 from benchmarks.subject import REPO
+from queuebox.backends import from_url
 
 __all__ = ["main"]
 
@@ -53,50 +59,75 @@ _FILL = (
 _TOTAL = re.compile(rb"^(?:summary|totals): (\d+)", re.MULTILINE)
 
 
-def _instructions(tree: Path, jobs: int, batch: int, scratch: Path) -> int:
+def _left(space: StoreSpace) -> int:
+    """Jobs still in the store: SQLite's table read directly (any tree's schema has it);
+    a server store through this tree's adapter."""
+    if space.store == "sqlite":
+        with sqlite3.connect(space.sqlite_path, timeout=60) as connection:
+            found: int = connection.execute("SELECT count(*) FROM queuebox_jobs").fetchone()[0]
+            return found
+    adapter = from_url(space.url)
+    try:
+        return sum(c.ready + c.scheduled + c.running for c in adapter.counts())
+    finally:
+        adapter.close()
+
+
+def _instructions(tree: Path, jobs: int, batch: int, scratch: Path, store: str) -> int:
     """Total instructions of one ``queuebox work`` process that drains ``jobs`` jobs."""
-    db = scratch / f"jobs-{jobs}.db"
+    space = StoreSpace(store, DEFAULT_URLS[store])
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(tree), str(scratch)]),
-        "QUEUEBOX_URL": f"sqlite:///{db}",
+        "QUEUEBOX_URL": space.url,
         "QUEUEBOX_APP": "noopapp",
     }
-    subprocess.run([sys.executable, "-c", _FILL, str(jobs)], env=env, cwd=scratch, check=True)
-    out = scratch / f"callgrind-{jobs}.out"
-    command = [
-        "valgrind",
-        "--tool=callgrind",
-        f"--callgrind-out-file={out}",
-        sys.executable,
-        *("-m", "queuebox", "--log-level", "WARNING", "work"),
-        *("--batch-size", str(batch), "-q", "bench"),
-    ]
-    worker = subprocess.Popen(
-        command, env=env, cwd=scratch, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
     try:
-        with sqlite3.connect(db, timeout=60) as connection:
-            while connection.execute("SELECT count(*) FROM queuebox_jobs").fetchone()[0]:
+        subprocess.run([sys.executable, "-c", _FILL, str(jobs)], env=env, cwd=scratch, check=True)
+        out = scratch / f"callgrind-{jobs}.out"
+        command = [
+            "valgrind",
+            "--tool=callgrind",
+            f"--callgrind-out-file={out}",
+            sys.executable,
+            *("-m", "queuebox", "--log-level", "WARNING", "work"),
+            *("--batch-size", str(batch), "-q", "bench"),
+        ]
+        worker = subprocess.Popen(
+            command, env=env, cwd=scratch, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            while _left(space):
                 if worker.poll() is not None:
                     raise RuntimeError(f"the worker of {tree} exited with {worker.returncode}")
                 time.sleep(0.05)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(120)
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(120)
+        space.remove()
     found = _TOTAL.search(out.read_bytes())
     if found is None:
         raise RuntimeError(f"no instruction total in {out}")
     return int(found.group(1))
 
 
-def _measure(tree: Path, jobs: int, small: int, batch: int) -> tuple[float, float]:
-    """(instructions per job, start-up instructions in millions) for ``tree``."""
+#: The worker's settings without the throughput tallies (``--stats``).
+_NO_STATS = '[[workers]]\nqueue = "bench"\nrecord_stats = false\n'
+
+
+def _measure(
+    tree: Path, jobs: int, small: int, *, batch: int, store: str, config: str | None = None
+) -> tuple[float, float]:
+    """(instructions per job, start-up instructions in millions) for ``tree``, with
+    ``config`` as the worker folder's ``queuebox.toml``."""
     scratch = Path(tempfile.mkdtemp(prefix="queuebox-instructions-"))
     try:
         (scratch / "noopapp.py").write_text(_APP)
-        large = _instructions(tree, jobs, batch, scratch)
-        little = _instructions(tree, small, batch, scratch)
+        if config is not None:
+            (scratch / "queuebox.toml").write_text(config)
+        large = _instructions(tree, jobs, batch, scratch, store)
+        little = _instructions(tree, small, batch, scratch, store)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     per_job = (large - little) / (jobs - small)
@@ -105,10 +136,19 @@ def _measure(tree: Path, jobs: int, small: int, batch: int) -> tuple[float, floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--before", type=Path, required=True, help="another checkout")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--before", type=Path, help="another checkout")
+    which.add_argument("--stats", action="store_true", help="throughput tallies off vs on")
     parser.add_argument("-n", type=int, default=3000, help="jobs of the large drain")
     parser.add_argument("--small", type=int, default=1000, help="jobs of the small drain")
     parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument(
+        "--store",
+        choices=["sqlite", "redis", "postgres"],
+        default="sqlite",
+        help="a server store counts the client's instructions only (the servers of"
+        " benchmarks.stores)",
+    )
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         parser.error("valgrind is not installed (apt-get install valgrind)")
@@ -116,9 +156,17 @@ def main() -> None:
         parser.error("-n must be larger than --small, and --small at least 1")
     rows = []
     results = {}
-    for label, tree in (("before", args.before.resolve()), ("after", REPO)):
+    if args.stats:
+        variants = [("before", REPO, _NO_STATS), ("after", REPO, None)]
+        names = "record_stats off (before) and on (after)"
+    else:
+        variants = [("before", args.before.resolve(), None), ("after", REPO, None)]
+        names = f"after / before ({args.before})"
+    for label, tree, config in variants:
         print(f"  {label}: {tree} ...", file=sys.stderr, flush=True)
-        results[label] = _measure(tree, args.n, args.small, args.batch_size)
+        results[label] = _measure(
+            tree, args.n, args.small, batch=args.batch_size, store=args.store, config=config
+        )
     (before, before_start), (after, after_start) = results["before"], results["after"]
     rows.append(["per job", f"{before:,.0f}", f"{after:,.0f}", f"{after / before:.3f}"])
     rows.append(
@@ -130,8 +178,9 @@ def main() -> None:
         ]
     )
     print(
-        f"### Instructions of `queuebox work` on SQLite (batch {args.batch_size}; -n {args.n}"
-        f" minus {args.small}); ratio = after / before ({args.before})\n"
+        f"### Instructions of `queuebox work` on {args.store} (batch {args.batch_size};"
+        f" -n {args.n}"
+        f" minus {args.small}); {names}\n"
     )
     print("\n".join(table(["measure", "before", "after", "ratio"], rows)))
 
