@@ -7,8 +7,6 @@ The command line and the dashboard do the same through the store's declared inte
 
 from __future__ import annotations
 
-import asyncio
-
 from queuebox import config
 from queuebox.backends.base import Adapter, Cancellation, CancelOutcome, FlowControl
 from queuebox.errors import ConfigurationError
@@ -42,6 +40,8 @@ def cancel(job_id: str, *, adapter: Adapter | None = None) -> bool:
 
 async def acancel(job_id: str, *, adapter: Adapter | None = None) -> bool:
     """``cancel`` from async code, without blocking the event loop."""
+    import asyncio  # noqa: PLC0415 - only async callers need it (import queuebox stays lean)
+
     return await asyncio.to_thread(cancel, job_id, adapter=adapter)
 
 

@@ -18,7 +18,6 @@ coroutine function. A sync job's async global hook runs on an event loop of its 
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import logging
@@ -52,6 +51,8 @@ def run_with_hooks(
             try:
                 result = step()
                 if inspect.isawaitable(result):  # an async global hook of a sync job
+                    import asyncio  # noqa: PLC0415 - see queuebox/job.py
+
                     result = asyncio.run(_awaited(result))
             except Exception as exc:
                 error = exc

@@ -12,12 +12,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import inspect
 import json
 import logging
 import math
+import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -193,6 +193,8 @@ class Job:
         cls._check_call(args, kwargs)
         if cls.is_async:
             _refuse_inside_a_loop(f"{cls.name}.perform_now", f"await {cls.name}.aperform_now")
+            import asyncio  # noqa: PLC0415 - not at import: see _refuse_inside_a_loop
+
             return asyncio.run(cls.aperform_now(*args, **kwargs))
         return run_with_hooks(cls(), args, kwargs, cls.logger or config.get_logger())
 
@@ -204,6 +206,8 @@ class Job:
         logger = cls.logger or config.get_logger()
         if cls.is_async:
             return await arun_with_hooks(cls(), args, kwargs, logger)
+        import asyncio  # noqa: PLC0415 - not at import: see _refuse_inside_a_loop
+
         return await asyncio.to_thread(run_with_hooks, cls(), args, kwargs, logger)
 
     @classmethod
@@ -387,6 +391,8 @@ class JobOptions:
         if isinstance(adapter, AsyncScheduling):
             records = await adapter.aschedule(new_jobs)
         else:
+            import asyncio  # noqa: PLC0415 - not at import: see _refuse_inside_a_loop
+
             records = await asyncio.to_thread(adapter.schedule, new_jobs)
         return self._logged(records)
 
@@ -576,6 +582,13 @@ def _check_async(cls: type[Job], where: str) -> None:
 
 
 def _refuse_inside_a_loop(what: str, instead: str) -> None:
+    # asyncio is imported where a call needs it, not with queuebox: it brings ssl and
+    # concurrent.futures along, about half of what `import queuebox` took (58 of 122 ms),
+    # which an application without asyncio (and every queuebox command) paid for nothing.
+    # A process that never imported it runs no asyncio loop.
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return
     try:
         asyncio.get_running_loop()
     except RuntimeError:

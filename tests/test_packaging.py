@@ -67,3 +67,27 @@ def test_importing_queuebox_loads_no_pickle_and_no_store_client() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == ""
+
+
+def test_importing_queuebox_for_perform_later_loads_no_asyncio(tmp_path: Path) -> None:
+    """An application that only enqueues (a Django or Flask view) imports queuebox and its
+    store, never asyncio (with ssl and concurrent.futures, about 15 ms of each start);
+    aperform_later and async jobs import it when they run."""
+    code = (
+        "import sys, queuebox\n"
+        "from queuebox import Job\n"
+        "class Hello(Job):\n"
+        "    def perform(self, name): pass\n"
+        "queuebox.configure(url='sqlite:///' + sys.argv[1])\n"
+        "Hello.perform_later('x')\n"
+        "Hello.perform_now('y')\n"
+        "print(','.join(m for m in ('asyncio', 'ssl') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "jobs.db")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ""
