@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["TOO_DEEP", "load_json"]
+__all__ = ["TOO_DEEP", "NestedTooDeep", "load_json"]
 
 #: What ``load_json``'s error says of JSON nested past the decoder's limit.
 TOO_DEEP = (
@@ -22,9 +22,14 @@ TOO_DEEP = (
 )
 
 
+class NestedTooDeep(ValueError):
+    """JSON nested past the decoder's limit (a ``ValueError``, as any other bad JSON is)."""
+
+
 def load_json(text: str | bytes, **options: Any) -> Any:
-    """``json.loads(text, **options)``, with JSON nested too deeply raised as ``ValueError``."""
+    """``json.loads(text, **options)``, with JSON nested too deeply raised as
+    ``NestedTooDeep``."""
     try:
         return json.loads(text, **options)
     except RecursionError:
-        raise ValueError(TOO_DEEP) from None
+        raise NestedTooDeep(TOO_DEEP) from None

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from queuebox.errors import PayloadError, PayloadTooLarge
-from queuebox.json_text import TOO_DEEP, load_json
+from queuebox.json_text import TOO_DEEP, NestedTooDeep, load_json
 from queuebox.validation import check_arguments, is_short_int
 
 __all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "Call", "decode_handler", "encode_handler"]
@@ -93,11 +93,9 @@ def decode_handler(text: str) -> Call:
     """Parse stored handler text; ``PayloadError`` says exactly what is wrong with it."""
     try:
         data = _parse(text)
-    except ValueError as exc:
-        if str(exc) == TOO_DEEP:  # a payload the worker fails alone (json_text.py)
-            raise PayloadError(f"the stored payload is {TOO_DEEP}") from None
-        raise PayloadError(f"the stored payload is not valid JSON: {exc}") from None
-    except TypeError as exc:
+    except NestedTooDeep:  # a payload the worker fails alone (json_text.py)
+        raise PayloadError(f"the stored payload is {TOO_DEEP}") from None
+    except (TypeError, ValueError) as exc:
         raise PayloadError(f"the stored payload is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise PayloadError(f"the stored payload is a JSON {type(data).__name__}, not an object")

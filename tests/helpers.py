@@ -179,6 +179,13 @@ def statement_plans(conn: Any, query: Any, params: dict[str, Any], *, calls: int
     return [json.loads(text[text.index("{") :]) for text in notices if "Plan" in text]
 
 
+def claim_plans(conn: Any, query: Any, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """The plans of the claim statements (``WITH ...``) a call of a claim function ran, as
+    ``statement_plans`` reads them (the call's own ``SELECT`` left out)."""
+    plans = statement_plans(conn, query, params)
+    return [plan["Plan"] for plan in plans if plan["Query Text"].lstrip().startswith("WITH")]
+
+
 def plan_nodes(node: dict[str, Any], *, init_plans: bool = True) -> Iterator[dict[str, Any]]:
     """A plan's nodes (without those of its one-time subqueries unless ``init_plans``)."""
     yield node

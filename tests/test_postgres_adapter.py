@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import psycopg
 import pytest
-from helpers import plan_nodes, statement_plans
+from helpers import claim_plans, plan_nodes
 from psycopg import pq, sql
 from psycopg.conninfo import conninfo_to_dict
 
@@ -270,10 +270,8 @@ def test_odd_schema_and_table_names_are_quoted(postgres_url: str) -> None:
 def _claim_plan(conn: psycopg.Connection[Any], adapter: PostgresAdapter) -> dict[str, Any]:
     """The plan of the statement the claim function runs (auto_explain)."""
     values = {"worker_id": "w", "queues": None, "limit": 10, "lease": 60.0, "nonce": "n"}
-    plans = statement_plans(conn, adapter.query("claim"), values)
-    [plan] = [plan["Plan"] for plan in plans if plan["Query Text"].lstrip().startswith("WITH")]
-    found: dict[str, Any] = plan
-    return found
+    [plan] = claim_plans(conn, adapter.query("claim"), values)
+    return plan
 
 
 def test_the_claim_walks_the_partial_index(

@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from helpers import plan_nodes, statement_plans
+from helpers import claim_plans, plan_nodes, statement_plans
 from psycopg import sql
 
 from queuebox.backends.base import FlowControl, JobRecord
@@ -392,8 +392,7 @@ def test_the_claim_walks_its_index_when_the_table_holds_one_queue(
     jobs = _insert_free_jobs(admin, pg_schema, 10_000)
     admin.execute(sql.SQL("ANALYZE {}").format(jobs))
     values = {"worker_id": "w", "queues": queues, "limit": 1, "lease": 60.0, "nonce": "n"}
-    plans = statement_plans(admin, adapter.query("claim"), values)
-    [plain] = [plan["Plan"] for plan in plans if plan["Query Text"].lstrip().startswith("WITH")]
+    [plain] = claim_plans(admin, adapter.query("claim"), values)
     walk = _candidates_walk(plain)
     assert not any(node["Node Type"] in {"Sort", "Seq Scan"} for node in walk), walk
     assert any(node.get("Index Name", "").startswith("queuebox_jobs_") for node in walk), walk
@@ -442,11 +441,7 @@ def test_the_plain_claim_function_keeps_a_generic_plan_for_each_shape_of_queues(
     jobs = _insert_free_jobs(admin, pg_schema, 10_000)
     if analyzed:
         admin.execute(sql.SQL("ANALYZE {}").format(jobs))
-    plans = [
-        plan["Plan"]
-        for plan in statement_plans(admin, adapter.query("claim"), values)
-        if plan["Query Text"].lstrip().startswith("WITH")
-    ]
+    plans = claim_plans(admin, adapter.query("claim"), values)
     assert len(plans) == 1, "one statement of the function runs per claim"
     [plan] = plans
     assert "$2" in json.dumps(plan), "not a generic plan"

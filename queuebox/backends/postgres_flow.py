@@ -12,11 +12,10 @@ counts each locked key's live locks and recent starts, and claims within them. T
 keeps both statements' plans for the session (generic plans), which the same two statements
 sent as text paid for on every claim. See ``docs/flow-control.md``.
 
-Otherwise the claim is the plain ``claim`` (one call of ``<table>_claim``, schema version 7),
-which never takes a keyed job and
-claims nothing while one may run (one index seek): only when it comes back empty does the
-store run ``claim_limited``, and after a claim that found keys the next one starts with it,
-until ``claim_limited`` finds no key.
+Otherwise the claim is the plain ``claim`` (one call of ``<table>_claim``, schema version
+7), which never takes a keyed job and claims nothing while one may run (one index seek):
+only when it comes back empty does the store run ``claim_limited``, and after a claim that
+found keys the next one starts with it, until ``claim_limited`` finds no key.
 """
 
 from __future__ import annotations

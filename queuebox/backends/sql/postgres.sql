@@ -429,8 +429,8 @@ $queuebox_claim$
 -- The plain claim as a function (claim calls it), for the reason migrate_v6 gives: sent as
 -- text, its statement was parsed and planned on every claim; a function keeps one plan per
 -- session and needs nothing of the protocol, so it works behind PgBouncer in transaction
--- mode where prepared statements may not (a claim of one job: 0.49 instead of 0.56 ms,
--- docs/postgres.md). Its plans are generic, with enable_seqscan = off, as in migrate_v6.
+-- mode where prepared statements may not (python -m benchmarks.pg_claim_plans compares
+-- the two). Its plans are generic, with enable_seqscan = off, as in migrate_v6.
 -- Merge and hash joins are off too: a generic plan cannot see the LIMIT, estimates that a
 -- tenth of the table is claimed, and then joined the candidates to the table by walking
 -- its whole primary key (20 ms per claim at 100,000 jobs); a nested loop of primary-key
