@@ -60,12 +60,26 @@ _TOTAL = re.compile(rb"^(?:summary|totals): (\d+)", re.MULTILINE)
 
 
 def _left(space: StoreSpace) -> int:
-    """Jobs still in the store: SQLite's table read directly (any tree's schema has it);
-    a server store through this tree's adapter."""
+    """Jobs still waiting or running. The SQL tables are read directly: every tree's schema
+    has them, and this tree's adapter would migrate another tree's schema to its own
+    version, which that tree's worker then refuses. Redis through this tree's adapter."""
     if space.store == "sqlite":
         with sqlite3.connect(space.sqlite_path, timeout=60) as connection:
             found: int = connection.execute("SELECT count(*) FROM queuebox_jobs").fetchone()[0]
             return found
+    if space.store == "postgres":
+        import psycopg  # noqa: PLC0415 - only for this store
+        from psycopg import sql  # noqa: PLC0415
+
+        query = sql.SQL(
+            "SELECT count(*) FROM {} WHERE failed_at IS NULL AND completed_at IS NULL"
+        ).format(sql.Identifier(space.schema, "queuebox_jobs"))
+        with psycopg.connect(space.server_url, autocommit=True) as connection:
+            try:
+                row = connection.execute(query).fetchone()
+            except psycopg.errors.UndefinedTable:  # the fill has not made the schema yet
+                return 1
+            return 0 if row is None else int(row[0])
     adapter = from_url(space.url)
     try:
         return sum(c.ready + c.scheduled + c.running for c in adapter.counts())
