@@ -254,6 +254,32 @@ def test_worker_cpu_measures_both_variants_per_store(variants: list[str], stores
         assert float(ratio_median) > 0
 
 
+def test_search_depth_times_each_filter_for_both_trees() -> None:
+    completed = _python_m(
+        "benchmarks.search_depth",
+        *("--before", str(REPO), "-n", "300", "--calls", "1", "--stores", "sqlite"),
+    )
+    rows = {
+        cells[0]: cells[1:]
+        for line in completed.stdout.splitlines()
+        if line.startswith("| ") and not line.startswith("| filter")
+        for cells in [[cell.strip() for cell in line.strip("|").split("|")]]
+    }
+    assert set(rows) == {
+        "none",
+        "name, every job",
+        "name, no job",
+        "queue, no job",
+        "text, no job",
+        "state failed, no job",
+    }, completed.stdout
+    for name, (top, deep, jobs, top_after, deep_after, jobs_after, ratio) in rows.items():
+        assert min(float(top), float(deep), float(top_after), float(deep_after)) >= 0
+        expected = "50 / 30" if name in ("none", "name, every job") else "0 / 0"
+        assert jobs == jobs_after == expected, (name, jobs, jobs_after)
+        assert float(ratio) > 0
+
+
 def test_worker_cpu_refuses_an_unknown_store() -> None:
     completed = subprocess.run(
         [sys.executable, "-m", "benchmarks.worker_cpu", "--stats", "--stores", "sqlite,mongo"],

@@ -117,6 +117,29 @@ def test_round_trips(adapter: RedisAdapter, monkeypatch: pytest.MonkeyPatch) -> 
     assert trips() == 2, "recurring ticks = SMEMBERS + one pipeline of HGETALL"
 
 
+def test_a_name_no_job_has_answers_after_scan_limit_records(
+    adapter: RedisAdapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sparse name filter (no index holds names) stops after ``scan_limit`` records with
+    an empty page and a cursor, in a bounded number of round trips; the cursors reach the
+    one match at the bottom."""
+    rare = adapter.schedule_one(new_job("email", name="Rare"))
+    adapter.schedule([new_job("email", args=[n]) for n in range(3000)])
+    adapter.scan_limit = 500
+    trips = RoundTrips(monkeypatch)
+    page = adapter.search_jobs(name="Rare", limit=10)
+    assert page.jobs == [] and page.next_cursor is not None
+    assert trips() == 2, "the queue list, then 500 records in one search.lua call"
+    found: list[str] = []
+    calls = 1
+    while page.next_cursor is not None and calls < 10:
+        page = adapter.search_jobs(name="Rare", limit=10, cursor=page.next_cursor)
+        found += [job.id for job in page.jobs]
+        calls += 1
+    assert found == [rare.id] and page.next_cursor is None
+    assert calls == 7, "3,001 records, 500 a call"
+
+
 def test_idle_worker_wakes_within_milliseconds_of_an_enqueue(store_url: str) -> None:
     waiter, producer = RedisAdapter.from_url(store_url), RedisAdapter.from_url(store_url)
     try:

@@ -210,6 +210,36 @@ def test_a_page_deep_in_100000_jobs_costs_what_the_first_costs(
         adapter.close()
 
 
+def test_a_filter_that_matches_nothing_reads_scan_limit_rows_not_the_table(
+    sql_store: SQLStoreUnderTest,
+) -> None:
+    """At 100,000 jobs a name, a queue or a text that no job has answers after
+    ``scan_limit`` rows, with an empty page and a cursor below the rows it read; following
+    the cursors reaches the end."""
+    adapter = sql_store.open()
+    try:
+        adapter.migrate()
+        _fill(sql_store, ROWS)
+        top = int(adapter.search_jobs(limit=1).jobs[0].id)
+        for filters in ({"name": "Nobody"}, {"queue": "nobody"}, {"text": "no-such-text"}):
+            page = adapter.search_jobs(limit=50, **filters)  # type: ignore[arg-type]
+            assert page.jobs == [] and page.next_cursor is not None, filters
+            # The cursor is the id to go on below: no further down than the rows read.
+            assert top - adapter.scan_limit * 2 <= int(page.next_cursor) < top, filters
+        calls, cursor = 0, None
+        while calls < 2 * ROWS // adapter.scan_limit:
+            calls += 1
+            page = adapter.search_jobs(limit=50, cursor=cursor, name="Nobody")
+            assert page.jobs == []
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        # Each call reads at least scan_limit rows and less than twice as many.
+        assert cursor is None and calls >= ROWS // (2 * adapter.scan_limit), calls
+    finally:
+        adapter.close()
+
+
 def test_a_state_few_jobs_are_in_is_found_without_reading_the_others(
     sql_store: SQLStoreUnderTest,
 ) -> None:

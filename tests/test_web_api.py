@@ -362,6 +362,28 @@ def test_a_bad_action_body_gets_a_clear_error(board: Dashboard, body: bytes) -> 
     assert "the request body" in response.json()["error"]
 
 
+def test_a_sparse_filter_gives_a_short_page_that_says_the_search_goes_on(
+    store: Adapter, board: Dashboard
+) -> None:
+    """A store looks at ``scan_limit`` jobs per page: the page comes back short (here empty)
+    with a cursor and the page size, from which the list says older jobs are not searched
+    yet; following the cursor finds the one match."""
+    assert isinstance(store, JobSearch)
+    store.scan_limit = 30
+    rare = add(store, "Rare", "the one")
+    for n in range(100):
+        add(store, "Common", n)
+    data = board.get("/api/jobs", name="Rare")
+    assert data["jobs"] == [] and data["next_cursor"] is not None and data["limit"] == 50
+    found: list[str] = []
+    for _ in range(10):
+        found += [job["id"] for job in data["jobs"]]
+        if data["next_cursor"] is None:
+            break
+        data = board.get("/api/jobs", name="Rare", cursor=data["next_cursor"])
+    assert found == [rare] and data["next_cursor"] is None
+
+
 def test_a_store_without_optional_interfaces_falls_back_to_list_jobs() -> None:
     inner = MemoryAdapter()
     store = CoreOnly(inner)

@@ -479,8 +479,9 @@ class JobSearch(abc.ABC):
     """Browsing jobs at any scale (the dashboard): filters, and pages that follow a cursor
     instead of an offset, so that page 1,000 costs what page 1 costs."""
 
-    #: The most rows one call may look at for a text filter before it returns a page
-    #: (perhaps short) with a cursor to go on from.
+    #: The most rows one call may look at before it returns a page (perhaps short, even
+    #: empty) with a cursor to go on from: a job name, queue or text that few of a million
+    #: jobs match costs a request no more than this.
     scan_limit: int = 10_000
 
     @abc.abstractmethod
@@ -497,4 +498,6 @@ class JobSearch(abc.ABC):
         """Jobs that match every filter given: one queue, one state, an exact job name, and
         ``text`` found (case-insensitively) in the handler (the arguments) or the last
         error. Newest first (the latest enqueued); ``cursor`` is a previous page's
-        ``next_cursor``. Without ``text`` a full page comes unless the end is reached."""
+        ``next_cursor``. A page is full unless the end is reached (``next_cursor`` is
+        ``None``) or the call looked at ``scan_limit`` rows first: then it may be short or
+        empty, and its ``next_cursor`` goes on below the rows it looked at."""

@@ -546,9 +546,13 @@ class MemoryAdapter(
         with self._lock:
             now = self.now()
             found: list[JobRecord] = []
+            looked = 0
             for row_id in sorted(self._rows, reverse=True):
                 if before is not None and row_id >= before:
                     continue
+                if looked == self.scan_limit:  # as the other stores: bounded work per page
+                    return JobPage(found, str(row_id + 1))
+                looked += 1
                 row = self._rows[row_id]
                 if queue is not None and row.queue != queue:
                     continue

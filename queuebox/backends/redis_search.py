@@ -7,9 +7,10 @@ number), newest first; the cursor holds, for each queue still to read, the job n
 on below, so page 1,000 costs what page 1 costs.
 
 The script narrows a text filter by bytes; the client decides every filter exactly on the
-decoded record (``str.casefold``, as the memory store does). Without a text filter a page is
-full unless the end is reached (the client calls again, each call bounded); with one, a call
-looks at no more than ``scan_limit`` records and may return a short page with a cursor.
+decoded record (``str.casefold``, as the memory store does). A call looks at no more than
+``scan_limit`` records (in ``search.lua`` calls of at most ``_PER_CALL`` each), so a filter
+that matches few of a queue's million jobs returns a short (perhaps empty) page with a cursor
+to go on from instead of reading the whole queue in one request.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ class RedisJobSearch(RedisParts, JobSearch):
             else:
                 positions = dict.fromkeys(self._registry.names(None), _TOP)
             readings = [_Reading(q, at) for q, at in sorted(positions.items())]
-            budget = self.scan_limit if wanted.text is not None else math.inf
+            budget = self.scan_limit
             while True:
                 page = _merge(readings, limit)
                 active = [r for r in readings if not r.exhausted and len(r.found) < limit]

@@ -84,6 +84,36 @@ class JobSearchContract(StoreFixtures):
                 break
         assert found == [needle.id]
 
+    @pytest.mark.parametrize(
+        "filters",
+        [{"name": "Rare"}, {"queue": "rare"}, {"text": "rare-needle"}, {"state": JobState.FAILED}],
+        ids=["name", "queue", "text", "state"],
+    )
+    def test_a_sparse_filter_pages_through_many_rows_with_each_call_bounded(
+        self, searchable: SearchAdapter, filters: dict[str, object]
+    ) -> None:
+        """Any filter, not only text: a page may come short (even empty) after ``scan_limit``
+        rows, with a cursor that goes on; the one match is found once, in a bounded number
+        of calls (a store that answers the filter from an index may need fewer)."""
+        adapter = searchable
+        adapter.scan_limit = 40  # an instance's own bound: the class keeps its default
+        rare = adapter.schedule_one(new_job("rare", name="Rare", args=["rare-needle"]))
+        claimed = claim_one(adapter, queues=["rare"])
+        assert adapter.fail(rare.id, claimed.lock_token or "", error="Boom", keep=True)
+        adapter.schedule([new_job(name="Common", args=[n]) for n in range(200)])
+        found: list[str] = []
+        cursor = None
+        calls = 0
+        while calls < 200 // 40 + 3:
+            calls += 1
+            page = adapter.search_jobs(limit=5, cursor=cursor, **filters)  # type: ignore[arg-type]
+            found += [job.id for job in page.jobs]
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        assert cursor is None, f"the walk did not end in {calls} calls of 40 rows each"
+        assert found == [rare.id]
+
     def test_each_state_filter_finds_exactly_its_jobs_among_many(
         self, searchable: SearchAdapter
     ) -> None:

@@ -281,6 +281,7 @@ def jobs_page(
         "now": iso(store.now()),
         "jobs": [job_summary(job) for job in jobs],
         "next_cursor": next_cursor,
+        "limit": limit,  # a shorter page with a cursor: the older jobs are not searched yet
         "searched": isinstance(store, JobSearch),
     }
 

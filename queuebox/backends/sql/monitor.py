@@ -236,10 +236,11 @@ class SQLMonitor(SQLStore, WorkerRegistry, ThroughputHistory, JobSearch):
         go on below). Without filters a window is the page itself. With filters the first
         window is a few pages' worth of rows and each next one eight times larger, up to
         ``scan_limit`` rows: a dense filter fills its page from the first window, a sparse
-        one reads ever larger stretches. A text search stops once it has read
-        ``scan_limit`` rows (perhaps a short page, with a cursor); other filters go on until
-        the page is full or the oldest job is reached. A filter on a state few jobs are in
-        (failed, completed, cancelled, running) walks the jobs of that state alone."""
+        one reads ever larger stretches, and any filter stops once it has read
+        ``scan_limit`` rows (perhaps a short or empty page, with a cursor to go on from), so
+        that a job name or queue that matches nothing does not read a table of a million
+        jobs in one request. A filter on a state few jobs are in (failed, completed,
+        cancelled, running) walks the jobs of that state alone."""
         check_page_limit(limit)
         before = None if cursor is None else self._job_key(cursor)
         if cursor is not None and before is None:
@@ -269,7 +270,7 @@ class SQLMonitor(SQLStore, WorkerRegistry, ThroughputHistory, JobSearch):
             if window_size < scan:  # the window reached the oldest job
                 return JobPage(found, None)
             before, scanned = window_end, scanned + window_size
-            if text and scanned >= self.scan_limit:  # bounded work, and where to go on
+            if scanned >= self.scan_limit:  # bounded work, and where to go on
                 return JobPage(found, str(window_end))
             scan = min(max(self.scan_limit, limit + 1), scan * 8)
 

@@ -303,14 +303,25 @@
       );
       const next = new URLSearchParams(filters);
       if (data.next_cursor) next.set("cursor", data.next_cursor);
+      // A store looks at a bounded number of jobs per page: a short page with a cursor
+      // means the older jobs were not searched yet, not that none of them matches.
+      const partial = data.next_cursor && data.jobs.length < data.limit;
+      const empty = !data.next_cursor
+        ? (cursor ? "No more jobs." : "No job matches these filters.")
+        : "No match among the jobs searched so far; older jobs are not searched yet.";
       region.replaceChildren(
         ...notesFor(["search"]),
         data.jobs.length
           ? table(["id", "job", "queue", "state", "attempts", "run at", "arguments", "last error", ""], rows, { id: "jobs" })
-          : note(cursor ? "No more jobs." : "No job matches these filters."),
+          : note(empty),
+        partial && data.jobs.length
+          ? note(`${data.jobs.length} found among the jobs searched so far; older jobs are not searched yet.`)
+          : null,
         el("nav", { class: "pager", "aria-label": "pages" },
           cursor ? link(`/jobs?${new URLSearchParams(filters)}`, "« First page") : null,
-          data.next_cursor ? link(`/jobs?${next}`, "Next page »", { rel: "next" }) : null),
+          data.next_cursor
+            ? link(`/jobs?${next}`, partial ? "Search older jobs »" : "Next page »", { rel: "next" })
+            : null),
       );
     }
     return refresh;
