@@ -5,15 +5,18 @@ Wall-clock rates and even CPU times on this shared 2-core machine move by tens o
 between runs; an instruction count does not. For each variant it fills a fresh store
 (SQLite by default; ``--store redis`` or ``postgres`` on the servers of
 ``benchmarks.stores``, where only the client's instructions count) with ``-n`` no-op jobs
-(that tree's ``perform_later_many``), runs ``python -m queuebox --log-level WARNING work
---batch-size B -q bench`` under ``valgrind --tool=callgrind`` until the store holds no job,
+(that tree's ``perform_later_many``), runs ``queuebox --log-level WARNING work --batch-size B
+-q bench`` under ``valgrind --tool=callgrind`` until the store holds no job,
 stops it with SIGTERM, and reads the total instructions; then the same with ``--small``
 jobs. The difference divided by ``n - small`` is the worker's cost per job, without its
 start-up (reported apart). The variants: ``--before PATH`` (another checkout) against this
 tree, or ``--stats``: this tree with the workers' throughput tallies off (a
 ``queuebox.toml`` with ``record_stats = false``), then on. Each process runs from a scratch
-folder, so that the tree on ``PYTHONPATH`` is the one imported. Needs ``valgrind``
-(``apt-get install valgrind``); about a minute per variant.
+folder, so that the tree on ``PYTHONPATH`` is the one imported. The heartbeat's periodic
+checks are stretched by ``--time-scale`` (100: about callgrind's slowdown), so that they
+weigh per job what they weigh at full speed (at 1, as they are, they are most of the
+difference between two rounds of one variant). Needs ``valgrind`` (``apt-get install
+valgrind``); about a minute per variant.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import re
 import shutil
 import signal
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -58,6 +62,26 @@ _FILL = (
 )
 _TOTAL = re.compile(rb"^(?:summary|totals): (\d+)", re.MULTILINE)
 
+#: ``queuebox work`` with the heartbeat's clock-driven periods (the cancellation check every
+#: 0.25 s, the registry beat every 5 s) stretched by argv[1]: under callgrind a drain runs
+#: about a hundred times slower, so at their own periods they would come a hundred times as
+#: often per job as at full speed, and their count would follow the machine's load (the same
+#: variant moved by 7 % between rounds on Redis). A tree without these names (before the
+#: registry) is run as it is.
+_LAUNCH = textwrap.dedent(
+    """
+    import sys
+    import queuebox.runner.heartbeat as heartbeat
+    scale = float(sys.argv.pop(1))
+    for name in ("CANCEL_CHECK_INTERVAL", "BEAT_INTERVAL"):
+        if hasattr(heartbeat, name):
+            setattr(heartbeat, name, getattr(heartbeat, name) * scale)
+    from queuebox.cli import main
+    sys.argv[0] = "queuebox"
+    main()
+    """
+)
+
 
 def _left(space: StoreSpace) -> int:
     """Jobs still waiting or running. The SQL tables are read directly: every tree's schema
@@ -87,7 +111,9 @@ def _left(space: StoreSpace) -> int:
         adapter.close()
 
 
-def _instructions(tree: Path, jobs: int, batch: int, scratch: Path, store: str) -> int:
+def _instructions(
+    tree: Path, jobs: int, batch: int, scratch: Path, *, store: str, time_scale: float
+) -> int:
     """Total instructions of one ``queuebox work`` process that drains ``jobs`` jobs."""
     space = StoreSpace(store, DEFAULT_URLS[store])
     env = {
@@ -104,7 +130,7 @@ def _instructions(tree: Path, jobs: int, batch: int, scratch: Path, store: str) 
             "--tool=callgrind",
             f"--callgrind-out-file={out}",
             sys.executable,
-            *("-m", "queuebox", "--log-level", "WARNING", "work"),
+            *("-c", _LAUNCH, str(time_scale), "--log-level", "WARNING", "work"),
             *("--batch-size", str(batch), "-q", "bench"),
         ]
         worker = subprocess.Popen(
@@ -131,7 +157,14 @@ _NO_STATS = '[[workers]]\nqueue = "bench"\nrecord_stats = false\n'
 
 
 def _measure(
-    tree: Path, jobs: int, small: int, *, batch: int, store: str, config: str | None = None
+    tree: Path,
+    jobs: int,
+    small: int,
+    *,
+    batch: int,
+    store: str,
+    time_scale: float,
+    config: str | None = None,
 ) -> tuple[float, float]:
     """(instructions per job, start-up instructions in millions) for ``tree``, with
     ``config`` as the worker folder's ``queuebox.toml``."""
@@ -140,8 +173,8 @@ def _measure(
         (scratch / "noopapp.py").write_text(_APP)
         if config is not None:
             (scratch / "queuebox.toml").write_text(config)
-        large = _instructions(tree, jobs, batch, scratch, store)
-        little = _instructions(tree, small, batch, scratch, store)
+        large = _instructions(tree, jobs, batch, scratch, store=store, time_scale=time_scale)
+        little = _instructions(tree, small, batch, scratch, store=store, time_scale=time_scale)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     per_job = (large - little) / (jobs - small)
@@ -157,6 +190,21 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=1000, help="jobs of the small drain")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=100.0,
+        help="stretch the heartbeat's periodic checks by this factor (about callgrind's"
+        " slowdown, so they come as often per job as at full speed; 1 leaves them as they are)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure both variants this many times, alternating (the heartbeat's periodic"
+        " reads follow the clock, so a count moves a little between runs); the table gives"
+        " medians and each round's ratio",
+    )
+    parser.add_argument(
         "--store",
         choices=["sqlite", "redis", "postgres"],
         default="sqlite",
@@ -168,21 +216,41 @@ def main() -> None:
         parser.error("valgrind is not installed (apt-get install valgrind)")
     if args.n <= args.small or args.small < 1:
         parser.error("-n must be larger than --small, and --small at least 1")
+    if not args.time_scale >= 1:
+        parser.error("--time-scale must be at least 1")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     rows = []
-    results = {}
+    results: dict[str, list[tuple[float, float]]] = {"before": [], "after": []}
     if args.stats:
         variants = [("before", REPO, _NO_STATS), ("after", REPO, None)]
         names = "record_stats off (before) and on (after)"
     else:
         variants = [("before", args.before.resolve(), None), ("after", REPO, None)]
         names = f"after / before ({args.before})"
-    for label, tree, config in variants:
-        print(f"  {label}: {tree} ...", file=sys.stderr, flush=True)
-        results[label] = _measure(
-            tree, args.n, args.small, batch=args.batch_size, store=args.store, config=config
-        )
-    (before, before_start), (after, after_start) = results["before"], results["after"]
+    for round_ in range(args.rounds):
+        # Alternate which goes first, so that a drift of the machine weighs on both.
+        for label, tree, config in variants if round_ % 2 == 0 else variants[::-1]:
+            print(f"  round {round_ + 1}, {label}: {tree} ...", file=sys.stderr, flush=True)
+            results[label].append(
+                _measure(
+                    tree,
+                    args.n,
+                    args.small,
+                    batch=args.batch_size,
+                    store=args.store,
+                    time_scale=args.time_scale,
+                    config=config,
+                )
+            )
+    before, after = (statistics.median(per_job for per_job, _ in results[k]) for k in results)
+    before_start, after_start = (
+        statistics.median(start for _, start in results[k]) for k in results
+    )
     rows.append(["per job", f"{before:,.0f}", f"{after:,.0f}", f"{after / before:.3f}"])
+    if args.rounds > 1:
+        for round_, ((b, _), (a, _)) in enumerate(zip(*results.values(), strict=True)):
+            rows.append([f"round {round_ + 1}", f"{b:,.0f}", f"{a:,.0f}", f"{a / b:.3f}"])
     rows.append(
         [
             "start-up (millions)",
@@ -194,7 +262,8 @@ def main() -> None:
     print(
         f"### Instructions of `queuebox work` on {args.store} (batch {args.batch_size};"
         f" -n {args.n}"
-        f" minus {args.small}); {names}\n"
+        f" minus {args.small}; median of {args.rounds}; periodic checks x{args.time_scale:g});"
+        f" {names}\n"
     )
     print("\n".join(table(["measure", "before", "after", "ratio"], rows)))
 
