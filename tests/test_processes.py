@@ -49,6 +49,11 @@ JOBS_MODULE = textwrap.dedent(
         def perform(self, tag):
             note(f"{self.record.id} {self.record.queue} {os.getpid()} {tag}")
 
+    class Collector(Job):
+        def perform(self):
+            import gc
+            note(f"gc {os.getpid()} {gc.get_threshold()[0]} {gc.get_freeze_count()}")
+
     class Sleep(Job):
         def perform(self, seconds):
             note(f"start {self.record.id} {os.getpid()}")
@@ -195,6 +200,27 @@ def test_worker_groups_take_only_their_queues(
     for pid in set().union(*pids_by_queue.values()):
         with pytest.raises(ProcessLookupError):
             os.kill(int(pid), 0)
+
+
+@pytest.mark.parametrize("args", [["work"], ["work", "-n", "default:2"]], ids=["one", "pool"])
+def test_a_worker_process_runs_jobs_with_the_collector_tuned_for_it(
+    project: Path, store: Adapter, processes: list[Process], args: list[str]
+) -> None:
+    """``queuebox work`` (one worker, and each child of a pool) freezes what it holds at
+    start and raises the young generation's threshold before its first job."""
+    from queuebox.cli.work import YOUNG_GENERATION
+
+    enqueue(store, "Collector", [], n=4)
+    worker = Process(project, *args)
+    processes.append(worker)
+    wait_until(lambda: len(ledger(project)) >= 4, what="4 jobs")
+    worker.signal(signal.SIGINT)
+    assert worker.wait() == 0, worker.output()
+    for line in ledger(project):
+        _, pid, threshold, frozen = line.split()
+        assert int(threshold) == YOUNG_GENERATION, line
+        assert int(frozen) > 1000, line  # the modules and the application, set apart
+        assert int(pid) != os.getpid()
 
 
 @pytest.mark.slow

@@ -544,3 +544,39 @@ def test_processes_creating_a_new_store_together_do_not_clash(tmp_path: Path) ->
         adapter = SQLiteAdapter(path)
         assert len(adapter.list_jobs()) == 6
         adapter.close()
+
+
+def test_stored_times_convert_once_per_value_and_never_take_a_bool_for_an_integer() -> None:
+    """The conversion is memoised (a claim's rows share most of their times): a value
+    seen before converts to the same datetime, and ``True`` (equal to 1, the same hash) is
+    still refused after 1 was converted."""
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    assert SQLiteAdapter._moment(1) == epoch + timedelta(microseconds=1)
+    assert SQLiteAdapter._moment(1) is SQLiteAdapter._moment(1)
+    for bad in (True, 1.0, "1", None):
+        with pytest.raises(TypeError, match="is not integer microseconds"):
+            SQLiteAdapter._moment(bad)
+
+
+def test_a_claimed_batch_reads_every_column_by_its_name(tmp_path: Path) -> None:
+    """Rows come from sqlite3 as tuples and are named per statement: each record of a
+    batch has its own values in the right fields."""
+    adapter = SQLiteAdapter(tmp_path / "names.db")
+    try:
+        made = adapter.schedule(
+            [new_job(f"q{n}", args=[n], priority=10 + n, delay=0) for n in range(3)]
+        )
+        claimed = adapter.claim("w1", None, limit=3, lease=60)
+        by_id = {record.id: record for record in claimed}
+        for record in made:
+            got = by_id[record.id]
+            assert (got.queue, got.priority, got.handler) == (
+                record.queue,
+                record.priority,
+                record.handler,
+            )
+            assert got.state is JobState.RUNNING and got.locked_by == "w1"
+            assert got.lock_token and got.lock_expires_at is not None
+            assert got.locked_at is not None and got.lock_expires_at > got.locked_at
+    finally:
+        adapter.close()

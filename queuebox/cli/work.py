@@ -14,6 +14,7 @@ all, with the same codes (the most serious one wins).
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import os
 import sys
@@ -124,6 +125,7 @@ def work(
         with handle_stop_signals(stop):
             _say_working(groups)
             adapter = guard(config.get_adapter)
+            tune_collector()
             guard(lambda: Worker(adapter, groups[0], stop=stop).run())
         return
     _say_working(groups)
@@ -174,7 +176,26 @@ def _run_child(
         worker = ManagedWorker(
             guard(config.get_adapter), settings, limits=limits, reporter=reporter, stop=stop
         )
+        tune_collector()
         guard(worker.run)
+
+
+#: The collector's young-generation threshold in a worker process (Python's default: 700).
+YOUNG_GENERATION = 7000
+
+
+def tune_collector() -> None:
+    """Garbage collection for a worker process, which queuebox owns: what the process holds
+    for its whole run (modules, the application, the store's caches) is set apart from the
+    collector's generations (``gc.freeze``), and the young generation is ten times the
+    default, so that the short-lived objects of a batch (rows, records, tuples) mostly die
+    by reference count before a collection walks them. Cycles that jobs leave are still
+    collected, after 7,000 new container objects instead of 700. Measured: about 5,000
+    fewer instructions per no-op job at batch 100 on SQLite (docs/benchmarks.md, December 8).
+    """
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_GENERATION, middle, old)
 
 
 def _stop_when_orphaned(parent_pid: int, stop: StopFlag) -> None:

@@ -16,6 +16,9 @@ __all__ = ["UnreadableColumn", "read_records", "record_from_row"]
 _TEXT_COLUMNS = ("name", "handler", "queue", "locked_by", "last_error", "unique_key")
 _TIME_COLUMNS = ("run_at", "created_at", "updated_at")
 _OPTIONAL_TIMES = ("locked_at", "lock_expires_at", "failed_at", "completed_at", "cancelled_at")
+#: A state by its stored value: a dict lookup, where ``JobState(value)`` runs the enum's
+#: Python-level ``__call__`` for every row.
+_STATES = {state.value: state for state in JobState}
 
 
 class UnreadableColumn(ValueError):
@@ -76,7 +79,7 @@ def _record(row: Row, moment: Callable[[Any], datetime], with_token: bool) -> Jo
         priority=priority,
         run_at=moment(row["run_at"]),
         attempts=attempts,
-        state=JobState(row["state"]),
+        state=_STATES.get(row["state"]) or JobState(row["state"]),  # (that raises)
         created_at=moment(row["created_at"]),
         updated_at=moment(row["updated_at"]),
         locked_at=None if locked_at is None else moment(locked_at),
