@@ -335,6 +335,10 @@ class Checks:
             "rows => rows.map(r => r.dataset.jobId)"
         )
         assert len(first) == 50
+        # Nothing the page builds shows as a stray "null" or "undefined" text node.
+        shown_text = self.page.locator("main").inner_text()
+        assert "null" not in shown_text and "undefined" not in shown_text, shown_text
+        assert self.page.locator("a[rel=next]").inner_text() == "Next page »"
         self.page.click("a[rel=next]")
         self.page.wait_for_url("**cursor=*")
         self.page.wait_for_selector("#jobs")

@@ -79,7 +79,8 @@ def _record(row: Row, moment: Callable[[Any], datetime], with_token: bool) -> Jo
         priority=priority,
         run_at=moment(row["run_at"]),
         attempts=attempts,
-        state=_STATES.get(row["state"]) or JobState(row["state"]),  # (that raises)
+        # JobState(value) only for a value that is no state: it raises the ValueError.
+        state=_STATES.get(row["state"]) or JobState(row["state"]),
         created_at=moment(row["created_at"]),
         updated_at=moment(row["updated_at"]),
         locked_at=None if locked_at is None else moment(locked_at),

@@ -309,14 +309,15 @@
       const empty = !data.next_cursor
         ? (cursor ? "No more jobs." : "No job matches these filters.")
         : "No match among the jobs searched so far; older jobs are not searched yet.";
+      const more = partial && data.jobs.length
+        ? [note(`${data.jobs.length} found among the jobs searched so far; older jobs are not searched yet.`)]
+        : [];
       region.replaceChildren(
         ...notesFor(["search"]),
         data.jobs.length
           ? table(["id", "job", "queue", "state", "attempts", "run at", "arguments", "last error", ""], rows, { id: "jobs" })
           : note(empty),
-        partial && data.jobs.length
-          ? note(`${data.jobs.length} found among the jobs searched so far; older jobs are not searched yet.`)
-          : null,
+        ...more,
         el("nav", { class: "pager", "aria-label": "pages" },
           cursor ? link(`/jobs?${new URLSearchParams(filters)}`, "« First page") : null,
           data.next_cursor
