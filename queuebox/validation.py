@@ -88,6 +88,17 @@ def check_page_limit(limit: object) -> int:
     return limit
 
 
+def check_scan_limit(scan_limit: object) -> int:
+    """A store's ``JobSearch.scan_limit``: at least one row, or a page would never get past
+    the rows before its cursor (every next cursor the same, and a bulk action looping)."""
+    if type(scan_limit) is not int or scan_limit < 1:
+        raise ValidationError(
+            f"scan_limit={scan_limit!r} is not valid: give the most rows one search may look "
+            "at, a whole number of at least 1 (the default is 10,000)"
+        )
+    return scan_limit
+
+
 def check_wait(wait: object) -> float:
     """Seconds from now, as a non-negative finite float that keeps the run time within what
     every store can hold (until ``LATEST_RUN_AT``)."""

@@ -34,7 +34,7 @@ from queuebox.backends.base import (
     WorkerRegistry,
     reclaim_note,
 )
-from queuebox.validation import check_page_limit
+from queuebox.validation import check_page_limit, check_scan_limit
 
 __all__ = ["MemoryAdapter"]
 
@@ -541,6 +541,7 @@ class MemoryAdapter(
         cursor: str | None = None,
     ) -> JobPage:
         check_page_limit(limit)
+        scan_limit = check_scan_limit(self.scan_limit)
         before = _int_id(cursor) if cursor is not None else None
         needle = text.casefold() if text else None
         with self._lock:
@@ -550,7 +551,7 @@ class MemoryAdapter(
             for row_id in sorted(self._rows, reverse=True):
                 if before is not None and row_id >= before:
                     continue
-                if looked == self.scan_limit:  # as the other stores: bounded work per page
+                if looked == scan_limit:  # as the other stores: bounded work per page
                     return JobPage(found, str(row_id + 1))
                 looked += 1
                 row = self._rows[row_id]

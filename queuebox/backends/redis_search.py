@@ -29,7 +29,7 @@ from queuebox.backends.redis_keys import check_queue
 from queuebox.backends.redis_parts import RedisParts
 from queuebox.errors import ValidationError
 from queuebox.json_text import load_json
-from queuebox.validation import check_page_limit, is_queue_name
+from queuebox.validation import check_page_limit, check_scan_limit, is_queue_name
 
 if TYPE_CHECKING:
     from queuebox.backends.redis_scripts import Call
@@ -75,7 +75,7 @@ class RedisJobSearch(RedisParts, JobSearch):
             else:
                 positions = dict.fromkeys(self._registry.names(None), _TOP)
             readings = [_Reading(q, at) for q, at in sorted(positions.items())]
-            budget = self.scan_limit
+            budget = check_scan_limit(self.scan_limit)
             while True:
                 page = _merge(readings, limit)
                 active = [r for r in readings if not r.exhausted and len(r.found) < limit]

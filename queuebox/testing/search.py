@@ -114,6 +114,32 @@ class JobSearchContract(StoreFixtures):
         assert cursor is None, f"the walk did not end in {calls} calls of 40 rows each"
         assert found == [rare.id]
 
+    @pytest.mark.parametrize("scan_limit", [0, -5, 2.5, True, "100"])
+    def test_a_scan_limit_below_one_row_is_refused(
+        self, searchable: SearchAdapter, scan_limit: object
+    ) -> None:
+        """Below one row a page could never pass the rows before its cursor: every next
+        cursor would be the same, and a walk (a bulk action) would never end."""
+        searchable.schedule_one(new_job())
+        searchable.scan_limit = scan_limit  # type: ignore[assignment]
+        with pytest.raises(ValidationError, match="scan_limit="):
+            searchable.search_jobs(name="Nobody")
+
+    def test_the_smallest_scan_limit_still_walks_to_the_end(
+        self, searchable: SearchAdapter
+    ) -> None:
+        records = [searchable.schedule_one(new_job(args=[n])) for n in range(4)]
+        searchable.scan_limit = 1
+        found: list[str] = []
+        cursor = None
+        for _ in range(20):
+            page = searchable.search_jobs(name="ContractJob", limit=2, cursor=cursor)
+            found += [job.id for job in page.jobs]
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        assert found == [record.id for record in reversed(records)]
+
     def test_each_state_filter_finds_exactly_its_jobs_among_many(
         self, searchable: SearchAdapter
     ) -> None:

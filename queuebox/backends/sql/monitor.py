@@ -33,7 +33,7 @@ from queuebox.backends.base import (
 from queuebox.backends.sql.queries import is_empty, load_queries
 from queuebox.backends.sql.store import SQLStore
 from queuebox.json_text import load_json
-from queuebox.validation import check_page_limit
+from queuebox.validation import check_page_limit, check_scan_limit
 
 __all__ = ["PostgresMonitor", "SQLMonitor"]
 
@@ -242,11 +242,12 @@ class SQLMonitor(SQLStore, WorkerRegistry, ThroughputHistory, JobSearch):
         jobs in one request. A filter on a state few jobs are in (failed, completed,
         cancelled, running) walks the jobs of that state alone."""
         check_page_limit(limit)
+        scan_limit = check_scan_limit(self.scan_limit)
         before = None if cursor is None else self._job_key(cursor)
         if cursor is not None and before is None:
             raise ValueError(f"cursor {cursor!r} is not one a page of search_jobs gave")
         filtered = any(f is not None for f in (queue, state, name)) or bool(text)
-        scan = min(max(self.scan_limit, limit + 1), 4 * limit + 1) if filtered else limit + 1
+        scan = min(max(scan_limit, limit + 1), 4 * limit + 1) if filtered else limit + 1
         wanted = None if state is None else JobState(state)
         query = "search_jobs" if wanted is None else _STATE_SEARCHES.get(wanted, "search_jobs")
         params = {
@@ -270,9 +271,9 @@ class SQLMonitor(SQLStore, WorkerRegistry, ThroughputHistory, JobSearch):
             if window_size < scan:  # the window reached the oldest job
                 return JobPage(found, None)
             before, scanned = window_end, scanned + window_size
-            if scanned >= self.scan_limit:  # bounded work, and where to go on
+            if scanned >= scan_limit:  # bounded work, and where to go on
                 return JobPage(found, str(window_end))
-            scan = min(max(self.scan_limit, limit + 1), scan * 8)
+            scan = min(max(scan_limit, limit + 1), scan * 8)
 
 
 class PostgresMonitor(SQLMonitor):
