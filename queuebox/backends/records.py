@@ -527,7 +527,7 @@ def unreadable_record(
 
 
 class Row(Protocol):
-    """A database row read by column name (``sqlite3.Row``, a psycopg dict row)."""
+    """A database row read by column name (a dict: SQLite names its tuples, psycopg's dict_row)."""
 
     def __getitem__(self, key: str, /) -> Any: ...
 
