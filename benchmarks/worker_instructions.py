@@ -16,7 +16,8 @@ folder, so that the tree on ``PYTHONPATH`` is the one imported. The heartbeat's 
 checks are stretched by ``--time-scale`` (100: about callgrind's slowdown), so that they
 weigh per job what they weigh at full speed (at 1, as they are, they are most of the
 difference between two rounds of one variant). Needs ``valgrind`` (``apt-get install
-valgrind``); about a minute per variant.
+valgrind``); about a minute per variant. ``--enqueue`` counts, instead of the worker, a
+process that enqueues ``-n`` (then ``--small``) jobs one ``perform_later`` at a time.
 """
 
 from __future__ import annotations
@@ -111,10 +112,24 @@ def _left(space: StoreSpace) -> int:
         adapter.close()
 
 
+#: ``--enqueue``: argv[1] jobs, one ``perform_later`` call each.
+_ENQUEUE = (
+    "import noopapp, sys\nfor i in range(int(sys.argv[1])):\n    noopapp.Noop.perform_later(i)\n"
+)
+
+
 def _instructions(
-    tree: Path, jobs: int, batch: int, scratch: Path, *, store: str, time_scale: float
+    tree: Path,
+    jobs: int,
+    batch: int,
+    scratch: Path,
+    *,
+    store: str,
+    time_scale: float,
+    enqueue: bool = False,
 ) -> int:
-    """Total instructions of one ``queuebox work`` process that drains ``jobs`` jobs."""
+    """Total instructions of one ``queuebox work`` process that drains ``jobs`` jobs, or
+    (``enqueue``) of one process that enqueues them one ``perform_later`` at a time."""
     space = StoreSpace(store, DEFAULT_URLS[store])
     env = {
         **os.environ,
@@ -122,6 +137,23 @@ def _instructions(
         "QUEUEBOX_URL": space.url,
         "QUEUEBOX_APP": "noopapp",
     }
+    if enqueue:
+        out = scratch / f"callgrind-enqueue-{jobs}.out"
+        try:
+            subprocess.run(
+                [
+                    *("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"),
+                    *(sys.executable, "-c", _ENQUEUE, str(jobs)),
+                ],
+                env=env,
+                cwd=scratch,
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        finally:
+            space.remove()
+        return _total(out)
     try:
         subprocess.run([sys.executable, "-c", _FILL, str(jobs)], env=env, cwd=scratch, check=True)
         out = scratch / f"callgrind-{jobs}.out"
@@ -146,6 +178,10 @@ def _instructions(
             worker.wait(120)
     finally:
         space.remove()
+    return _total(out)
+
+
+def _total(out: Path) -> int:
     found = _TOTAL.search(out.read_bytes())
     if found is None:
         raise RuntimeError(f"no instruction total in {out}")
@@ -165,6 +201,7 @@ def _measure(
     store: str,
     time_scale: float,
     config: str | None = None,
+    enqueue: bool = False,
 ) -> tuple[float, float]:
     """(instructions per job, start-up instructions in millions) for ``tree``, with
     ``config`` as the worker folder's ``queuebox.toml``."""
@@ -173,8 +210,13 @@ def _measure(
         (scratch / "noopapp.py").write_text(_APP)
         if config is not None:
             (scratch / "queuebox.toml").write_text(config)
-        large = _instructions(tree, jobs, batch, scratch, store=store, time_scale=time_scale)
-        little = _instructions(tree, small, batch, scratch, store=store, time_scale=time_scale)
+        counts = [
+            _instructions(
+                tree, n, batch, scratch, store=store, time_scale=time_scale, enqueue=enqueue
+            )
+            for n in (jobs, small)
+        ]
+        large, little = counts
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     per_job = (large - little) / (jobs - small)
@@ -186,6 +228,12 @@ def main() -> None:
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--before", type=Path, help="another checkout")
     which.add_argument("--stats", action="store_true", help="throughput tallies off vs on")
+    parser.add_argument(
+        "--enqueue",
+        action="store_true",
+        help="count a process that enqueues the jobs one perform_later at a time instead of"
+        " the worker (with --before)",
+    )
     parser.add_argument("-n", type=int, default=3000, help="jobs of the large drain")
     parser.add_argument("--small", type=int, default=1000, help="jobs of the small drain")
     parser.add_argument("--batch-size", type=int, default=100)
@@ -218,6 +266,8 @@ def main() -> None:
         parser.error("-n must be larger than --small, and --small at least 1")
     if not args.time_scale >= 1:
         parser.error("--time-scale must be at least 1")
+    if args.enqueue and args.stats:
+        parser.error("--enqueue compares two trees: give --before, not --stats")
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     rows = []
@@ -241,6 +291,7 @@ def main() -> None:
                     store=args.store,
                     time_scale=args.time_scale,
                     config=config,
+                    enqueue=args.enqueue,
                 )
             )
     before, after = (statistics.median(per_job for per_job, _ in results[k]) for k in results)
@@ -259,8 +310,9 @@ def main() -> None:
             f"{after_start / before_start:.3f}",
         ]
     )
+    what = "`perform_later`, one job per call," if args.enqueue else "`queuebox work`"
     print(
-        f"### Instructions of `queuebox work` on {args.store} (batch {args.batch_size};"
+        f"### Instructions of {what} on {args.store} (batch {args.batch_size};"
         f" -n {args.n}"
         f" minus {args.small}; median of {args.rounds}; periodic checks x{args.time_scale:g});"
         f" {names}\n"

@@ -280,6 +280,28 @@ def test_search_depth_times_each_filter_for_both_trees() -> None:
         assert float(ratio) > 0
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--stats", "--enqueue"], "--enqueue compares two trees"),
+        (["--stats", "--time-scale", "0.5"], "--time-scale must be at least 1"),
+        (["--stats", "--rounds", "0"], "--rounds must be at least 1"),
+        (["--stats", "-n", "10", "--small", "10"], "-n must be larger than --small"),
+    ],
+)
+def test_worker_instructions_refuses_bad_options(argv: list[str], message: str) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks.worker_instructions", *argv],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 2
+    assert message in completed.stderr or "valgrind is not installed" in completed.stderr
+
+
 def test_worker_cpu_refuses_an_unknown_store() -> None:
     completed = subprocess.run(
         [sys.executable, "-m", "benchmarks.worker_cpu", "--stats", "--stores", "sqlite,mongo"],

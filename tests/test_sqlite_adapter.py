@@ -559,8 +559,8 @@ def test_stored_times_convert_once_per_value_and_never_take_a_bool_for_an_intege
 
 
 def test_a_claimed_batch_reads_every_column_by_its_name(tmp_path: Path) -> None:
-    """Rows come from sqlite3 as tuples and are named per statement: each record of a
-    batch has its own values in the right fields."""
+    """A claim's rows (whole jobs) are read as dicts named once per statement: each
+    record of a batch has its own values in the right fields."""
     adapter = SQLiteAdapter(tmp_path / "names.db")
     try:
         made = adapter.schedule(

@@ -527,7 +527,7 @@ def unreadable_record(
 
 
 class Row(Protocol):
-    """A database row read by column name (a dict: SQLite names its tuples, psycopg's dict_row)."""
+    """A database row read by column name (``sqlite3.Row`` or a dict, a psycopg dict row)."""
 
     def __getitem__(self, key: str, /) -> Any: ...
 
