@@ -290,29 +290,27 @@ def test_search_depth_times_each_filter_for_both_trees() -> None:
     ],
 )
 def test_worker_instructions_refuses_bad_options(argv: list[str], message: str) -> None:
-    completed = subprocess.run(
-        [sys.executable, "-m", "benchmarks.worker_instructions", *argv],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert completed.returncode == 2
-    assert message in completed.stderr or "valgrind is not installed" in completed.stderr
+    stderr = _refused("benchmarks.worker_instructions", *argv)
+    assert message in stderr or "valgrind is not installed" in stderr
 
 
 def test_worker_cpu_refuses_an_unknown_store() -> None:
+    stderr = _refused("benchmarks.worker_cpu", "--stats", "--stores", "sqlite,mongo")
+    assert "unknown store(s) mongo; known: free, sqlite, redis, postgres" in stderr
+
+
+def _refused(module: str, *argv: str) -> str:
+    """The error output of ``python -m module argv``, which must exit 2 (a usage error)."""
     completed = subprocess.run(
-        [sys.executable, "-m", "benchmarks.worker_cpu", "--stats", "--stores", "sqlite,mongo"],
+        [sys.executable, "-m", module, *argv],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
-    assert completed.returncode == 2
-    assert "unknown store(s) mongo; known: free, sqlite, redis, postgres" in completed.stderr
+    assert completed.returncode == 2, completed.stderr
+    return completed.stderr
 
 
 # -- the reports, on results built here ---------------------------------------------------------
