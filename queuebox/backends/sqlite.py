@@ -46,9 +46,9 @@ MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 #: From this many columns on, ``_fetch`` hands rows on as dicts (see there).
 _WIDE_ROW = 8
-_MICROSECOND = timedelta(microseconds=1)
 
 
 @functools.lru_cache(maxsize=512, typed=True)  # typed: True is not the integer 1
